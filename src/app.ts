@@ -1,0 +1,51 @@
+import { mkdirSync } from 'node:fs';
+import { resolveConfig, type Config, type ConfigOverrides } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { openDatabase, type DB } from './store/db.js';
+import { Service } from './service.js';
+import type { AnyTool, ToolContext } from './registry.js';
+
+/**
+ * A check run before a write- or admin-tier tool. It throws to refuse the call (nothing has
+ * changed yet). The worker issue installs the startup doctor here.
+ */
+export type PreCallHook = (tool: AnyTool, args: Record<string, unknown>, ctx: ToolContext) => Promise<void> | void;
+
+/** Everything a tool handler may use. One per process (or per test). */
+export class App {
+  readonly config: Config;
+  readonly db: DB;
+  readonly service: Service;
+  readonly logger: Logger;
+  readonly preCallHooks: PreCallHook[] = [];
+  private readonly closers: Array<() => void | Promise<void>> = [];
+
+  constructor(config: Config, logger: Logger) {
+    this.config = config;
+    this.logger = logger;
+    mkdirSync(config.home, { recursive: true });
+    mkdirSync(config.reportsDir, { recursive: true });
+    mkdirSync(config.workspaceRoot, { recursive: true });
+    this.db = openDatabase(config.dbPath);
+    this.service = new Service(this.db, { workspaceRoot: config.workspaceRoot });
+  }
+
+  onClose(fn: () => void | Promise<void>): void {
+    this.closers.push(fn);
+  }
+
+  async close(): Promise<void> {
+    for (const fn of this.closers.reverse()) await fn();
+    if (this.db.open) this.db.close();
+  }
+}
+
+export interface CreateAppOptions extends ConfigOverrides {
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function createApp(opts: CreateAppOptions = {}): App {
+  const config = resolveConfig(opts, opts.env);
+  return new App(config, opts.logger ?? createLogger());
+}

@@ -1,0 +1,72 @@
+import pino, { type Logger } from 'pino';
+
+export type { Logger };
+
+/** Paths pino blanks out wherever they appear in a log object. */
+export const REDACT_PATHS = [
+  'token',
+  '*.token',
+  'secret',
+  '*.secret',
+  'api_key',
+  '*.api_key',
+  'apiKey',
+  '*.apiKey',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  '*.headers.authorization',
+  'req.headers.authorization',
+  'headers["x-hub-signature-256"]',
+  'password',
+  '*.password',
+];
+
+/** Env vars whose values must never reach a log line, even inside free text. */
+export const SECRET_ENV_VARS = [
+  'AGENTPR_MCP_TOKEN',
+  'AGENTPR_GITHUB_WEBHOOK_SECRET',
+  'AGENTPR_GITHUB_TOKEN',
+  'GITHUB_TOKEN',
+  'GH_TOKEN',
+  'AGENTPR_TELEGRAM_BOT_TOKEN',
+  'AGENTPR_MANAGER_API_KEY',
+  'OPENAI_API_KEY',
+];
+
+/** Replaces every known secret value inside a string with [REDACTED]. */
+export function scrubSecrets(text: string, env: NodeJS.ProcessEnv = process.env): string {
+  let out = text;
+  for (const name of SECRET_ENV_VARS) {
+    const v = env[name];
+    if (v && v.length >= 6) out = out.split(v).join('[REDACTED]');
+  }
+  return out;
+}
+
+/** pino JSON on stderr (fd 2): stdout belongs to the stdio protocol. */
+export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+  const level = opts.level ?? process.env.AGENTPR_LOG_LEVEL ?? 'info';
+  return pino(
+    {
+      name: opts.name ?? 'agentpr',
+      level,
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      hooks: {
+        // Free-text messages can carry a token too (an error quoting a URL, say).
+        logMethod(args, method) {
+          const scrubbed = args.map((a) => (typeof a === 'string' ? scrubSecrets(a) : a)) as typeof args;
+          method.apply(this, scrubbed);
+        },
+      },
+      formatters: {
+        log(obj) {
+          const text = JSON.stringify(obj);
+          const clean = scrubSecrets(text);
+          return clean === text ? obj : (JSON.parse(clean) as Record<string, unknown>);
+        },
+      },
+    },
+    opts.destination ?? pino.destination({ fd: 2, sync: false }),
+  );
+}

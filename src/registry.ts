@@ -1,0 +1,185 @@
+import { z } from 'zod';
+import type { App } from './app.js';
+import { ConfigurationError, UserInputError, errorMessage } from './core/errors.js';
+import { TransitionError } from './core/states.js';
+
+export type Tier = 'read' | 'write' | 'admin';
+export const TIER_RANK: Record<Tier, number> = { read: 0, write: 1, admin: 2 };
+
+/** The way in a call came through; recorded in approvals and audits. */
+export type Entry = 'mcp' | 'cli' | 'telegram' | 'manager' | 'webhook' | 'internal';
+
+export interface ToolAnnotations {
+  readOnlyHint?: boolean;
+  destructiveHint?: boolean;
+  idempotentHint?: boolean;
+  openWorldHint?: boolean;
+}
+
+export interface ProgressUpdate {
+  progress: number;
+  total?: number;
+  message?: string;
+}
+
+export interface ToolContext {
+  app: App;
+  entry: Entry;
+  /** Who called, as the entry knows it (MCP client name, CLI user, telegram:<user id>, ...). */
+  actor?: string;
+  signal?: AbortSignal;
+  /** Present when the caller asked for progress (an MCP progress token, a CLI spinner). */
+  progress?: (update: ProgressUpdate) => Promise<void>;
+  /** --skip-doctor from the CLI; MCP callers pass the `skip_doctor` input field instead. */
+  skipDoctor?: boolean;
+}
+
+export interface ToolResult<O> {
+  data: O;
+  /** A short readable summary for people. */
+  text: string;
+}
+
+export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z.ZodObject = z.ZodObject> {
+  name: string;
+  title: string;
+  description: string;
+  tier: Tier;
+  annotations: ToolAnnotations;
+  input: I;
+  output: O;
+  /** CLI hints: fields that may be given positionally, in order. */
+  cli?: { positional?: string[] };
+  handler: (args: z.output<I>, ctx: ToolContext) => Promise<ToolResult<z.input<O>>> | ToolResult<z.input<O>>;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyTool = ToolDefinition<z.ZodObject<any>, z.ZodObject<any>>;
+
+export function defineTool<I extends z.ZodObject, O extends z.ZodObject>(def: ToolDefinition<I, O>): ToolDefinition<I, O> {
+  return def;
+}
+
+const SKIP_DOCTOR = z
+  .boolean()
+  .optional()
+  .describe('Skip the automatic startup doctor check for this call (use only when you know why it fails)');
+
+/**
+ * The input schema every entry validates against (and MCP clients see): the tool's own, strict,
+ * plus `skip_doctor` on write and admin tools.
+ */
+const inputCache = new WeakMap<AnyTool, z.ZodObject>();
+export function effectiveInput(tool: AnyTool): z.ZodObject {
+  let schema = inputCache.get(tool);
+  if (!schema) {
+    const base = tool.input.strict();
+    schema = tool.tier === 'read' ? base : base.extend({ skip_doctor: SKIP_DOCTOR }).strict();
+    inputCache.set(tool, schema);
+  }
+  return schema;
+}
+
+/** JSON Schema of a tool's input, the same for MCP, the manager LLM and Telegram's LLM routing. */
+export function inputJsonSchema(tool: AnyTool): Record<string, unknown> {
+  return z.toJSONSchema(effectiveInput(tool), { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}
+
+export function formatZodError(err: z.ZodError, what: string): string {
+  const parts = err.issues.map((issue) => {
+    const path = issue.path.length ? issue.path.join('.') : '(input)';
+    if (issue.code === 'unrecognized_keys') {
+      return `${path === '(input)' ? '' : `${path}: `}unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    }
+    if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) {
+      return `${path}: required (${issue.expected})`;
+    }
+    return `${path}: ${issue.message}`;
+  });
+  return `invalid input for ${what}: ${parts.join('; ')}`;
+}
+
+export type CallErrorCode = 'unknown_tool' | 'invalid_input' | 'forbidden' | 'refused' | 'conflict' | 'configuration' | 'internal';
+
+export type CallOutcome =
+  | { ok: true; tool: AnyTool; data: Record<string, unknown>; text: string }
+  | { ok: false; tool?: AnyTool; code: CallErrorCode; error: string };
+
+export interface CallOptions {
+  /** The highest tier the caller may use (Telegram chats, the manager LLM); default admin. */
+  maxTier?: Tier;
+}
+
+/** Thrown by pre-call hooks (the doctor) to refuse a call before anything changes. */
+export class RefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RefusedError';
+  }
+}
+
+export class Registry {
+  readonly tools: readonly AnyTool[];
+  private readonly byName: Map<string, AnyTool>;
+
+  constructor(tools: readonly AnyTool[]) {
+    this.tools = tools;
+    this.byName = new Map();
+    for (const t of tools) {
+      if (this.byName.has(t.name)) throw new Error(`tool ${t.name} is registered twice`);
+      this.byName.set(t.name, t);
+    }
+  }
+
+  get(name: string): AnyTool | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Tools visible at a tier (read-only mode hides write and admin tools rather than refusing them). */
+  visible(maxTier: Tier = 'admin'): AnyTool[] {
+    return this.tools.filter((t) => TIER_RANK[t.tier] <= TIER_RANK[maxTier]);
+  }
+
+  /**
+   * The one call path every entry uses: find, check tier, validate, pre-call hooks (doctor),
+   * handler, output check. Never throws; failures come back as `{ok: false}` with a message.
+   */
+  async call(name: string, rawArgs: unknown, ctx: ToolContext, opts: CallOptions = {}): Promise<CallOutcome> {
+    const tool = this.byName.get(name);
+    if (!tool) {
+      return { ok: false, code: 'unknown_tool', error: `unknown tool '${name}'; available: ${this.tools.map((t) => t.name).join(', ')}` };
+    }
+    const maxTier = opts.maxTier ?? 'admin';
+    if (TIER_RANK[tool.tier] > TIER_RANK[maxTier]) {
+      return { ok: false, tool, code: 'forbidden', error: `${name} is a ${tool.tier}-tier tool; this caller may use ${maxTier}-tier tools only` };
+    }
+    const parsed = effectiveInput(tool).safeParse(rawArgs ?? {});
+    if (!parsed.success) return { ok: false, tool, code: 'invalid_input', error: formatZodError(parsed.error, name) };
+    const args = { ...(parsed.data as Record<string, unknown>) };
+    const skipDoctor = Boolean(args.skip_doctor) || Boolean(ctx.skipDoctor);
+    delete args.skip_doctor;
+    const log = ctx.app.logger.child({ tool: name, entry: ctx.entry, ...(typeof args.run_id === 'string' ? { run_id: args.run_id } : {}) });
+    try {
+      if (tool.tier !== 'read') {
+        for (const hook of ctx.app.preCallHooks) await hook(tool, args, { ...ctx, skipDoctor });
+      }
+      const result = await tool.handler(args, { ...ctx, skipDoctor });
+      const out = tool.output.safeParse(result.data);
+      if (!out.success) {
+        log.error({ issues: out.error.issues }, 'tool output did not match its schema');
+        return { ok: false, tool, code: 'internal', error: `internal error: ${name} produced output that does not match its schema (${formatZodError(out.error, 'output')})` };
+      }
+      log.debug('tool call ok');
+      return { ok: true, tool, data: out.data as Record<string, unknown>, text: result.text };
+    } catch (err) {
+      const message = errorMessage(err);
+      if (err instanceof UserInputError) return { ok: false, tool, code: 'invalid_input', error: message };
+      if (err instanceof TransitionError) return { ok: false, tool, code: 'conflict', error: message };
+      if (err instanceof RefusedError) return { ok: false, tool, code: 'refused', error: message };
+      if (err instanceof ConfigurationError) return { ok: false, tool, code: 'configuration', error: message };
+      if (err instanceof z.ZodError) return { ok: false, tool, code: 'invalid_input', error: formatZodError(err, name) };
+      log.error({ err }, 'tool handler failed');
+      return { ok: false, tool, code: 'internal', error: `${name} failed: ${message}` };
+    }
+  }
+}

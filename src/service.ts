@@ -1,0 +1,425 @@
+import { EventEmitter } from 'node:events';
+import { join, resolve } from 'node:path';
+import type { Statement } from 'better-sqlite3';
+import type { DB } from './store/db.js';
+import { decideEffect, defaultIdempotencyKey, validatePayload, type ArtifactType, type Payload, ARTIFACT_TYPES } from './core/events.js';
+import { NotFoundError, UserInputError } from './core/errors.js';
+import { newRunId, nowIso } from './core/ids.js';
+import {
+  OwnerSchema,
+  RepoSchema,
+  type ApplyResult,
+  type ArtifactView,
+  type AttemptView,
+  type EventView,
+  type RunView,
+} from './core/models.js';
+import { RunStateSchema, type RunState } from './core/states.js';
+
+export interface CreateRunInput {
+  owner: string;
+  repo: string;
+  prompt_version?: string;
+  mode?: string;
+  budget?: Record<string, unknown>;
+  workspace_dir?: string;
+  run_id?: string;
+}
+
+export interface ArtifactInput {
+  type: ArtifactType;
+  uri: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface ApplyEventInput {
+  run_id: string;
+  event_type: string;
+  payload?: Payload;
+  idempotency_key?: string;
+  /** Extra artifacts committed in the same transaction as the event. */
+  artifacts?: ArtifactInput[];
+}
+
+export interface ListRunsFilter {
+  state?: RunState | RunState[];
+  owner?: string;
+  repo?: string;
+  limit?: number;
+  offset?: number;
+}
+
+export interface FinishAttemptInput {
+  status: 'succeeded' | 'failed' | 'timed_out';
+  exit_code?: number | null;
+  reason_code?: string | null;
+  stdout_log?: string | null;
+  stderr_log?: string | null;
+  duration_ms?: number | null;
+  metadata?: Record<string, unknown>;
+}
+
+interface RunRow {
+  run_id: string;
+  owner: string;
+  repo: string;
+  prompt_version: string;
+  mode: string;
+  budget_json: string;
+  workspace_dir: string;
+  pr_number: number | null;
+  created_at: string;
+  updated_at: string;
+  current_state: string;
+  last_error: string | null;
+}
+
+interface EventRow {
+  event_id: number;
+  run_id: string;
+  event_type: string;
+  idempotency_key: string;
+  payload_json: string;
+  from_state: string | null;
+  to_state: string;
+  outcome: string;
+  note: string | null;
+  created_at: string;
+}
+
+const RUN_SELECT = `SELECT r.*, s.current_state, s.last_error FROM runs r JOIN run_states s ON s.run_id = r.run_id`;
+
+function parseJson(text: string | null | undefined): Record<string, unknown> {
+  if (!text) return {};
+  try {
+    const v: unknown = JSON.parse(text);
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function toRunView(row: RunRow): RunView {
+  return {
+    run_id: row.run_id,
+    owner: row.owner,
+    repo: row.repo,
+    state: RunStateSchema.parse(row.current_state),
+    last_error: row.last_error,
+    prompt_version: row.prompt_version,
+    mode: row.mode,
+    budget: parseJson(row.budget_json),
+    workspace_dir: row.workspace_dir,
+    pr_number: row.pr_number,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+function toEventView(row: EventRow): EventView {
+  return { ...row, payload: parseJson(row.payload_json) };
+}
+
+export type ServiceEvents = {
+  event: [ApplyResult];
+  artifact: [ArtifactView];
+  run: [RunView];
+};
+
+/**
+ * The only writer. Every write is one `BEGIN IMMEDIATE` transaction, so two processes sharing the
+ * database file serialize on the write lock (waiting out the busy timeout) instead of interleaving.
+ */
+export class Service extends EventEmitter<ServiceEvents> {
+  readonly db: DB;
+  readonly workspaceRoot: string;
+  private readonly st: Record<string, Statement>;
+
+  constructor(db: DB, opts: { workspaceRoot: string }) {
+    super();
+    this.db = db;
+    this.workspaceRoot = resolve(opts.workspaceRoot);
+    this.st = {
+      getRun: db.prepare(`${RUN_SELECT} WHERE r.run_id = ?`),
+      insertRun: db.prepare(`INSERT INTO runs (run_id, owner, repo, prompt_version, mode, budget_json, workspace_dir, pr_number, created_at, updated_at)
+        VALUES (@run_id, @owner, @repo, @prompt_version, @mode, @budget_json, @workspace_dir, NULL, @now, @now)`),
+      insertState: db.prepare(`INSERT INTO run_states (run_id, current_state, last_error, updated_at) VALUES (?, 'QUEUED', NULL, ?)`),
+      findEvent: db.prepare(`SELECT * FROM events WHERE run_id = ? AND idempotency_key = ?`),
+      insertEvent: db.prepare(`INSERT INTO events (run_id, event_type, idempotency_key, payload_json, from_state, to_state, outcome, note, created_at)
+        VALUES (@run_id, @event_type, @idempotency_key, @payload_json, @from_state, @to_state, @outcome, @note, @now)`),
+      updateState: db.prepare(`UPDATE run_states SET current_state = ?, last_error = ?, updated_at = ? WHERE run_id = ?`),
+      touchRun: db.prepare(`UPDATE runs SET updated_at = ? WHERE run_id = ?`),
+      setPr: db.prepare(`UPDATE runs SET pr_number = ?, updated_at = ? WHERE run_id = ?`),
+      insertArtifact: db.prepare(`INSERT INTO artifacts (run_id, artifact_type, uri, metadata_json, created_at) VALUES (?, ?, ?, ?, ?)`),
+      getArtifact: db.prepare(`SELECT * FROM artifacts WHERE artifact_id = ?`),
+      lastEventId: db.prepare(`SELECT MAX(event_id) AS id FROM events WHERE run_id = ?`),
+      maxAttempt: db.prepare(`SELECT MAX(attempt_no) AS n FROM step_attempts WHERE run_id = ? AND step = ?`),
+      insertAttempt: db.prepare(`INSERT INTO step_attempts (run_id, step, attempt_no, status, metadata_json, started_at) VALUES (?, ?, ?, 'running', ?, ?)`),
+      getAttempt: db.prepare(`SELECT * FROM step_attempts WHERE attempt_id = ?`),
+      finishAttempt: db.prepare(`UPDATE step_attempts SET status = @status, exit_code = @exit_code, reason_code = @reason_code,
+        stdout_log = @stdout_log, stderr_log = @stderr_log, duration_ms = @duration_ms, metadata_json = @metadata_json, finished_at = @now
+        WHERE attempt_id = @attempt_id`),
+    };
+  }
+
+  /** Runs fn in one IMMEDIATE transaction (nested calls join the outer one). */
+  transaction<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    return this.db.transaction(fn).immediate();
+  }
+
+  // ---- runs ---------------------------------------------------------------------------------
+
+  createRun(input: CreateRunInput): RunView {
+    const owner = OwnerSchema.parse(input.owner);
+    const repo = RepoSchema.parse(input.repo);
+    const runId = input.run_id ?? newRunId();
+    const workspace = resolve(input.workspace_dir ?? join(this.workspaceRoot, repo));
+    const now = nowIso();
+    const view = this.transaction(() => {
+      if (this.st.getRun.get(runId)) throw new UserInputError(`run ${runId} already exists`);
+      this.st.insertRun.run({
+        run_id: runId,
+        owner,
+        repo,
+        prompt_version: input.prompt_version ?? 'v1',
+        mode: input.mode ?? 'push_only',
+        budget_json: JSON.stringify(input.budget ?? {}),
+        workspace_dir: workspace,
+        now,
+      });
+      this.st.insertState.run(runId, now);
+      const payload = { owner, repo, prompt_version: input.prompt_version ?? 'v1', mode: input.mode ?? 'push_only' };
+      this.st.insertEvent.run({
+        run_id: runId,
+        event_type: 'command.run.create',
+        idempotency_key: defaultIdempotencyKey('command.run.create', runId, payload),
+        payload_json: JSON.stringify(payload),
+        from_state: null,
+        to_state: 'QUEUED',
+        outcome: 'applied',
+        note: null,
+        now,
+      });
+      return this.getRun(runId);
+    });
+    this.emit('run', view);
+    return view;
+  }
+
+  getRun(runId: string): RunView {
+    const row = this.st.getRun.get(runId) as RunRow | undefined;
+    if (!row) throw new NotFoundError(`unknown run '${runId}'; list runs with list-runs`);
+    return toRunView(row);
+  }
+
+  findRun(runId: string): RunView | undefined {
+    const row = this.st.getRun.get(runId) as RunRow | undefined;
+    return row ? toRunView(row) : undefined;
+  }
+
+  listRuns(filter: ListRunsFilter = {}): { runs: RunView[]; total: number } {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const states = filter.state === undefined ? [] : Array.isArray(filter.state) ? filter.state : [filter.state];
+    if (states.length) {
+      where.push(`s.current_state IN (${states.map(() => '?').join(',')})`);
+      params.push(...states);
+    }
+    if (filter.owner) {
+      where.push('lower(r.owner) = lower(?)');
+      params.push(filter.owner);
+    }
+    if (filter.repo) {
+      where.push('lower(r.repo) = lower(?)');
+      params.push(filter.repo);
+    }
+    const clause = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM runs r JOIN run_states s ON s.run_id = r.run_id${clause}`).get(...params) as { n: number }).n;
+    const rows = this.db
+      .prepare(`${RUN_SELECT}${clause} ORDER BY r.created_at DESC, r.run_id DESC LIMIT ? OFFSET ?`)
+      .all(...params, filter.limit ?? 50, filter.offset ?? 0) as RunRow[];
+    return { runs: rows.map(toRunView), total };
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  /** Id of the run's latest event, used by command tools to key a command on what the caller saw. */
+  lastEventId(runId: string): number {
+    return ((this.st.lastEventId.get(runId) as { id: number | null }).id ?? 0);
+  }
+
+  applyEvent(input: ApplyEventInput): ApplyResult {
+    const { type, payload } = validatePayload(input.event_type, input.payload);
+    if (input.idempotency_key !== undefined && (input.idempotency_key.length === 0 || input.idempotency_key.length > 512)) {
+      throw new UserInputError('idempotency_key must be 1 to 512 characters');
+    }
+    for (const a of input.artifacts ?? []) {
+      if (!ARTIFACT_TYPES.includes(a.type)) throw new UserInputError(`unknown artifact type '${a.type}'; allowed: ${ARTIFACT_TYPES.join(', ')}`);
+    }
+    const key = input.idempotency_key ?? defaultIdempotencyKey(type, input.run_id, payload);
+    const newArtifacts: ArtifactView[] = [];
+    const result = this.transaction((): ApplyResult => {
+      const run = this.getRun(input.run_id);
+      const existing = this.st.findEvent.get(input.run_id, key) as EventRow | undefined;
+      if (existing) {
+        return {
+          run_id: run.run_id,
+          event_id: existing.event_id,
+          event_type: existing.event_type,
+          idempotency_key: key,
+          duplicate: true,
+          outcome: 'duplicate',
+          from_state: run.state,
+          state: run.state,
+          last_error: run.last_error,
+          note: `duplicate of event ${existing.event_id}; nothing changed`,
+        };
+      }
+      const effect = decideEffect(run.state, type, payload);
+      const now = nowIso();
+      const info = this.st.insertEvent.run({
+        run_id: run.run_id,
+        event_type: type,
+        idempotency_key: key,
+        payload_json: JSON.stringify(payload),
+        from_state: run.state,
+        to_state: effect.to,
+        outcome: effect.outcome,
+        note: effect.note ?? null,
+        now,
+      });
+      let lastError = run.last_error;
+      if (effect.outcome !== 'ignored') {
+        if (effect.lastError !== undefined) lastError = effect.lastError;
+        if (effect.to !== run.state || lastError !== run.last_error) {
+          this.st.updateState.run(effect.to, lastError, now, run.run_id);
+        }
+        if (effect.prNumber !== undefined) this.st.setPr.run(effect.prNumber, now, run.run_id);
+        else this.st.touchRun.run(now, run.run_id);
+        const artifacts = [...(effect.artifact ? [effect.artifact] : []), ...(input.artifacts ?? [])];
+        for (const a of artifacts) newArtifacts.push(this.insertArtifact(run.run_id, a));
+      }
+      return {
+        run_id: run.run_id,
+        event_id: Number(info.lastInsertRowid),
+        event_type: type,
+        idempotency_key: key,
+        duplicate: false,
+        outcome: effect.outcome,
+        from_state: run.state,
+        state: effect.outcome === 'ignored' ? run.state : effect.to,
+        last_error: lastError,
+        note: effect.note ?? null,
+      };
+    });
+    this.emit('event', result);
+    for (const a of newArtifacts) this.emit('artifact', a);
+    return result;
+  }
+
+  listEvents(runId: string, opts: { limit?: number; afterId?: number; newestFirst?: boolean } = {}): EventView[] {
+    this.getRun(runId);
+    const order = opts.newestFirst ? 'DESC' : 'ASC';
+    const rows = this.db
+      .prepare(`SELECT * FROM events WHERE run_id = ? AND event_id > ? ORDER BY event_id ${order} LIMIT ?`)
+      .all(runId, opts.afterId ?? 0, opts.limit ?? 1000) as EventRow[];
+    return rows.map(toEventView);
+  }
+
+  // ---- artifacts ----------------------------------------------------------------------------
+
+  private insertArtifact(runId: string, a: ArtifactInput): ArtifactView {
+    const info = this.st.insertArtifact.run(runId, a.type, a.uri, JSON.stringify(a.metadata ?? {}), nowIso());
+    return this.artifactById(Number(info.lastInsertRowid));
+  }
+
+  private artifactById(id: number): ArtifactView {
+    const row = this.st.getArtifact.get(id) as (Omit<ArtifactView, 'metadata'> & { metadata_json: string }) | undefined;
+    if (!row) throw new NotFoundError(`unknown artifact ${id}`);
+    const { metadata_json, ...rest } = row;
+    return { ...rest, metadata: parseJson(metadata_json) };
+  }
+
+  addArtifact(runId: string, a: ArtifactInput): ArtifactView {
+    if (!ARTIFACT_TYPES.includes(a.type)) throw new UserInputError(`unknown artifact type '${a.type}'; allowed: ${ARTIFACT_TYPES.join(', ')}`);
+    const view = this.transaction(() => {
+      this.getRun(runId);
+      return this.insertArtifact(runId, a);
+    });
+    this.emit('artifact', view);
+    return view;
+  }
+
+  listArtifacts(runId: string, type?: ArtifactType | string): ArtifactView[] {
+    const rows = (
+      type
+        ? this.db.prepare(`SELECT * FROM artifacts WHERE run_id = ? AND artifact_type = ? ORDER BY artifact_id`).all(runId, type)
+        : this.db.prepare(`SELECT * FROM artifacts WHERE run_id = ? ORDER BY artifact_id`).all(runId)
+    ) as Array<Omit<ArtifactView, 'metadata'> & { metadata_json: string }>;
+    return rows.map(({ metadata_json, ...rest }) => ({ ...rest, metadata: parseJson(metadata_json) }));
+  }
+
+  latestArtifact(runId: string, type: ArtifactType): ArtifactView | undefined {
+    const row = this.db
+      .prepare(`SELECT * FROM artifacts WHERE run_id = ? AND artifact_type = ? ORDER BY artifact_id DESC LIMIT 1`)
+      .get(runId, type) as (Omit<ArtifactView, 'metadata'> & { metadata_json: string }) | undefined;
+    if (!row) return undefined;
+    const { metadata_json, ...rest } = row;
+    return { ...rest, metadata: parseJson(metadata_json) };
+  }
+
+  // ---- step attempts ------------------------------------------------------------------------
+
+  /** attempt_no = previous max for (run, step) + 1, taken inside the write lock. */
+  startAttempt(runId: string, step: string, metadata: Record<string, unknown> = {}): AttemptView {
+    return this.transaction(() => {
+      this.getRun(runId);
+      const prev = (this.st.maxAttempt.get(runId, step) as { n: number | null }).n ?? 0;
+      const info = this.st.insertAttempt.run(runId, step, prev + 1, JSON.stringify(metadata), nowIso());
+      return this.attemptById(Number(info.lastInsertRowid));
+    });
+  }
+
+  finishAttempt(attemptId: number, input: FinishAttemptInput): AttemptView {
+    return this.transaction(() => {
+      const current = this.attemptById(attemptId);
+      this.st.finishAttempt.run({
+        attempt_id: attemptId,
+        status: input.status,
+        exit_code: input.exit_code ?? null,
+        reason_code: input.reason_code ?? null,
+        stdout_log: input.stdout_log ?? null,
+        stderr_log: input.stderr_log ?? null,
+        duration_ms: input.duration_ms ?? null,
+        metadata_json: JSON.stringify({ ...current.metadata, ...(input.metadata ?? {}) }),
+        now: nowIso(),
+      });
+      return this.attemptById(attemptId);
+    });
+  }
+
+  attemptById(attemptId: number): AttemptView {
+    const row = this.st.getAttempt.get(attemptId) as (Omit<AttemptView, 'metadata'> & { metadata_json: string }) | undefined;
+    if (!row) throw new NotFoundError(`unknown step attempt ${attemptId}`);
+    const { metadata_json, ...rest } = row;
+    return { ...rest, metadata: parseJson(metadata_json) };
+  }
+
+  listAttempts(runId: string, step?: string): AttemptView[] {
+    const rows = (
+      step
+        ? this.db.prepare(`SELECT * FROM step_attempts WHERE run_id = ? AND step = ? ORDER BY attempt_id`).all(runId, step)
+        : this.db.prepare(`SELECT * FROM step_attempts WHERE run_id = ? ORDER BY attempt_id`).all(runId)
+    ) as Array<Omit<AttemptView, 'metadata'> & { metadata_json: string }>;
+    return rows.map(({ metadata_json, ...rest }) => ({ ...rest, metadata: parseJson(metadata_json) }));
+  }
+
+  /** Attempts still marked running (e.g. left behind by a crashed process). */
+  runningAttempts(): AttemptView[] {
+    const rows = this.db.prepare(`SELECT * FROM step_attempts WHERE status = 'running' ORDER BY attempt_id`).all() as Array<
+      Omit<AttemptView, 'metadata'> & { metadata_json: string }
+    >;
+    return rows.map(({ metadata_json, ...rest }) => ({ ...rest, metadata: parseJson(metadata_json) }));
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Numbered schema migrations. Each runs once, in its own transaction, and is recorded in
+ * `schema_migrations`. Never edit a shipped migration: add the next number.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'core: runs, states, events, attempts, artifacts, webhook deliveries',
+    sql: `
+CREATE TABLE runs (
+  run_id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  prompt_version TEXT NOT NULL,
+  mode TEXT NOT NULL DEFAULT 'push_only',
+  budget_json TEXT NOT NULL DEFAULT '{}',
+  workspace_dir TEXT NOT NULL,
+  pr_number INTEGER,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX runs_repo ON runs(owner, repo);
+
+CREATE TABLE run_states (
+  run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+  current_state TEXT NOT NULL,
+  last_error TEXT,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX run_states_state ON run_states(current_state);
+
+CREATE TABLE events (
+  event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  event_type TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  payload_json TEXT NOT NULL,
+  from_state TEXT,
+  to_state TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  note TEXT,
+  created_at TEXT NOT NULL,
+  UNIQUE (run_id, idempotency_key)
+);
+CREATE INDEX events_run ON events(run_id, event_id);
+
+CREATE TABLE step_attempts (
+  attempt_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  step TEXT NOT NULL,
+  attempt_no INTEGER NOT NULL,
+  status TEXT NOT NULL DEFAULT 'running',
+  exit_code INTEGER,
+  reason_code TEXT,
+  stdout_log TEXT,
+  stderr_log TEXT,
+  duration_ms INTEGER,
+  metadata_json TEXT NOT NULL DEFAULT '{}',
+  started_at TEXT NOT NULL,
+  finished_at TEXT,
+  UNIQUE (run_id, step, attempt_no)
+);
+CREATE INDEX step_attempts_status ON step_attempts(status);
+
+CREATE TABLE artifacts (
+  artifact_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  artifact_type TEXT NOT NULL CHECK (artifact_type IN (
+    'contract','branch','task_packet','agent_last_message','agent_event_stream','agent_runtime_report',
+    'run_digest','manager_insight','preflight_report','pr_open_request','pr_url')),
+  uri TEXT NOT NULL,
+  metadata_json TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL
+);
+CREATE INDEX artifacts_run ON artifacts(run_id, artifact_type, artifact_id);
+
+CREATE TABLE webhook_deliveries (
+  source TEXT NOT NULL,
+  delivery_id TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  payload_sha256 TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  PRIMARY KEY (source, delivery_id)
+);
+`,
+  },
+];

@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { defineTool } from '../src/registry.js';
+import { ApplyResultSchema, RunIdSchema } from '../src/core/models.js';
+import { EVENT_TYPES } from '../src/core/events.js';
+import { UserInputError } from '../src/core/errors.js';
+import { describeApply, IdempotencyKeySchema } from './_event-tool.js';
+
+export const applyEvent = defineTool({
+  name: 'apply-event',
+  title: 'Apply event',
+  description: `Apply any SPEC event to a run in one transaction. Without idempotency_key the default key <event_type>:<run_id>:<sha1(canonical payload)[:12]> is used, so the same event and payload twice is applied once. Event types: ${EVENT_TYPES.filter((t) => t !== 'command.run.create').join(', ')}.`,
+  tier: 'write',
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+  input: z.object({
+    run_id: RunIdSchema,
+    event_type: z.string().min(1).max(128).describe('SPEC event type, e.g. command.pause or worker.push.completed'),
+    payload: z.record(z.string().max(128), z.unknown()).default({}).describe('Event payload (see the SPEC for each type)'),
+    idempotency_key: IdempotencyKeySchema,
+  }),
+  output: ApplyResultSchema,
+  handler: (args, { app }) => {
+    const payloadBytes = Buffer.byteLength(JSON.stringify(args.payload));
+    if (payloadBytes > 64 * 1024) {
+      throw new UserInputError(`payload is ${payloadBytes} bytes; the limit is 65536 bytes`);
+    }
+    const r = app.service.applyEvent(args);
+    return { data: r, text: describeApply(r) };
+  },
+});

@@ -1,0 +1,33 @@
+import { z } from 'zod';
+import { defineTool } from '../src/registry.js';
+import { OwnerSchema, RepoSchema, RunViewSchema } from '../src/core/models.js';
+
+export const createRun = defineTool({
+  name: 'create-run',
+  title: 'Create run',
+  description:
+    'Create a contribution run for a GitHub repository. The run starts in QUEUED with its workspace at <workspace_root>/<repo>.',
+  tier: 'write',
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  input: z.object({
+    owner: OwnerSchema,
+    repo: RepoSchema,
+    prompt_version: z.string().min(1).max(64).optional().describe('Prompt version label (default v1)'),
+    mode: z.enum(['push_only']).optional().describe('Run mode; push_only is the only mode today'),
+    budget: z
+      .record(z.string().max(64), z.union([z.number(), z.string().max(256), z.boolean()]))
+      .optional()
+      .describe('Free-form budget, e.g. {"max_agent_seconds": 600}'),
+    workspace_dir: z
+      .string()
+      .min(1)
+      .max(4096)
+      .optional()
+      .describe('Clone location; default <workspace_root>/<repo>. Must be inside the workspace root to run a worker.'),
+  }),
+  output: z.object({ run: RunViewSchema }),
+  handler: (args, { app }) => {
+    const run = app.service.createRun(args);
+    return { data: { run }, text: `created ${run.run_id} for ${run.owner}/${run.repo} in ${run.state} (workspace ${run.workspace_dir})` };
+  },
+});
