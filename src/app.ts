@@ -4,6 +4,8 @@ import { createLogger, type Logger } from './logger.js';
 import { openDatabase, type DB } from './store/db.js';
 import { Service } from './service.js';
 import type { AnyTool, ToolContext } from './registry.js';
+import { loadPolicyWithSource } from './policy-file.js';
+import type { Policy } from './policy.js';
 
 /**
  * A check run before a write- or admin-tier tool. It throws to refuse the call (nothing has
@@ -17,12 +19,20 @@ export class App {
   readonly db: DB;
   readonly service: Service;
   readonly logger: Logger;
+  /** The effective manager policy (built-ins + policy file), validated at startup. */
+  readonly policy: Policy;
+  /** The policy file read, or undefined when only built-ins apply. */
+  readonly policySource: string | undefined;
   readonly preCallHooks: PreCallHook[] = [];
   private readonly closers: Array<() => void | Promise<void>> = [];
 
   constructor(config: Config, logger: Logger) {
     this.config = config;
     this.logger = logger;
+    // Before anything is opened: an invalid policy file is a startup error (ConfigurationError).
+    const loaded = loadPolicyWithSource(config.policyFile);
+    this.policy = loaded.policy;
+    this.policySource = loaded.source;
     mkdirSync(config.home, { recursive: true });
     mkdirSync(config.reportsDir, { recursive: true });
     mkdirSync(config.workspaceRoot, { recursive: true });

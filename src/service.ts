@@ -120,6 +120,158 @@ function toEventView(row: EventRow): EventView {
   return { ...row, payload: parseJson(row.payload_json) };
 }
 
+export interface TelegramUpdateClaimInput {
+  bot_id: number;
+  update_id: number;
+  chat_id?: number;
+  user_id?: number;
+  /** Identifies this bot process, so its own in-flight claim is not mistaken for a crashed one. */
+  claimer: string;
+}
+
+export type TelegramUpdateClaim =
+  | { status: 'new' }
+  | { status: 'duplicate'; outcome: string | null; previous_claimer: string }
+  | { status: 'reclaimed'; previous_claimer: string; attempts: number };
+
+export interface DeliveryInput {
+  source: string;
+  delivery_id: string;
+  event_type: string;
+  payload_sha256: string;
+}
+
+export interface PrApprovalInput {
+  request_id: string;
+  approved_by: string;
+  entry: string;
+  approved_at: string;
+  head_sha: string | null;
+  gate_ok: boolean;
+  gate: Record<string, unknown>;
+  bypass: boolean;
+  pr_url: string;
+  pr_existing: boolean;
+}
+
+export interface LinkPrWithApprovalInput {
+  run_id: string;
+  pr_number: number;
+  idempotency_key: string;
+  pr_url_artifact: ArtifactInput;
+  approval: PrApprovalInput;
+}
+
+export interface PrApprovalView extends Omit<PrApprovalInput, 'gate'> {
+  approval_id: number;
+  run_id: string;
+  pr_number: number;
+  gate: Record<string, unknown>;
+}
+
+interface PrApprovalRow {
+  approval_id: number;
+  run_id: string;
+  request_id: string;
+  approved_by: string;
+  entry: string;
+  approved_at: string;
+  head_sha: string | null;
+  gate_ok: number;
+  gate_json: string;
+  bypass: number;
+  pr_number: number;
+  pr_url: string;
+  pr_existing: number;
+}
+
+function toPrApprovalView(row: PrApprovalRow): PrApprovalView {
+  return {
+    approval_id: row.approval_id,
+    run_id: row.run_id,
+    request_id: row.request_id,
+    approved_by: row.approved_by,
+    entry: row.entry,
+    approved_at: row.approved_at,
+    head_sha: row.head_sha,
+    gate_ok: row.gate_ok === 1,
+    gate: parseJson(row.gate_json),
+    bypass: row.bypass === 1,
+    pr_number: row.pr_number,
+    pr_url: row.pr_url,
+    pr_existing: row.pr_existing === 1,
+  };
+}
+
+/** One manager decision as stored (migration 5); `args` and `model_proposal` are JSON objects. */
+export interface ManagerDecisionInput {
+  tick_id: string;
+  run_id: string;
+  mode: 'rules' | 'llm' | 'hybrid';
+  dry_run: boolean;
+  state: string;
+  action: string;
+  tool: string | null;
+  args: Record<string, unknown>;
+  reason: string;
+  priority: string;
+  source: 'rules' | 'model';
+  model_proposal: Record<string, unknown> | null;
+  disagreement: boolean;
+  executed: boolean;
+  outcome: string;
+  error: string | null;
+}
+
+export interface ManagerDecisionView extends ManagerDecisionInput {
+  decision_id: number;
+  created_at: string;
+}
+
+interface ManagerDecisionRow {
+  decision_id: number;
+  tick_id: string;
+  run_id: string;
+  mode: ManagerDecisionInput['mode'];
+  dry_run: number;
+  state: string;
+  action: string;
+  tool: string | null;
+  args_json: string;
+  reason: string;
+  priority: string;
+  source: ManagerDecisionInput['source'];
+  model_proposal_json: string | null;
+  disagreement: number;
+  executed: number;
+  outcome: string;
+  error: string | null;
+  created_at: string;
+}
+
+function toManagerDecisionView(row: ManagerDecisionRow): ManagerDecisionView {
+  return {
+    decision_id: row.decision_id,
+    tick_id: row.tick_id,
+    run_id: row.run_id,
+    mode: row.mode,
+    dry_run: row.dry_run === 1,
+    state: row.state,
+    action: row.action,
+    tool: row.tool,
+    args: parseJson(row.args_json),
+    reason: row.reason,
+    priority: row.priority,
+    source: row.source,
+    model_proposal: row.model_proposal_json === null ? null : parseJson(row.model_proposal_json),
+    disagreement: row.disagreement === 1,
+    executed: row.executed === 1,
+    outcome: row.outcome,
+    error: row.error,
+    created_at: row.created_at,
+  };
+}
+
 export type ServiceEvents = {
   event: [ApplyResult];
   artifact: [ArtifactView];
@@ -421,5 +573,229 @@ export class Service extends EventEmitter<ServiceEvents> {
       Omit<AttemptView, 'metadata'> & { metadata_json: string }
     >;
     return rows.map(({ metadata_json, ...rest }) => ({ ...rest, metadata: parseJson(metadata_json) }));
+  }
+
+  // ---- telegram updates (issue 7) -----------------------------------------------------------
+
+  /**
+   * Claims a Telegram update before the bot acts on it, in one IMMEDIATE transaction, so a
+   * redelivered update (Telegram resends until the offset is confirmed) is acted on once.
+   * `new`: first sight. `duplicate`: already handled, or being handled by this claimer.
+   * `reclaimed`: claimed earlier by another process that never finished it (a crash or restart).
+   */
+  claimTelegramUpdate(input: TelegramUpdateClaimInput): TelegramUpdateClaim {
+    return this.transaction((): TelegramUpdateClaim => {
+      const row = this.db
+        .prepare(`SELECT status, claimed_by, outcome, attempts FROM telegram_updates WHERE bot_id = ? AND update_id = ?`)
+        .get(input.bot_id, input.update_id) as { status: 'claimed' | 'done'; claimed_by: string; outcome: string | null; attempts: number } | undefined;
+      if (!row) {
+        this.db
+          .prepare(`INSERT INTO telegram_updates (bot_id, update_id, chat_id, user_id, status, claimed_by, received_at) VALUES (?, ?, ?, ?, 'claimed', ?, ?)`)
+          .run(input.bot_id, input.update_id, input.chat_id ?? null, input.user_id ?? null, input.claimer, nowIso());
+        return { status: 'new' };
+      }
+      if (row.status === 'done' || row.claimed_by === input.claimer) {
+        return { status: 'duplicate', outcome: row.outcome, previous_claimer: row.claimed_by };
+      }
+      this.db
+        .prepare(`UPDATE telegram_updates SET claimed_by = ?, attempts = attempts + 1 WHERE bot_id = ? AND update_id = ?`)
+        .run(input.claimer, input.bot_id, input.update_id);
+      return { status: 'reclaimed', previous_claimer: row.claimed_by, attempts: row.attempts + 1 };
+    });
+  }
+
+  /** Marks a claimed Telegram update handled, with the audit outcome. */
+  finishTelegramUpdate(botId: number, updateId: number, outcome: string): void {
+    this.transaction(() => {
+      this.db
+        .prepare(`UPDATE telegram_updates SET status = 'done', outcome = ?, finished_at = ? WHERE bot_id = ? AND update_id = ?`)
+        .run(outcome, nowIso(), botId, updateId);
+    });
+  }
+  // ---- GitHub: delivery ledger, PR approvals (issue 6) --------------------------------------
+
+  private ghStatements?: Record<string, Statement>;
+  private get gh(): Record<string, Statement> {
+    this.ghStatements ??= {
+      getDelivery: this.db.prepare(`SELECT outcome, received_at FROM webhook_deliveries WHERE source = ? AND delivery_id = ?`),
+      insertDelivery: this.db.prepare(`INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload_sha256, received_at, outcome)
+        VALUES (?, ?, ?, ?, ?, 'reserved')`),
+      retakeDelivery: this.db.prepare(`UPDATE webhook_deliveries SET event_type = ?, payload_sha256 = ?, received_at = ?, outcome = 'reserved'
+        WHERE source = ? AND delivery_id = ?`),
+      releaseDelivery: this.db.prepare(`DELETE FROM webhook_deliveries WHERE source = ? AND delivery_id = ? AND outcome = 'reserved'`),
+      finishDelivery: this.db.prepare(`UPDATE webhook_deliveries SET outcome = ? WHERE source = ? AND delivery_id = ?`),
+      runsByPr: this.db.prepare(`${RUN_SELECT} WHERE lower(r.owner) = lower(?) AND lower(r.repo) = lower(?) AND r.pr_number = ? ORDER BY r.created_at`),
+      insertApproval: this.db.prepare(`INSERT INTO pr_approvals (run_id, request_id, approved_by, entry, approved_at, head_sha, gate_ok, gate_json, bypass, pr_number, pr_url, pr_existing)
+        VALUES (@run_id, @request_id, @approved_by, @entry, @approved_at, @head_sha, @gate_ok, @gate_json, @bypass, @pr_number, @pr_url, @pr_existing)`),
+      getApproval: this.db.prepare(`SELECT * FROM pr_approvals WHERE approval_id = ?`),
+    };
+    return this.ghStatements;
+  }
+
+  /**
+   * Reserve a webhook delivery before processing it (one IMMEDIATE transaction). A reservation left
+   * behind by a process that died mid-delivery (still 'reserved' after `staleAfterMs`) is taken over,
+   * so a crash does not turn GitHub's redelivery into a permanent duplicate.
+   */
+  reserveDelivery(input: DeliveryInput, staleAfterMs = 10 * 60_000): { reserved: true } | { reserved: false; outcome: string; received_at: string } {
+    return this.transaction(() => {
+      const now = nowIso();
+      const existing = this.gh.getDelivery.get(input.source, input.delivery_id) as { outcome: string; received_at: string } | undefined;
+      if (!existing) {
+        this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, now);
+        return { reserved: true as const };
+      }
+      if (existing.outcome === 'reserved' && Date.parse(existing.received_at) < Date.now() - staleAfterMs) {
+        this.gh.retakeDelivery.run(input.event_type, input.payload_sha256, now, input.source, input.delivery_id);
+        return { reserved: true as const };
+      }
+      return { reserved: false as const, ...existing };
+    });
+  }
+
+  /** Drop a reservation so the same delivery id is processed when GitHub redelivers it. */
+  releaseDelivery(source: string, deliveryId: string): boolean {
+    return this.transaction(() => this.gh.releaseDelivery.run(source, deliveryId).changes > 0);
+  }
+
+  /** Record how a reserved delivery ended (processed, ignored, ...). */
+  finishDelivery(source: string, deliveryId: string, outcome: string): void {
+    this.transaction(() => {
+      this.gh.finishDelivery.run(outcome, source, deliveryId);
+    });
+  }
+
+  /** Delete ledger rows received before `before` (ISO time); reservations in flight are kept. */
+  cleanupDeliveries(before: string, source?: string): number {
+    return this.transaction(() => {
+      const sql = `DELETE FROM webhook_deliveries WHERE received_at < ? AND outcome != 'reserved'${source ? ' AND source = ?' : ''}`;
+      return this.db.prepare(sql).run(...(source ? [before, source] : [before])).changes;
+    });
+  }
+
+  /** Ledger rows per outcome received at or after `since` (ISO time). */
+  deliveryCounts(since: string, source?: string): Record<string, number> {
+    const sql = `SELECT outcome, COUNT(*) AS n FROM webhook_deliveries WHERE received_at >= ?${source ? ' AND source = ?' : ''} GROUP BY outcome`;
+    const rows = this.db.prepare(sql).all(...(source ? [since, source] : [since])) as Array<{ outcome: string; n: number }>;
+    return Object.fromEntries(rows.map((r) => [r.outcome, r.n]));
+  }
+
+  /** Runs linked to a pull request (owner/repo compared case-insensitively, as GitHub does). */
+  findRunsByPr(owner: string, repo: string, prNumber: number): RunView[] {
+    return (this.gh.runsByPr.all(owner, repo, prNumber) as RunRow[]).map(toRunView);
+  }
+
+  /**
+   * Runs with a linked PR whose commit is `sha` (as approved) or whose pushed branch is one of
+   * `branches`: how a commit status (which names no PR) finds its run.
+   */
+  findRunsForCommit(owner: string, repo: string, sha: string, branches: string[]): RunView[] {
+    const names = branches.slice(0, 50);
+    const branchClause = names.length
+      ? ` OR r.run_id IN (SELECT a.run_id FROM artifacts a WHERE a.artifact_type = 'branch' AND a.uri IN (${names.map(() => '?').join(',')}))`
+      : '';
+    const rows = this.db
+      .prepare(
+        `${RUN_SELECT} WHERE lower(r.owner) = lower(?) AND lower(r.repo) = lower(?) AND r.pr_number IS NOT NULL
+         AND (r.run_id IN (SELECT p.run_id FROM pr_approvals p WHERE p.head_sha = ?)${branchClause}) ORDER BY r.created_at`,
+      )
+      .all(owner, repo, sha, ...names) as RunRow[];
+    return rows.map(toRunView);
+  }
+
+  /**
+   * Link the created PR and store who approved it, in one IMMEDIATE transaction: the
+   * command.pr.linked event (-> CI_WAIT) with its pr_url artifact, and the approval row.
+   */
+  linkPrWithApproval(input: LinkPrWithApprovalInput): { apply: ApplyResult; approval: PrApprovalView } {
+    let approvalId = 0;
+    const apply = this.transaction(() => {
+      const r = this.applyEvent({
+        run_id: input.run_id,
+        event_type: 'command.pr.linked',
+        payload: { pr_number: input.pr_number },
+        idempotency_key: input.idempotency_key,
+        artifacts: [input.pr_url_artifact],
+      });
+      if (r.duplicate) throw new UserInputError(`PR #${input.pr_number} is already linked to ${input.run_id} (event ${r.event_id})`);
+      const info = this.gh.insertApproval.run({
+        run_id: input.run_id,
+        request_id: input.approval.request_id,
+        approved_by: input.approval.approved_by,
+        entry: input.approval.entry,
+        approved_at: input.approval.approved_at,
+        head_sha: input.approval.head_sha,
+        gate_ok: input.approval.gate_ok ? 1 : 0,
+        gate_json: JSON.stringify(input.approval.gate),
+        bypass: input.approval.bypass ? 1 : 0,
+        pr_number: input.pr_number,
+        pr_url: input.approval.pr_url,
+        pr_existing: input.approval.pr_existing ? 1 : 0,
+      });
+      approvalId = Number(info.lastInsertRowid);
+      return r;
+    });
+    return { apply, approval: this.prApprovalById(approvalId) };
+  }
+
+  prApprovalById(approvalId: number): PrApprovalView {
+    const row = this.gh.getApproval.get(approvalId) as PrApprovalRow | undefined;
+    if (!row) throw new NotFoundError(`unknown PR approval ${approvalId}`);
+    return toPrApprovalView(row);
+  }
+
+  listPrApprovals(runId: string): PrApprovalView[] {
+    const rows = this.db.prepare(`SELECT * FROM pr_approvals WHERE run_id = ? ORDER BY approval_id`).all(runId) as PrApprovalRow[];
+    return rows.map(toPrApprovalView);
+  }
+
+  // ---- manager decisions (issue 8) ----------------------------------------------------------
+
+  /** Stores one tick's decisions in one IMMEDIATE transaction (all or none). */
+  recordDecisions(decisions: readonly ManagerDecisionInput[]): number {
+    if (decisions.length === 0) return 0;
+    const insert = this.db.prepare(`INSERT INTO manager_decisions (tick_id, run_id, mode, dry_run, state, action, tool, args_json, reason,
+      priority, source, model_proposal_json, disagreement, executed, outcome, error, created_at)
+      VALUES (@tick_id, @run_id, @mode, @dry_run, @state, @action, @tool, @args_json, @reason,
+      @priority, @source, @model_proposal_json, @disagreement, @executed, @outcome, @error, @created_at)`);
+    const now = nowIso();
+    return this.transaction(() => {
+      for (const d of decisions) {
+        insert.run({
+          tick_id: d.tick_id,
+          run_id: d.run_id,
+          mode: d.mode,
+          dry_run: d.dry_run ? 1 : 0,
+          state: d.state,
+          action: d.action,
+          tool: d.tool,
+          args_json: JSON.stringify(d.args),
+          reason: d.reason,
+          priority: d.priority,
+          source: d.source,
+          model_proposal_json: d.model_proposal === null ? null : JSON.stringify(d.model_proposal),
+          disagreement: d.disagreement ? 1 : 0,
+          executed: d.executed ? 1 : 0,
+          outcome: d.outcome,
+          error: d.error,
+          created_at: now,
+        });
+      }
+      return decisions.length;
+    });
+  }
+
+  /** A run's manager decisions, newest first. */
+  listDecisions(runId: string, opts: { limit?: number } = {}): ManagerDecisionView[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM manager_decisions WHERE run_id = ? ORDER BY decision_id DESC LIMIT ?`)
+      .all(runId, opts.limit ?? 50) as ManagerDecisionRow[];
+    return rows.map(toManagerDecisionView);
+  }
+
+  /** The decisions of one tick, in the order they were made. */
+  listTickDecisions(tickId: string): ManagerDecisionView[] {
+    const rows = this.db.prepare(`SELECT * FROM manager_decisions WHERE tick_id = ? ORDER BY decision_id`).all(tickId) as ManagerDecisionRow[];
+    return rows.map(toManagerDecisionView);
   }
 }

@@ -91,4 +91,75 @@ CREATE TABLE webhook_deliveries (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'github: PR approval records, delivery ledger index',
+    sql: `
+CREATE TABLE pr_approvals (
+  approval_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  request_id TEXT NOT NULL,
+  approved_by TEXT NOT NULL,
+  entry TEXT NOT NULL,
+  approved_at TEXT NOT NULL,
+  head_sha TEXT,
+  gate_ok INTEGER NOT NULL,
+  gate_json TEXT NOT NULL,
+  bypass INTEGER NOT NULL DEFAULT 0,
+  pr_number INTEGER NOT NULL,
+  pr_url TEXT NOT NULL,
+  pr_existing INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX pr_approvals_run ON pr_approvals(run_id, approval_id);
+CREATE INDEX webhook_deliveries_received ON webhook_deliveries(received_at);
+`,
+  },
+  {
+    version: 4,
+    name: 'telegram: processed updates (dedup by bot + update_id)',
+    sql: `
+CREATE TABLE telegram_updates (
+  bot_id INTEGER NOT NULL,
+  update_id INTEGER NOT NULL,
+  chat_id INTEGER,
+  user_id INTEGER,
+  status TEXT NOT NULL CHECK (status IN ('claimed', 'done')),
+  claimed_by TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 1,
+  outcome TEXT,
+  received_at TEXT NOT NULL,
+  finished_at TEXT,
+  PRIMARY KEY (bot_id, update_id)
+);
+CREATE INDEX telegram_updates_received ON telegram_updates(received_at);
+`,
+  },
+  {
+    version: 5,
+    name: 'manager: decision records of every tick',
+    sql: `
+CREATE TABLE manager_decisions (
+  decision_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tick_id TEXT NOT NULL,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  mode TEXT NOT NULL CHECK (mode IN ('rules', 'llm', 'hybrid')),
+  dry_run INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL,
+  action TEXT NOT NULL,
+  tool TEXT,
+  args_json TEXT NOT NULL DEFAULT '{}',
+  reason TEXT NOT NULL,
+  priority TEXT NOT NULL,
+  source TEXT NOT NULL CHECK (source IN ('rules', 'model')),
+  model_proposal_json TEXT,
+  disagreement INTEGER NOT NULL DEFAULT 0,
+  executed INTEGER NOT NULL DEFAULT 0,
+  outcome TEXT NOT NULL,
+  error TEXT,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX manager_decisions_run ON manager_decisions(run_id, decision_id);
+CREATE INDEX manager_decisions_tick ON manager_decisions(tick_id);
+`,
+  },
 ];

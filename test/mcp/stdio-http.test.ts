@@ -1,0 +1,125 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { makeTestApp, tempDir } from '../helpers/app.js';
+import { startHttpServer, type RunningHttpServer } from '../../src/mcp/http.js';
+import type { App } from '../../src/app.js';
+import type { ToolCallResult } from '../helpers/mcp.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const STDIO_BIN = join(ROOT, 'dist', 'src', 'mcp', 'stdio.js');
+
+describe('stdio: the built agentpr-mcp binary', () => {
+  test('initializes, lists tools, creates a run; stdout carries only protocol', async () => {
+    const home = tempDir('agentpr-stdio-');
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [STDIO_BIN],
+      env: { ...(process.env as Record<string, string>), AGENTPR_HOME: home, AGENTPR_LOG_LEVEL: 'debug' },
+      stderr: 'pipe',
+    });
+    let stderr = '';
+    transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const client = new Client({ name: 'stdio-test', version: '1.0.0' });
+    await client.connect(transport);
+    expect(client.getServerVersion()?.name).toBe('agentpr-mcp');
+    const tools = await client.listTools();
+    expect(tools.tools.map((t) => t.name)).toContain('create-run');
+    const r = (await client.callTool({ name: 'create-run', arguments: { owner: 'octo', repo: 'stdio' } })) as ToolCallResult;
+    expect(r.isError).toBeFalsy();
+    expect((r.structuredContent!.run as { state: string }).state).toBe('QUEUED');
+    const bad = (await client.callTool({ name: 'pause', arguments: { run_id: 'run_ffffffffffff' } })) as ToolCallResult;
+    expect(bad.isError).toBe(true);
+    await client.close();
+    // Logs went to stderr as pino JSON lines.
+    expect(stderr).toContain('"msg":"agentpr-mcp serving on stdio"');
+  });
+});
+
+describe('HTTP: Streamable HTTP at /mcp on 127.0.0.1', () => {
+  let app: App;
+  let cleanup: () => Promise<void>;
+  let open: RunningHttpServer;
+  let guarded: RunningHttpServer;
+  const TOKEN = 'test-token-0123456789';
+  beforeAll(async () => {
+    ({ app, cleanup } = makeTestApp());
+    open = await startHttpServer({ app, port: 0, token: '' });
+    guarded = await startHttpServer({ app, port: 0, token: TOKEN });
+  });
+  afterAll(async () => {
+    await open.close();
+    await guarded.close();
+    await cleanup();
+  });
+
+  test('an SDK client without a token on an open loopback server', async () => {
+    const client = new Client({ name: 'http-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(open.url)));
+    const r = (await client.callTool({ name: 'create-run', arguments: { owner: 'octo', repo: 'http' } })) as ToolCallResult;
+    expect(r.isError).toBeFalsy();
+    const listed = (await client.callTool({ name: 'list-runs', arguments: {} })) as ToolCallResult;
+    expect(listed.structuredContent!.total).toBe(1);
+    await client.close();
+  });
+
+  test('with a token: the right bearer works, a missing or wrong one gets 401', async () => {
+    const good = new Client({ name: 'http-test', version: '1.0.0' });
+    await good.connect(new StreamableHTTPClientTransport(new URL(guarded.url), { requestInit: { headers: { Authorization: `Bearer ${TOKEN}` } } }));
+    expect((await good.listTools()).tools.length).toBeGreaterThan(10);
+    await good.close();
+
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const none = await fetch(guarded.url, { method: 'POST', headers, body });
+    expect(none.status).toBe(401);
+    const wrong = await fetch(guarded.url, { method: 'POST', headers: { ...headers, authorization: 'Bearer nope' }, body });
+    expect(wrong.status).toBe(401);
+    expect(await wrong.text()).toContain('bearer token');
+  });
+
+  test('a foreign Host or Origin gets 403 (DNS rebinding)', async () => {
+    const { request } = await import('node:http');
+    const send = (headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(open.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }));
+      });
+    expect(await send({ host: 'evil.example.com' })).toBe(403);
+    expect(await send({ origin: 'http://evil.example.com' })).toBe(403);
+    expect(await send({ origin: 'http://localhost:3000' })).not.toBe(403);
+  });
+
+  test('wrong path 404; malformed JSON-RPC answered with an error and the server keeps serving', async () => {
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    expect((await fetch(open.url.replace('/mcp', '/other'), { method: 'POST', headers, body: '{}' })).status).toBe(404);
+    const garbage = await fetch(open.url, { method: 'POST', headers, body: '{not json' });
+    expect(garbage.status).toBeGreaterThanOrEqual(400);
+    const wrongShape = await fetch(open.url, { method: 'POST', headers, body: JSON.stringify({ hello: 'world' }) });
+    expect(wrongShape.status).toBeGreaterThanOrEqual(400);
+    const client = new Client({ name: 'http-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(open.url)));
+    expect((await client.listTools()).tools.length).toBeGreaterThan(10);
+    await client.close();
+  });
+
+  test('refuses to bind a non-loopback address without a token', async () => {
+    await expect(startHttpServer({ app, host: '0.0.0.0', port: 0, token: '' })).rejects.toThrow(/needs AGENTPR_MCP_TOKEN/);
+  });
+
+  test('read-only over HTTP hides write tools', async () => {
+    const ro = await startHttpServer({ app, port: 0, token: '', readOnly: true });
+    const client = new Client({ name: 'http-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(ro.url)));
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    await client.close();
+    await ro.close();
+    expect(names).toContain('show-run');
+    expect(names).not.toContain('pause');
+  });
+});
