@@ -87,7 +87,9 @@ interface EventRow {
   created_at: string;
 }
 
-const RUN_SELECT = `SELECT r.*, s.current_state, s.last_error FROM runs r JOIN run_states s ON s.run_id = r.run_id`;
+// updated_at comes from run_states: every state or error change touches it, so runs need no second write.
+const RUN_SELECT = `SELECT r.run_id, r.owner, r.repo, r.prompt_version, r.mode, r.budget_json, r.workspace_dir, r.pr_number, r.created_at,
+  s.updated_at, s.current_state, s.last_error FROM runs r JOIN run_states s ON s.run_id = r.run_id`;
 
 function parseJson(text: string | null | undefined): Record<string, unknown> {
   if (!text) return {};
@@ -286,12 +288,17 @@ export class Service extends EventEmitter<ServiceEvents> {
   readonly db: DB;
   readonly workspaceRoot: string;
   private readonly st: Record<string, Statement>;
+  private readonly tx: { immediate: <T>(fn: () => T) => T };
 
   constructor(db: DB, opts: { workspaceRoot: string }) {
     super();
     this.db = db;
     this.workspaceRoot = resolve(opts.workspaceRoot);
+    // One transaction wrapper made once; each write passes its body in.
+    const wrapper = db.transaction((fn: () => unknown) => fn());
+    this.tx = { immediate: <T>(fn: () => T) => wrapper.immediate(fn) as T };
     this.st = {
+      getState: db.prepare(`SELECT current_state, last_error FROM run_states WHERE run_id = ?`),
       getRun: db.prepare(`${RUN_SELECT} WHERE r.run_id = ?`),
       insertRun: db.prepare(`INSERT INTO runs (run_id, owner, repo, prompt_version, mode, budget_json, workspace_dir, pr_number, created_at, updated_at)
         VALUES (@run_id, @owner, @repo, @prompt_version, @mode, @budget_json, @workspace_dir, NULL, @now, @now)`),
@@ -300,7 +307,6 @@ export class Service extends EventEmitter<ServiceEvents> {
       insertEvent: db.prepare(`INSERT INTO events (run_id, event_type, idempotency_key, payload_json, from_state, to_state, outcome, note, created_at)
         VALUES (@run_id, @event_type, @idempotency_key, @payload_json, @from_state, @to_state, @outcome, @note, @now)`),
       updateState: db.prepare(`UPDATE run_states SET current_state = ?, last_error = ?, updated_at = ? WHERE run_id = ?`),
-      touchRun: db.prepare(`UPDATE runs SET updated_at = ? WHERE run_id = ?`),
       setPr: db.prepare(`UPDATE runs SET pr_number = ?, updated_at = ? WHERE run_id = ?`),
       insertArtifact: db.prepare(`INSERT INTO artifacts (run_id, artifact_type, uri, metadata_json, created_at) VALUES (?, ?, ?, ?, ?)`),
       getArtifact: db.prepare(`SELECT * FROM artifacts WHERE artifact_id = ?`),
@@ -317,7 +323,7 @@ export class Service extends EventEmitter<ServiceEvents> {
   /** Runs fn in one IMMEDIATE transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
-    return this.db.transaction(fn).immediate();
+    return this.tx.immediate(fn);
   }
 
   // ---- runs ---------------------------------------------------------------------------------
@@ -412,7 +418,9 @@ export class Service extends EventEmitter<ServiceEvents> {
     const key = input.idempotency_key ?? defaultIdempotencyKey(type, input.run_id, payload);
     const newArtifacts: ArtifactView[] = [];
     const result = this.transaction((): ApplyResult => {
-      const run = this.getRun(input.run_id);
+      const current = this.st.getState.get(input.run_id) as { current_state: string; last_error: string | null } | undefined;
+      if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
+      const run = { run_id: input.run_id, state: current.current_state as RunState, last_error: current.last_error };
       const existing = this.st.findEvent.get(input.run_id, key) as EventRow | undefined;
       if (existing) {
         return {
@@ -444,11 +452,10 @@ export class Service extends EventEmitter<ServiceEvents> {
       let lastError = run.last_error;
       if (effect.outcome !== 'ignored') {
         if (effect.lastError !== undefined) lastError = effect.lastError;
-        if (effect.to !== run.state || lastError !== run.last_error) {
+        if (effect.to !== run.state || lastError !== run.last_error || effect.prNumber !== undefined) {
           this.st.updateState.run(effect.to, lastError, now, run.run_id);
         }
         if (effect.prNumber !== undefined) this.st.setPr.run(effect.prNumber, now, run.run_id);
-        else this.st.touchRun.run(now, run.run_id);
         const artifacts = [...(effect.artifact ? [effect.artifact] : []), ...(input.artifacts ?? [])];
         for (const a of artifacts) newArtifacts.push(this.insertArtifact(run.run_id, a));
       }

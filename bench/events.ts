@@ -1,0 +1,72 @@
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { openDatabase } from '../src/store/db.js';
+import { Service } from '../src/service.js';
+import { isMain, round, tmp } from './util.js';
+
+/**
+ * `events`: 50,000 events applied through the service (validation, duplicate check, transition
+ * rules, event row + state change in one IMMEDIATE transaction each) versus raw better-sqlite3
+ * single-row inserts of the same rows into the same schema, in the same run. Target ratio >= 0.5.
+ */
+export async function run(n = 50_000): Promise<Record<string, unknown>> {
+  const dir = tmp();
+  try {
+    const runsCount = 100;
+    // Service path.
+    const db = openDatabase(join(dir, 'service.db'));
+    const service = new Service(db, { workspaceRoot: dir });
+    const runIds = Array.from({ length: runsCount }, (_, i) => service.createRun({ owner: 'bench', repo: `r${i}` }).run_id);
+    for (const id of runIds) service.applyEvent({ run_id: id, event_type: 'command.start.discovery', payload: {} });
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const run_id = runIds[i % runsCount]!;
+      const pause = Math.floor(i / runsCount) % 2 === 0;
+      service.applyEvent(
+        pause
+          ? { run_id, event_type: 'command.pause', payload: { seq: i }, idempotency_key: `k${i}` }
+          : { run_id, event_type: 'command.resume', payload: { target_state: 'DISCOVERY', seq: i }, idempotency_key: `k${i}` },
+      );
+    }
+    const serviceMs = performance.now() - t0;
+    db.close();
+
+    // Baseline: the same rows, raw single-row inserts (each its own autocommit transaction).
+    const raw = openDatabase(join(dir, 'raw.db'));
+    const rawService = new Service(raw, { workspaceRoot: dir });
+    const rawRuns = Array.from({ length: runsCount }, (_, i) => rawService.createRun({ owner: 'bench', repo: `r${i}` }).run_id);
+    const insert = raw.prepare(`INSERT INTO events (run_id, event_type, idempotency_key, payload_json, from_state, to_state, outcome, note, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, 'applied', NULL, ?)`);
+    const t1 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const pause = Math.floor(i / runsCount) % 2 === 0;
+      insert.run(
+        rawRuns[i % runsCount]!,
+        pause ? 'command.pause' : 'command.resume',
+        `k${i}`,
+        JSON.stringify(pause ? { seq: i } : { target_state: 'DISCOVERY', seq: i }),
+        pause ? 'DISCOVERY' : 'PAUSED',
+        pause ? 'PAUSED' : 'DISCOVERY',
+        new Date().toISOString(),
+      );
+    }
+    const rawMs = performance.now() - t1;
+    raw.close();
+    const servicePerSec = (n / serviceMs) * 1000;
+    const rawPerSec = (n / rawMs) * 1000;
+    const ratio = servicePerSec / rawPerSec;
+    return {
+      events: n,
+      service: { ms: round(serviceMs), per_sec: Math.round(servicePerSec) },
+      baseline_raw_inserts: { ms: round(rawMs), per_sec: Math.round(rawPerSec) },
+      ratio: round(ratio, 3),
+      target: 'ratio >= 0.5',
+      pass: ratio >= 0.5,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (isMain(import.meta.url)) console.log(JSON.stringify(await run(), null, 2));
