@@ -1,7 +1,7 @@
-import { StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { createApp, type App } from '../app.js';
 import { errorMessage } from '../core/errors.js';
 import { createMcpServer } from './server.js';
+import { LineStdioTransport } from './stdio-transport.js';
 
 export interface StdioOptions {
   home?: string;
@@ -14,7 +14,7 @@ export interface StdioOptions {
 export async function serveStdio(opts: StdioOptions = {}, existing?: App): Promise<void> {
   const app = existing ?? createApp({ home: opts.home, db: opts.db, policyFile: opts.policyFile });
   const server = createMcpServer(app, { readOnly: opts.readOnly, notifyChanges: true });
-  const transport = new StdioServerTransport();
+  const transport = new LineStdioTransport();
   let closing = false;
   const shutdown = async (why: string) => {
     if (closing) return;

@@ -37,6 +37,38 @@ describe('stdio: the built agentpr-mcp binary', () => {
   });
 });
 
+describe('stdio: malformed and oversized input', () => {
+  test('parse errors, non-JSON-RPC lines and oversized lines are answered and the server keeps serving', async () => {
+    const { spawn } = await import('node:child_process');
+    const home = tempDir('agentpr-stdio-');
+    const child = spawn(process.execPath, [STDIO_BIN], { env: { ...process.env, AGENTPR_HOME: home, AGENTPR_LOG_LEVEL: 'silent' }, stdio: ['pipe', 'pipe', 'ignore'] });
+    const lines: Array<{ id?: unknown; error?: { code: number; message: string }; result?: { serverInfo?: { name: string } } }> = [];
+    let buf = '';
+    const gotInit = new Promise<void>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        buf += d.toString();
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const msg = JSON.parse(buf.slice(0, nl)) as (typeof lines)[number];
+          buf = buf.slice(nl + 1);
+          lines.push(msg);
+          if (msg.id === 1) resolve();
+        }
+      });
+    });
+    child.stdin.write('{garbage\n');
+    child.stdin.write(`${JSON.stringify({ hello: 'world', id: 7 })}\n`);
+    child.stdin.write(`${'x'.repeat(9 * 1024 * 1024)}\n`);
+    child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } })}\n`);
+    await gotInit;
+    child.kill();
+    expect(lines[0]).toMatchObject({ id: null, error: { code: -32700 } });
+    expect(lines[1]).toMatchObject({ id: 7, error: { code: -32600 } });
+    expect(lines[2]!.error!.message).toMatch(/exceeds the \d+-byte limit/);
+    expect(lines[3]!.result!.serverInfo!.name).toBe('agentpr-mcp');
+  });
+});
+
 describe('HTTP: Streamable HTTP at /mcp on 127.0.0.1', () => {
   let app: App;
   let cleanup: () => Promise<void>;
@@ -102,6 +134,17 @@ describe('HTTP: Streamable HTTP at /mcp on 127.0.0.1', () => {
     expect(garbage.status).toBeGreaterThanOrEqual(400);
     const wrongShape = await fetch(open.url, { method: 'POST', headers, body: JSON.stringify({ hello: 'world' }) });
     expect(wrongShape.status).toBeGreaterThanOrEqual(400);
+    const client = new Client({ name: 'http-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(open.url)));
+    expect((await client.listTools()).tools.length).toBeGreaterThan(10);
+    await client.close();
+  });
+
+  test('an oversized body gets 413 and the server keeps serving', async () => {
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { pad: 'x'.repeat(5 * 1024 * 1024) } });
+    const r = await fetch(open.url, { method: 'POST', headers, body: big });
+    expect(r.status).toBe(413);
     const client = new Client({ name: 'http-test', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(open.url)));
     expect((await client.listTools()).tools.length).toBeGreaterThan(10);
