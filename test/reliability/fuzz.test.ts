@@ -1,0 +1,94 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { Client } from '@modelcontextprotocol/client';
+import { z } from 'zod';
+import { makeTestApp } from '../helpers/app.js';
+import { connectInMemory, textOf, type ToolCallResult } from '../helpers/mcp.js';
+import { TOOLS } from '../../tools/index.js';
+import { effectiveInput } from '../../src/registry.js';
+import type { App } from '../../src/app.js';
+
+let app: App;
+let client: Client;
+let done: () => Promise<void>;
+let existingRun: string;
+beforeAll(async () => {
+  const t = makeTestApp({ env: { AGENTPR_CODEX_BIN: '/nonexistent/codex' } });
+  app = t.app;
+  existingRun = app.service.createRun({ owner: 'octo', repo: 'fuzz' }).run_id;
+  const c = await connectInMemory(app);
+  client = c.client;
+  done = async () => {
+    await c.close();
+    await t.cleanup();
+  };
+});
+afterAll(async () => done());
+
+/** Changes made on this connection so far: the server runs in-process on the same connection. */
+const changes = () => (app.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+
+const anyJson = fc.jsonValue({ maxDepth: 3 });
+/** A value of a type the field cannot take, or a string far too long. */
+const wrongValue = fc.oneof(
+  fc.constant(null),
+  fc.integer(),
+  fc.double({ noNaN: false }),
+  fc.boolean(),
+  fc.string({ maxLength: 20 }),
+  fc.constant('x'.repeat(100_000)),
+  fc.array(anyJson, { maxLength: 3 }),
+  fc.dictionary(fc.string({ maxLength: 5 }), anyJson, { maxKeys: 3 }),
+);
+
+const RUNS = Number(process.env.AGENTPR_FUZZ_RUNS ?? 200);
+
+describe.each(TOOLS.map((t) => [t.name, t] as const))('fuzz %s', (name, tool) => {
+  const schema = effectiveInput(tool);
+  const fields = Object.keys(schema.shape as Record<string, z.ZodType>);
+  // Invalid arguments: random objects, or one field set to a wrong value, or an unknown field.
+  const args = fc.oneof(
+    fc.dictionary(fc.string({ maxLength: 12 }), anyJson, { maxKeys: 6 }),
+    fields.length
+      ? fc.record({ field: fc.constantFrom(...fields), value: wrongValue, base: fc.dictionary(fc.constantFrom(...fields), anyJson, { maxKeys: 4 }) }).map(({ field, value, base }) => ({ ...base, [field]: value }))
+      : fc.constant({ unexpected: 1 }),
+    fc.record({ zz_unknown_field: anyJson }),
+    anyJson.filter((v) => v !== null && typeof v === 'object' && !Array.isArray(v)),
+  );
+
+  test(`${RUNS} invalid inputs: always isError with a message, never a crash or a database change`, async () => {
+    await fc.assert(
+      fc.asyncProperty(args, async (input) => {
+        fc.pre(!schema.safeParse(input).success);
+        const before = changes();
+        const r = (await client.callTool({ name, arguments: input as Record<string, unknown> })) as ToolCallResult;
+        expect(r.isError).toBe(true);
+        expect(textOf(r).length).toBeGreaterThan(10);
+        expect(changes()).toBe(before);
+      }),
+      { numRuns: RUNS },
+    );
+    // Still serving, and the database is intact.
+    const ok = (await client.callTool({ name: 'show-run', arguments: { run_id: existingRun } })) as ToolCallResult;
+    expect(ok.isError).toBeFalsy();
+  });
+
+  test('arguments that are not an object are a JSON-RPC error, not a crash', async () => {
+    for (const bad of [[], 'text', 42, true]) {
+      const before = changes();
+      await expect(client.callTool({ name, arguments: bad as unknown as Record<string, unknown> })).rejects.toThrow(/Invalid/);
+      expect(changes()).toBe(before);
+    }
+  });
+
+  if (fields.includes('run_id')) {
+    test('well-formed arguments naming a run that does not exist: isError, no change', async () => {
+      const runId = 'run_0000000000ff';
+      const before = changes();
+      const r = (await client.callTool({ name, arguments: { run_id: runId } })) as ToolCallResult;
+      // Either the input misses other required fields or the run is unknown; both are refusals.
+      expect(r.isError).toBe(true);
+      expect(changes()).toBe(before);
+    });
+  }
+});
