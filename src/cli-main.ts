@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { createApp, type App } from './app.js';
-import { errorMessage } from './core/errors.js';
+import { UsageError, errorMessage } from './core/errors.js';
 import { Registry, effectiveInput, type AnyTool } from './registry.js';
 import { schemaVersion } from './store/db.js';
 import { TOOLS } from '../tools/index.js';
@@ -20,7 +20,7 @@ const defaultIO: CliIO = {
   stderr: (t) => process.stderr.write(t),
 };
 
-export class UsageError extends Error {}
+export { UsageError };
 
 type FieldKind = 'string' | 'number' | 'boolean' | 'json' | 'array' | 'union';
 

@@ -23,3 +23,10 @@ export type ToolCallResult = { isError?: boolean; content: Array<{ type: string;
 export function textOf(r: ToolCallResult): string {
   return r.content.map((c) => c.text ?? '').join('\n');
 }
+
+/** The text of the first content of a resources/read answer. */
+export function resourceText(r: { contents: Array<{ text?: string } | { blob: string }> }): string {
+  const first = r.contents[0];
+  if (!first || !('text' in first) || typeof first.text !== 'string') throw new Error('resource answered without text');
+  return first.text;
+}

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Client } from '@modelcontextprotocol/client';
 import { makeTestApp } from '../helpers/app.js';
 import { dbFingerprint } from '../helpers/db.js';
-import { connectInMemory, textOf, type ToolCallResult } from '../helpers/mcp.js';
+import { connectInMemory, resourceText, textOf, type ToolCallResult } from '../helpers/mcp.js';
 import type { App } from '../../src/app.js';
 
 let app: App;
@@ -118,9 +118,9 @@ describe('MCP over the in-memory transport', () => {
     expect(templates.resourceTemplates.map((t) => t.uriTemplate)).toEqual(expect.arrayContaining(['agentpr://runs/{run_id}', 'agentpr://runs/{run_id}/events']));
     const listed = await client.listResources();
     expect(listed.resources.map((r) => r.uri)).toEqual(expect.arrayContaining(['agentpr://runs', `agentpr://runs/${runId}`, `agentpr://runs/${runId}/events`]));
-    const events = JSON.parse((await client.readResource({ uri: `agentpr://runs/${runId}/events` })).contents[0]!.text as string) as { events: Array<{ event_type: string }> };
+    const events = JSON.parse(resourceText(await client.readResource({ uri: `agentpr://runs/${runId}/events` }))) as { events: Array<{ event_type: string }> };
     expect(events.events.map((e) => e.event_type)).toEqual(['command.run.create', 'command.start.discovery']);
-    const one = JSON.parse((await client.readResource({ uri: `agentpr://runs/${runId}` })).contents[0]!.text as string) as { run: { state: string } };
+    const one = JSON.parse(resourceText(await client.readResource({ uri: `agentpr://runs/${runId}` }))) as { run: { state: string } };
     expect(one.run.state).toBe('DISCOVERY');
     await expect(client.readResource({ uri: 'agentpr://runs/run_000000000000' })).rejects.toThrow(/unknown run/);
   });
