@@ -6,6 +6,8 @@ import { Service } from './service.js';
 import type { AnyTool, ToolContext } from './registry.js';
 import { loadPolicyWithSource } from './policy-file.js';
 import type { Policy } from './policy.js';
+import { doctorGate } from './worker/doctor.js';
+import { reconcileOrphanedAttempts } from './worker/reconcile.js';
 
 /**
  * A check run before a write- or admin-tier tool. It throws to refuse the call (nothing has
@@ -23,12 +25,15 @@ export class App {
   readonly policy: Policy;
   /** The policy file read, or undefined when only built-ins apply. */
   readonly policySource: string | undefined;
+  /** The environment this app was created with (createApp's env, else process.env). */
+  readonly env: NodeJS.ProcessEnv;
   readonly preCallHooks: PreCallHook[] = [];
   private readonly closers: Array<() => void | Promise<void>> = [];
 
-  constructor(config: Config, logger: Logger) {
+  constructor(config: Config, logger: Logger, env: NodeJS.ProcessEnv = process.env) {
     this.config = config;
     this.logger = logger;
+    this.env = env;
     // Before anything is opened: an invalid policy file is a startup error (ConfigurationError).
     const loaded = loadPolicyWithSource(config.policyFile);
     this.policy = loaded.policy;
@@ -53,9 +58,16 @@ export class App {
 export interface CreateAppOptions extends ConfigOverrides {
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
+  /** Install the startup doctor before write/admin tools (default true). */
+  doctorGate?: boolean;
+  /** Close attempts left running by a dead process (default true). */
+  reconcile?: boolean;
 }
 
 export function createApp(opts: CreateAppOptions = {}): App {
   const config = resolveConfig(opts, opts.env);
-  return new App(config, opts.logger ?? createLogger());
+  const app = new App(config, opts.logger ?? createLogger(), opts.env ?? process.env);
+  if (opts.doctorGate !== false) app.preCallHooks.push(doctorGate(app));
+  if (opts.reconcile !== false) reconcileOrphanedAttempts(app);
+  return app;
 }

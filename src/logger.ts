@@ -31,14 +31,21 @@ export const SECRET_ENV_VARS = [
   'GH_TOKEN',
   'AGENTPR_TELEGRAM_BOT_TOKEN',
   'AGENTPR_MANAGER_API_KEY',
+  'AGENTPR_TELEGRAM_LLM_API_KEY',
   'OPENAI_API_KEY',
 ];
+
+/** Env vars holding a comma-separated list of secrets (webhook secret rotation). */
+export const SECRET_LIST_ENV_VARS = ['AGENTPR_GITHUB_WEBHOOK_SECRETS'];
 
 /** Replaces every known secret value inside a string with [REDACTED]. */
 export function scrubSecrets(text: string, env: NodeJS.ProcessEnv = process.env): string {
   let out = text;
-  for (const name of SECRET_ENV_VARS) {
-    const v = env[name];
+  const values = [
+    ...SECRET_ENV_VARS.map((name) => env[name]),
+    ...SECRET_LIST_ENV_VARS.flatMap((name) => (env[name] ?? '').split(',').map((s) => s.trim())),
+  ];
+  for (const v of values) {
     if (v && v.length >= 6) out = out.split(v).join('[REDACTED]');
   }
   return out;

@@ -47,8 +47,16 @@ export const ManagerPolicySchema = z.strictObject({
   max_concurrent_agent_steps: z.number().int().min(1).default(1),
 });
 
-/** Per-repo overrides: a partial run_agent_step, keyed by lower-case owner/repo. */
-export const RepoOverrideSchema = RunAgentStepPolicySchema.partial();
+/**
+ * Per-repo overrides: a partial run_agent_step, keyed by lower-case owner/repo. Built from the
+ * fields without their defaults: zod 4's `.partial()` keeps `.default()`, which would fill every
+ * unnamed field with the built-in value and silently undo the file's own settings.
+ */
+export const RepoOverrideSchema = z.strictObject(
+  Object.fromEntries(
+    Object.entries(RunAgentStepPolicySchema.shape).map(([k, s]) => [k, (s instanceof z.ZodDefault ? s.unwrap() : s).optional()]),
+  ) as unknown as { [K in keyof typeof RunAgentStepPolicySchema.shape]: z.ZodOptional<z.ZodType<z.output<(typeof RunAgentStepPolicySchema.shape)[K]>>> },
+);
 
 export const PolicySchema = z.strictObject({
   run_agent_step: RunAgentStepPolicySchema.extend({

@@ -626,12 +626,12 @@ export class Service extends EventEmitter<ServiceEvents> {
     this.ghStatements ??= {
       getDelivery: this.db.prepare(`SELECT outcome, received_at FROM webhook_deliveries WHERE source = ? AND delivery_id = ?`),
       insertDelivery: this.db.prepare(`INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload_sha256, received_at, outcome)
-        VALUES (?, ?, ?, ?, ?, 'reserved')`),
+        VALUES (?, ?, ?, ?, ?, 'reserved') ON CONFLICT (source, delivery_id) DO NOTHING`),
       retakeDelivery: this.db.prepare(`UPDATE webhook_deliveries SET event_type = ?, payload_sha256 = ?, received_at = ?, outcome = 'reserved'
         WHERE source = ? AND delivery_id = ?`),
       releaseDelivery: this.db.prepare(`DELETE FROM webhook_deliveries WHERE source = ? AND delivery_id = ? AND outcome = 'reserved'`),
       finishDelivery: this.db.prepare(`UPDATE webhook_deliveries SET outcome = ? WHERE source = ? AND delivery_id = ?`),
-      runsByPr: this.db.prepare(`${RUN_SELECT} WHERE lower(r.owner) = lower(?) AND lower(r.repo) = lower(?) AND r.pr_number = ? ORDER BY r.created_at`),
+      runsByPr: this.db.prepare(`${RUN_SELECT} WHERE r.pr_number = ? AND lower(r.owner) = lower(?) AND lower(r.repo) = lower(?)`),
       insertApproval: this.db.prepare(`INSERT INTO pr_approvals (run_id, request_id, approved_by, entry, approved_at, head_sha, gate_ok, gate_json, bypass, pr_number, pr_url, pr_existing)
         VALUES (@run_id, @request_id, @approved_by, @entry, @approved_at, @head_sha, @gate_ok, @gate_json, @bypass, @pr_number, @pr_url, @pr_existing)`),
       getApproval: this.db.prepare(`SELECT * FROM pr_approvals WHERE approval_id = ?`),
@@ -640,36 +640,38 @@ export class Service extends EventEmitter<ServiceEvents> {
   }
 
   /**
-   * Reserve a webhook delivery before processing it (one IMMEDIATE transaction). A reservation left
-   * behind by a process that died mid-delivery (still 'reserved' after `staleAfterMs`) is taken over,
-   * so a crash does not turn GitHub's redelivery into a permanent duplicate.
+   * Reserve a webhook delivery before processing it. The common case is one INSERT ... ON CONFLICT
+   * DO NOTHING, which SQLite runs as its own write transaction (no read-then-write upgrade, so it
+   * needs no BEGIN IMMEDIATE); only a repeat takes the IMMEDIATE path below. A reservation left
+   * behind by a process that died mid-delivery (still 'reserved' after `staleAfterMs`) is taken
+   * over, so a crash does not turn GitHub's redelivery into a permanent duplicate.
    */
   reserveDelivery(input: DeliveryInput, staleAfterMs = 10 * 60_000): { reserved: true } | { reserved: false; outcome: string; received_at: string } {
+    if (this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, nowIso()).changes === 1) {
+      return { reserved: true };
+    }
     return this.transaction(() => {
-      const now = nowIso();
       const existing = this.gh.getDelivery.get(input.source, input.delivery_id) as { outcome: string; received_at: string } | undefined;
       if (!existing) {
-        this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, now);
+        this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, nowIso());
         return { reserved: true as const };
       }
       if (existing.outcome === 'reserved' && Date.parse(existing.received_at) < Date.now() - staleAfterMs) {
-        this.gh.retakeDelivery.run(input.event_type, input.payload_sha256, now, input.source, input.delivery_id);
+        this.gh.retakeDelivery.run(input.event_type, input.payload_sha256, nowIso(), input.source, input.delivery_id);
         return { reserved: true as const };
       }
       return { reserved: false as const, ...existing };
     });
   }
 
-  /** Drop a reservation so the same delivery id is processed when GitHub redelivers it. */
+  /** Drop a reservation so the same delivery id is processed when GitHub redelivers it (one statement). */
   releaseDelivery(source: string, deliveryId: string): boolean {
-    return this.transaction(() => this.gh.releaseDelivery.run(source, deliveryId).changes > 0);
+    return this.gh.releaseDelivery.run(source, deliveryId).changes > 0;
   }
 
-  /** Record how a reserved delivery ended (processed, ignored, ...). */
+  /** Record how a reserved delivery ended (processed, ignored, ...); one statement. */
   finishDelivery(source: string, deliveryId: string, outcome: string): void {
-    this.transaction(() => {
-      this.gh.finishDelivery.run(outcome, source, deliveryId);
-    });
+    this.gh.finishDelivery.run(outcome, source, deliveryId);
   }
 
   /** Delete ledger rows received before `before` (ISO time); reservations in flight are kept. */
@@ -689,7 +691,9 @@ export class Service extends EventEmitter<ServiceEvents> {
 
   /** Runs linked to a pull request (owner/repo compared case-insensitively, as GitHub does). */
   findRunsByPr(owner: string, repo: string, prNumber: number): RunView[] {
-    return (this.gh.runsByPr.all(owner, repo, prNumber) as RunRow[]).map(toRunView);
+    const rows = this.gh.runsByPr.all(prNumber, owner, repo) as RunRow[];
+    if (rows.length > 1) rows.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.run_id.localeCompare(b.run_id));
+    return rows.map(toRunView);
   }
 
   /**

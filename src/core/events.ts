@@ -160,8 +160,9 @@ export function decideEffect(from: RunState, type: EventType, payload: Payload):
       onlyFrom(type, from, 'LOCAL_VALIDATING', ['IMPLEMENTING', 'ITERATING', 'PAUSED']);
       return { ...move(from, 'LOCAL_VALIDATING'), lastError: null };
     case 'worker.push.completed': {
+      const { branch: _branch, ...meta } = payload; // head_sha etc. (run-finish) go to the artifact's metadata
       const branch = String(payload.branch);
-      return { ...move(from, 'PUSHED'), lastError: null, artifact: { type: 'branch', uri: branch } };
+      return { ...move(from, 'PUSHED'), lastError: null, artifact: { type: 'branch', uri: branch, ...(Object.keys(meta).length ? { metadata: meta } : {}) } };
     }
     case 'command.pr.linked':
       return { ...move(from, 'CI_WAIT'), prNumber: Number(payload.pr_number) };

@@ -93,7 +93,7 @@ CREATE TABLE webhook_deliveries (
   },
   {
     version: 3,
-    name: 'github: PR approval records, delivery ledger index',
+    name: 'github: PR approval records, runs by PR number, ledger without rowid',
     sql: `
 CREATE TABLE pr_approvals (
   approval_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -111,7 +111,22 @@ CREATE TABLE pr_approvals (
   pr_existing INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX pr_approvals_run ON pr_approvals(run_id, approval_id);
-CREATE INDEX webhook_deliveries_received ON webhook_deliveries(received_at);
+-- The webhook finds runs by PR number on every delivery.
+CREATE INDEX runs_pr_number ON runs(pr_number) WHERE pr_number IS NOT NULL;
+-- The delivery ledger is written twice per delivery (reserve, finish); without a rowid each write
+-- touches one B-tree instead of the table plus its primary-key index.
+CREATE TABLE webhook_deliveries_v3 (
+  source TEXT NOT NULL,
+  delivery_id TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  payload_sha256 TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  PRIMARY KEY (source, delivery_id)
+) WITHOUT ROWID;
+INSERT INTO webhook_deliveries_v3 SELECT source, delivery_id, event_type, payload_sha256, received_at, outcome FROM webhook_deliveries;
+DROP TABLE webhook_deliveries;
+ALTER TABLE webhook_deliveries_v3 RENAME TO webhook_deliveries;
 `,
   },
   {

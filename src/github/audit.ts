@@ -1,0 +1,106 @@
+import { createReadStream, createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { z } from 'zod';
+import type { App } from '../app.js';
+
+/** One JSONL line per webhook request. */
+export const AuditLineSchema = z.object({
+  ts: z.string(),
+  event: z.string().nullable(),
+  delivery: z.string().nullable(),
+  status_code: z.number().int(),
+  outcome: z.string(),
+  processed: z.number().int(),
+  ignored: z.number().int(),
+  error: z.string().nullable(),
+  duration_ms: z.number().optional(),
+});
+export type AuditLine = z.infer<typeof AuditLineSchema>;
+
+/** policy github_webhook.audit_log_file; a relative path lives under the reports directory. */
+export function webhookAuditPath(app: App): string {
+  const file = app.policy.github_webhook.audit_log_file;
+  return isAbsolute(file) ? file : join(app.config.reportsDir, file);
+}
+
+/** Appends audit lines through one buffered stream (a line is one write, so lines never interleave). */
+export class AuditWriter {
+  readonly path: string;
+  private readonly stream: WriteStream;
+
+  constructor(path: string) {
+    this.path = path;
+    mkdirSync(dirname(path), { recursive: true });
+    this.stream = createWriteStream(path, { flags: 'a' });
+  }
+
+  write(line: AuditLine): void {
+    this.stream.write(`${JSON.stringify(line)}\n`);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.stream.end(resolve));
+  }
+}
+
+export interface AuditSummary {
+  file: string;
+  window_hours: number;
+  since: string;
+  total: number;
+  by_outcome: Record<string, number>;
+  by_status_code: Record<string, number>;
+  by_event: Record<string, number>;
+  processed: number;
+  ignored: number;
+  last_errors: AuditLine[];
+  unreadable_lines: number;
+}
+
+/** Counts the audit lines of the last `hours`, streaming the file (it only grows). */
+export async function summarizeAudit(file: string, opts: { hours: number; lastErrors: number; now?: number }): Promise<AuditSummary> {
+  const sinceMs = (opts.now ?? Date.now()) - opts.hours * 3_600_000;
+  const summary: AuditSummary = {
+    file,
+    window_hours: opts.hours,
+    since: new Date(sinceMs).toISOString(),
+    total: 0,
+    by_outcome: {},
+    by_status_code: {},
+    by_event: {},
+    processed: 0,
+    ignored: 0,
+    last_errors: [],
+    unreadable_lines: 0,
+  };
+  if (!existsSync(file)) return summary;
+  const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  for await (const text of rl) {
+    if (!text.trim()) continue;
+    let line: AuditLine;
+    try {
+      const parsed = AuditLineSchema.safeParse(JSON.parse(text));
+      if (!parsed.success) throw new Error('shape');
+      line = parsed.data;
+    } catch {
+      summary.unreadable_lines++;
+      continue;
+    }
+    const ts = Date.parse(line.ts);
+    if (!(ts >= sinceMs)) continue;
+    summary.total++;
+    summary.by_outcome[line.outcome] = (summary.by_outcome[line.outcome] ?? 0) + 1;
+    summary.by_status_code[String(line.status_code)] = (summary.by_status_code[String(line.status_code)] ?? 0) + 1;
+    const ev = line.event ?? '(none)';
+    summary.by_event[ev] = (summary.by_event[ev] ?? 0) + 1;
+    summary.processed += line.processed;
+    summary.ignored += line.ignored;
+    if (line.error) {
+      summary.last_errors.push(line);
+      if (summary.last_errors.length > opts.lastErrors) summary.last_errors.shift();
+    }
+  }
+  summary.last_errors.reverse();
+  return summary;
+}

@@ -1,0 +1,262 @@
+import { Octokit, RequestError } from 'octokit';
+import type { Logger } from '../logger.js';
+import { ConfigurationError } from '../core/errors.js';
+
+/** Where and how to reach GitHub, from the environment (GitHub Enterprise: GITHUB_API_URL). */
+export interface GitHubSettings {
+  token?: string;
+  /** Which variable the token came from, for error messages (never the value). */
+  tokenSource?: string;
+  apiUrl: string;
+  /** Retries of 5xx / network failures (octokit's retry plugin); rate limits are handled separately. */
+  retries: number;
+  /** A rate-limit answer asking to wait at most this long is waited out once; longer ones are reported. */
+  maxRateLimitWaitSec: number;
+}
+
+export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
+
+export function githubSettings(env: NodeJS.ProcessEnv = process.env): GitHubSettings {
+  const tokenSource = ['AGENTPR_GITHUB_TOKEN', 'GITHUB_TOKEN', 'GH_TOKEN'].find((k) => env[k]?.trim());
+  const apiUrl = (env.GITHUB_API_URL?.trim() || DEFAULT_GITHUB_API_URL).replace(/\/+$/, '');
+  if (!/^https?:\/\//.test(apiUrl)) {
+    throw new ConfigurationError(`GITHUB_API_URL '${apiUrl}' is not an http(s) URL; use e.g. https://github.example.com/api/v3 or unset it for api.github.com`);
+  }
+  return {
+    token: tokenSource ? env[tokenSource]!.trim() : undefined,
+    tokenSource,
+    apiUrl,
+    retries: intFrom(env.AGENTPR_GITHUB_RETRIES, 2, 'AGENTPR_GITHUB_RETRIES'),
+    maxRateLimitWaitSec: intFrom(env.AGENTPR_GITHUB_MAX_RATE_WAIT_SEC, 5, 'AGENTPR_GITHUB_MAX_RATE_WAIT_SEC'),
+  };
+}
+
+function intFrom(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined || value.trim() === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new ConfigurationError(`${name} must be a whole number >= 0, got '${value}'`);
+  return n;
+}
+
+/** GitHub answered with a rate limit; nothing was changed. */
+export class RateLimitedError extends Error {
+  readonly retryAfterSec: number;
+  readonly status: number;
+  constructor(status: number, retryAfterSec: number, what: string) {
+    super(`GitHub rate limited ${what} (HTTP ${status}); retry after ${retryAfterSec} s`);
+    this.name = 'RateLimitedError';
+    this.status = status;
+    this.retryAfterSec = retryAfterSec;
+  }
+}
+
+/** GitHub refused a request (4xx/5xx other than a rate limit), or could not be reached (status 0). */
+export class GitHubApiError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = 'GitHubApiError';
+    this.status = status;
+  }
+}
+
+type Headers = Record<string, string | number | undefined>;
+
+/** Seconds to wait when `err` is a rate-limit answer (403/429 with the usual headers), else undefined. */
+export function rateLimitRetryAfter(status: number, headers: Headers, message: string, nowMs = Date.now()): number | undefined {
+  if (status !== 403 && status !== 429) return undefined;
+  const retryAfter = Number(headers['retry-after']);
+  if (Number.isFinite(retryAfter) && retryAfter >= 0 && headers['retry-after'] !== undefined) return Math.ceil(retryAfter);
+  if (String(headers['x-ratelimit-remaining']) === '0') {
+    const reset = Number(headers['x-ratelimit-reset']);
+    if (Number.isFinite(reset) && reset > 0) return Math.max(0, Math.ceil(reset - nowMs / 1000) + 1);
+    return 60;
+  }
+  if (status === 429 || /rate limit/i.test(message)) return 60;
+  return undefined;
+}
+
+export interface PullRequestInfo {
+  number: number;
+  html_url: string;
+  state: string;
+  head_sha: string;
+  head_ref: string;
+  draft: boolean;
+}
+
+export interface CheckRunInfo {
+  id: number;
+  name: string;
+  status: string;
+  conclusion: string | null;
+}
+
+export interface CommitStatusInfo {
+  id: number;
+  context: string;
+  state: string;
+}
+
+export interface ReviewInfo {
+  id: number;
+  user: string | null;
+  state: string;
+  submitted_at: string | null;
+}
+
+export interface CreatePullInput {
+  owner: string;
+  repo: string;
+  title: string;
+  head: string;
+  base: string;
+  body?: string;
+  draft?: boolean;
+}
+
+/**
+ * The GitHub REST calls agentpr makes, through octokit. Errors come out as RateLimitedError or
+ * GitHubApiError with a message a person can act on.
+ */
+export class GitHubClient {
+  readonly octokit: InstanceType<typeof Octokit>;
+  readonly settings: GitHubSettings;
+  private readonly logger: Logger;
+
+  constructor(settings: GitHubSettings, logger: Logger) {
+    if (!settings.token) {
+      throw new ConfigurationError(
+        'no GitHub token: set AGENTPR_GITHUB_TOKEN or GITHUB_TOKEN to a token that can read pull requests and checks (and create pull requests for approve-open-pr)',
+      );
+    }
+    this.settings = settings;
+    this.logger = logger.child({ component: 'github' });
+    const log = this.logger;
+    this.octokit = new Octokit({
+      auth: settings.token,
+      baseUrl: settings.apiUrl,
+      userAgent: 'agentpr-mcp',
+      // Rate limits are answered by us (wait briefly once, else report "retry after N s") rather than
+      // by the throttling plugin, which would sleep until the quota resets (up to an hour) in a tool call.
+      throttle: { enabled: false },
+      retry: { retries: settings.retries, doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451] },
+      log: {
+        debug: (msg: string) => log.debug(msg),
+        info: (msg: string) => log.debug(msg),
+        warn: (msg: string) => log.warn(msg),
+        error: (msg: string) => log.error(msg),
+      },
+    });
+  }
+
+  /** Runs one API call; a short rate-limit wait is taken once, anything else becomes a typed error. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!(err instanceof RequestError)) throw err;
+        const headers = (err.response?.headers ?? {}) as Headers;
+        const wait = rateLimitRetryAfter(err.status, headers, err.message);
+        if (wait !== undefined) {
+          if (attempt === 0 && wait <= this.settings.maxRateLimitWaitSec) {
+            this.logger.warn({ what, wait_s: wait }, 'GitHub rate limit; waiting once');
+            await new Promise((r) => setTimeout(r, wait * 1000));
+            continue;
+          }
+          throw new RateLimitedError(err.status, wait, what);
+        }
+        throw new GitHubApiError(err.status, describeRequestError(err, what, this.settings));
+      }
+    }
+  }
+
+  async defaultBranch(owner: string, repo: string): Promise<string> {
+    const res = await this.call(`GET /repos/${owner}/${repo}`, () => this.octokit.rest.repos.get({ owner, repo }));
+    return res.data.default_branch;
+  }
+
+  /** The open PR whose head is `headLabel` (`owner:branch`), if any. */
+  async findOpenPull(owner: string, repo: string, headLabel: string): Promise<PullRequestInfo | undefined> {
+    const res = await this.call(`GET /repos/${owner}/${repo}/pulls?head=${headLabel}`, () =>
+      this.octokit.rest.pulls.list({ owner, repo, head: headLabel, state: 'open', per_page: 10 }),
+    );
+    const pr = res.data[0];
+    return pr ? toPullInfo(pr) : undefined;
+  }
+
+  async createPull(input: CreatePullInput): Promise<PullRequestInfo> {
+    const { owner, repo, ...rest } = input;
+    const res = await this.call(`POST /repos/${owner}/${repo}/pulls`, () => this.octokit.rest.pulls.create({ owner, repo, ...rest }));
+    return toPullInfo(res.data);
+  }
+
+  async getPull(owner: string, repo: string, pullNumber: number): Promise<PullRequestInfo> {
+    const res = await this.call(`GET /repos/${owner}/${repo}/pulls/${pullNumber}`, () =>
+      this.octokit.rest.pulls.get({ owner, repo, pull_number: pullNumber }),
+    );
+    return toPullInfo(res.data);
+  }
+
+  async listCheckRuns(owner: string, repo: string, ref: string): Promise<CheckRunInfo[]> {
+    const runs = await this.call(`GET /repos/${owner}/${repo}/commits/${ref}/check-runs`, () =>
+      this.octokit.paginate(this.octokit.rest.checks.listForRef, { owner, repo, ref, per_page: 100, filter: 'latest' }),
+    );
+    return runs.map((r) => ({ id: r.id, name: r.name, status: r.status, conclusion: r.conclusion ?? null }));
+  }
+
+  async listStatuses(owner: string, repo: string, ref: string): Promise<CommitStatusInfo[]> {
+    const res = await this.call(`GET /repos/${owner}/${repo}/commits/${ref}/status`, () =>
+      this.octokit.rest.repos.getCombinedStatusForRef({ owner, repo, ref, per_page: 100 }),
+    );
+    return res.data.statuses.map((s) => ({ id: s.id, context: s.context, state: s.state }));
+  }
+
+  async listReviews(owner: string, repo: string, pullNumber: number): Promise<ReviewInfo[]> {
+    const reviews = await this.call(`GET /repos/${owner}/${repo}/pulls/${pullNumber}/reviews`, () =>
+      this.octokit.paginate(this.octokit.rest.pulls.listReviews, { owner, repo, pull_number: pullNumber, per_page: 100 }),
+    );
+    return reviews.map((r) => ({ id: r.id, user: r.user?.login ?? null, state: r.state, submitted_at: r.submitted_at ?? null }));
+  }
+}
+
+interface RawPull {
+  number: number;
+  html_url: string;
+  state: string;
+  draft?: boolean;
+  head: { sha: string; ref: string };
+}
+
+function toPullInfo(pr: RawPull): PullRequestInfo {
+  return { number: pr.number, html_url: pr.html_url, state: pr.state, head_sha: pr.head.sha, head_ref: pr.head.ref, draft: pr.draft ?? false };
+}
+
+function describeRequestError(err: RequestError, what: string, settings: GitHubSettings): string {
+  const data = err.response?.data as { message?: unknown; errors?: unknown } | undefined;
+  const detail = [typeof data?.message === 'string' ? data.message : err.message, errorsText(data?.errors)].filter(Boolean).join(': ');
+  const hint =
+    err.status === 401
+      ? `; the token in ${settings.tokenSource ?? 'the environment'} was refused: check it is valid and not expired`
+      : err.status === 403
+        ? `; the token in ${settings.tokenSource ?? 'the environment'} lacks permission for this (needs pull requests: write, checks/statuses: read)`
+        : err.status === 404
+          ? '; check the owner/repo and that the token can see the repository'
+          : err.status >= 500 || err.status === 0
+            ? `; GitHub (${settings.apiUrl}) failed or could not be reached, try again later`
+            : '';
+  return `GitHub ${what} failed with HTTP ${err.status}: ${detail}${hint}`;
+}
+
+function errorsText(errors: unknown): string {
+  if (!Array.isArray(errors)) return '';
+  return errors
+    .map((e) => (e && typeof e === 'object' && 'message' in e ? String((e as { message: unknown }).message) : JSON.stringify(e)))
+    .join('; ');
+}
+
+/** A client for the current environment (tools call this per call, so env changes are seen). */
+export function githubClient(logger: Logger, env: NodeJS.ProcessEnv = process.env): GitHubClient {
+  return new GitHubClient(githubSettings(env), logger);
+}

@@ -1,0 +1,843 @@
+import { createHash } from 'node:crypto';
+import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { App } from '../app.js';
+import { defaultIdempotencyKey } from '../core/events.js';
+import { UserInputError, errorMessage } from '../core/errors.js';
+import type { ApplyResult, AttemptView, RunView } from '../core/models.js';
+import { canTransition, type RunState } from '../core/states.js';
+import { agentPolicyFor, type RunAgentStepPolicy } from '../policy.js';
+import { RefusedError, type ProgressUpdate } from '../registry.js';
+import type { ArtifactInput } from '../service.js';
+import {
+  StreamAccumulator,
+  analyzeParsed,
+  computeDiffStats,
+  digestToJson,
+  stampLine,
+  type AttemptAnalysis,
+  type DiffStats,
+  type PreflightSummary,
+  type UsageTotals,
+} from '../analysis/index.js';
+import { activeSteps, type ActiveAgentStep } from './active.js';
+import { RUNTIME_ENV_OVERRIDES_FILE, buildRuntimeEnv, excludeRuntimeDir, loadEnvOverrides, type LoadedEnvOverrides } from './env.js';
+import { artifactFor, readDigestFile } from './inspect.js';
+import { attemptOwnerMetadata } from './reconcile.js';
+import {
+  assertRunnableSandbox,
+  buildCodexArgs,
+  composePrompt,
+  lastMessagePath,
+  resolveCodexBin,
+  runProcess,
+  safetyContract,
+  type RunProcessResult,
+  type Sandbox,
+} from './runner.js';
+import { checkWorkspaceInsideRoot, dirtyPaths, runPreflight } from './preflight.js';
+import {
+  buildTaskPacket,
+  installedSkillsDir,
+  materializeContract,
+  missingSkills,
+  readSkills,
+  skillsEnvelope,
+  stageSkillPlan,
+  writeTaskPacket,
+} from './skills.js';
+
+/** SPEC §4: states a worker step may start from (QUEUED is first moved to DISCOVERY). */
+export const AGENT_STEP_STATES: readonly RunState[] = ['DISCOVERY', 'IMPLEMENTING', 'LOCAL_VALIDATING', 'ITERATING'];
+
+/** Linux caps one argv string at 128 KiB; the prompt travels as one. */
+export const MAX_PROMPT_CHARS = 100_000;
+const MAX_PROMPT_FILE_BYTES = 256 * 1024;
+const PROGRESS_INTERVAL_MS = 2_000;
+const PROGRESS_MIN_GAP_MS = 250;
+const STDERR_TAIL_BYTES = 8 * 1024;
+
+export interface AgentStepRequest {
+  run_id: string;
+  prompt?: string;
+  prompt_file?: string;
+  max_agent_seconds?: number;
+  sandbox?: Sandbox;
+  model?: string;
+  allowed_read_only_roots?: string[];
+  /** Kill grace after SIGTERM (tests shorten it). */
+  kill_grace_ms?: number;
+}
+
+export interface AgentStepOutcome {
+  run_id: string;
+  attempt_no: number;
+  status: 'running' | 'finished';
+  state_before: RunState;
+  state_after: RunState;
+  grade: 'PASS' | 'RETRYABLE' | 'HUMAN_REVIEW' | null;
+  reason_code: string | null;
+  next_action: string | null;
+  evidence: string[];
+  exit_code: number | null;
+  timed_out: boolean;
+  duration_ms: number | null;
+  event: { event_type: string; outcome: string; from_state: string; state: string } | null;
+  /** Why no state change was applied although the verdict asked for one. */
+  note: string | null;
+  kept_event_stream: boolean | null;
+  artifacts: Array<{ type: string; uri: string }>;
+  reports_dir: string;
+}
+
+/** Everything fixed before the attempt starts. */
+interface Plan {
+  run: RunView;
+  /** State when the worker starts (after the QUEUED -> DISCOVERY move). */
+  stage: RunState;
+  policy: RunAgentStepPolicy;
+  sandbox: Sandbox;
+  model: string | undefined;
+  maxAgentSeconds: number;
+  readOnlyRoots: string[];
+  prompt: string;
+  promptSource: string;
+  repoDir: string;
+  codexBin: string;
+  skillsPlan: string[];
+  killGraceMs: number;
+  envOverrides: LoadedEnvOverrides;
+}
+
+// ---- checks that refuse (nothing changes) ---------------------------------------------------------
+
+/** Fail fast when the run's workspace is not a directory inside the configured root (seed constraint 7). */
+export function checkWorkspace(app: App, run: RunView): string {
+  const ws = resolve(run.workspace_dir);
+  const inside = checkWorkspaceInsideRoot(ws, app.config.workspaceRoot);
+  if (!inside.ok) {
+    throw new RefusedError(`workspace_outside_root: run ${run.run_id}: ${inside.message}; nothing was changed. Fix: ${inside.fix}.`);
+  }
+  if (!existsSync(ws) || !statSync(ws).isDirectory()) {
+    throw new RefusedError(`workspace_missing: workspace ${ws} of run ${run.run_id} does not exist; nothing was changed. Run run-prepare first to clone the repository.`);
+  }
+  return ws;
+}
+
+/** Uncommitted changes, ignoring the worker's runtime dir and overrides file ("XY path" entries). */
+async function uncommitted(repoDir: string): Promise<string[]> {
+  let paths: string[];
+  try {
+    paths = await dirtyPaths(repoDir);
+  } catch (err) {
+    throw new RefusedError(`workspace_not_a_git_repo: ${errorMessage(err)}; nothing was changed. Run run-prepare to clone the repository.`);
+  }
+  return paths.filter((p) => p.slice(p.indexOf(' ') + 1) !== RUNTIME_ENV_OVERRIDES_FILE);
+}
+
+function readPrompt(req: AgentStepRequest): { prompt: string; source: string } {
+  if ((req.prompt === undefined) === (req.prompt_file === undefined)) {
+    throw new UserInputError('give exactly one of prompt (the task text) or prompt_file (a path to a text file with it)');
+  }
+  let prompt: string;
+  let source: string;
+  if (req.prompt !== undefined) {
+    prompt = req.prompt;
+    source = 'input';
+  } else {
+    const path = resolve(req.prompt_file!);
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      throw new UserInputError(`prompt_file ${path} does not exist; give the path of a text file with the task`);
+    }
+    if (size > MAX_PROMPT_FILE_BYTES) throw new UserInputError(`prompt_file ${path} is ${size} bytes; the limit is ${MAX_PROMPT_FILE_BYTES}`);
+    prompt = readFileSync(path, 'utf8');
+    source = path;
+  }
+  if (!prompt.trim()) throw new UserInputError(`the prompt (from ${source}) is empty; say what the worker should do`);
+  if (prompt.length > MAX_PROMPT_CHARS) {
+    throw new UserInputError(`the prompt (from ${source}) has ${prompt.length} characters; the limit is ${MAX_PROMPT_CHARS} (it is passed as one command-line argument). Put details in a file in the repository and refer to it.`);
+  }
+  return { prompt, source };
+}
+
+/** AGENTPR_KILL_GRACE_MS: how long a timed-out worker gets between SIGTERM and SIGKILL (default 5000). */
+function killGraceFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  if (!env.AGENTPR_KILL_GRACE_MS) return undefined;
+  const n = Number(env.AGENTPR_KILL_GRACE_MS);
+  return Number.isInteger(n) && n >= 0 && n <= 600_000 ? n : undefined;
+}
+
+function budgetSeconds(run: RunView): number | undefined {
+  const v = run.budget.max_agent_seconds;
+  const n = typeof v === 'string' ? Number(v) : v;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 86_400 ? n : undefined;
+}
+
+function runningAgentAttempt(app: App, runId: string): AttemptView | undefined {
+  return app.service.listAttempts(runId, 'agent').find((a) => a.status === 'running');
+}
+
+function assertStartableState(run: RunView): void {
+  if (run.state !== 'QUEUED' && !AGENT_STEP_STATES.includes(run.state)) {
+    const hint =
+      run.state === 'PLAN_READY'
+        ? 'start-implementation first'
+        : run.state === 'FAILED_RETRYABLE'
+          ? 'retry (to DISCOVERY, IMPLEMENTING or ITERATING) first'
+          : run.state === 'PAUSED'
+            ? 'resume it first'
+            : 'the run is past the worker stages';
+    throw new RefusedError(
+      `run-agent-step runs from QUEUED (moved to DISCOVERY), DISCOVERY, IMPLEMENTING, LOCAL_VALIDATING or ITERATING; run ${run.run_id} is in ${run.state}: ${hint}. Nothing was changed.`,
+    );
+  }
+}
+
+/** All refusals, in SPEC §4 order (the doctor ran before the handler). */
+async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
+  const run = app.service.getRun(req.run_id);
+  assertStartableState(run);
+  const policy = agentPolicyFor(app.policy, run.owner, run.repo);
+  const sandbox = req.sandbox ?? policy.codex_sandbox;
+  assertRunnableSandbox(sandbox, req.sandbox ? 'the sandbox input' : `policy run_agent_step.codex_sandbox for ${run.owner}/${run.repo}`);
+  const { prompt, source } = readPrompt(req);
+  const roots = [...policy.allowed_read_only_roots, ...(req.allowed_read_only_roots ?? [])];
+  const relativeRoot = roots.find((r) => !isAbsolute(r));
+  if (relativeRoot !== undefined) throw new UserInputError(`allowed_read_only_roots must be absolute paths; got '${relativeRoot}'`);
+  const repoDir = checkWorkspace(app, run);
+  const dirty = await uncommitted(repoDir);
+  if (dirty.length) {
+    throw new RefusedError(
+      `dirty_workspace_before_agent: ${repoDir} has ${dirty.length} uncommitted change(s) (${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ', ...' : ''}); nothing was changed. Commit, stash or discard them (or re-run run-prepare) before the worker runs.`,
+    );
+  }
+  const stage: RunState = run.state === 'QUEUED' ? 'DISCOVERY' : run.state;
+  let skillsPlan: string[] = [];
+  if (policy.skills_mode === 'agentpr') {
+    skillsPlan = stageSkillPlan(stage, policy);
+    const missing = missingSkills(skillsPlan, app.env);
+    if (missing.length) {
+      throw new RefusedError(
+        `skills_missing: skills mode needs ${missing.join(', ')} in ${installedSkillsDir(app.env)} for ${stage}; nothing was changed. Run install-skills (and check skills-status).`,
+      );
+    }
+  }
+  const codexBin = resolveCodexBin(app.env);
+  const envOverrides = loadEnvOverrides(repoDir, app.config.home, app.env);
+  const active = activeSteps(app).get(run.run_id);
+  if (active) {
+    throw new RefusedError(`an agent step is already running for ${run.run_id} (attempt ${active.attempt_no}, since ${active.started_at}); wait for it or look at inspect-run.`);
+  }
+  return {
+    run,
+    stage,
+    policy,
+    sandbox,
+    model: req.model ?? policy.codex_model,
+    maxAgentSeconds: req.max_agent_seconds ?? budgetSeconds(run) ?? policy.max_agent_seconds,
+    readOnlyRoots: [...new Set(roots.map((r) => resolve(r)))],
+    prompt,
+    promptSource: source,
+    repoDir,
+    codexBin,
+    skillsPlan,
+    killGraceMs: req.kill_grace_ms ?? killGraceFromEnv(app.env) ?? 5000,
+    envOverrides,
+  };
+}
+
+// ---- starting: one transaction ---------------------------------------------------------------------
+
+function startAttempt(app: App, plan: Plan): { attempt: AttemptView; run: RunView } {
+  return app.service.transaction(() => {
+    // Re-read inside the write lock: the run may have moved while the checks ran.
+    const run = app.service.getRun(plan.run.run_id);
+    assertStartableState(run);
+    if ((run.state === 'QUEUED' ? 'DISCOVERY' : run.state) !== plan.stage) {
+      throw new RefusedError(`run ${run.run_id} moved from ${plan.run.state} to ${run.state} while the checks ran; nothing was started. Call run-agent-step again.`);
+    }
+    const running = runningAgentAttempt(app, run.run_id);
+    if (running) {
+      throw new RefusedError(
+        `an agent step is already running for ${run.run_id} (attempt ${running.attempt_no}, since ${running.started_at}, pid ${String(running.metadata.owner_pid ?? '?')}); wait for it or look at inspect-run.`,
+      );
+    }
+    if (run.state === 'QUEUED') {
+      app.service.applyEvent({
+        run_id: run.run_id,
+        event_type: 'command.start.discovery',
+        payload: { by: 'run-agent-step' },
+        idempotency_key: defaultIdempotencyKey('command.start.discovery', run.run_id, { by: 'run-agent-step', after_event_id: app.service.lastEventId(run.run_id) }),
+      });
+    }
+    const attempt = app.service.startAttempt(run.run_id, 'agent', {
+      ...attemptOwnerMetadata(),
+      stage: plan.stage,
+      sandbox: plan.sandbox,
+      model: plan.model ?? null,
+      max_agent_seconds: plan.maxAgentSeconds,
+      skills_mode: plan.policy.skills_mode,
+      prompt_source: plan.promptSource,
+      prompt_chars: plan.prompt.length,
+    });
+    return { attempt, run: app.service.getRun(run.run_id) };
+  });
+}
+
+// ---- running ---------------------------------------------------------------------------------------
+
+function readTail(path: string, bytes: number): string {
+  if (!existsSync(path)) return '';
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const len = Math.min(size, bytes);
+    const buf = Buffer.alloc(len);
+    readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function previousUsage(app: App, runId: string): (Partial<UsageTotals> & { thread_id?: string | null }) | null {
+  const a = artifactFor(app, runId, 'run_digest');
+  if (!a) return null;
+  const { digest } = readDigestFile(a.uri);
+  if (!digest?.usage) return null;
+  const u = digest.usage;
+  return {
+    input_tokens: u.input_tokens,
+    cached_input_tokens: u.cached_input_tokens,
+    output_tokens: u.output_tokens,
+    reasoning_output_tokens: u.reasoning_output_tokens,
+    total_tokens: u.total_tokens,
+    thread_id: u.thread_ids[u.thread_ids.length - 1] ?? null,
+  };
+}
+
+/** The command a stream line started or finished, read cheaply (no full parse of big outputs). */
+function commandOf(line: string): string | null {
+  if (!line.includes('"command_execution"')) return null;
+  if (line.length > 64 * 1024) {
+    const m = /"command":"((?:[^"\\]|\\.){0,2000})"/.exec(line.slice(0, 8192));
+    if (!m) return null;
+    try {
+      return JSON.parse(`"${m[1]}"`) as string;
+    } catch {
+      return null;
+    }
+  }
+  try {
+    const ev = JSON.parse(line) as { item?: { type?: string; command?: unknown } };
+    return ev.item?.type === 'command_execution' && typeof ev.item.command === 'string' ? ev.item.command : null;
+  } catch {
+    return null;
+  }
+}
+
+function shortCommand(cmd: string): string {
+  const unwrapped = cmd.replace(/^\/bin\/(?:ba|z)?sh -lc /, '').replace(/^'(.*)'$/s, '$1');
+  const one = unwrapped.replace(/\s+/g, ' ').trim();
+  return one.length > 200 ? `${one.slice(0, 200)}…` : one;
+}
+
+function sha1(text: string): string {
+  return createHash('sha1').update(text).digest('hex');
+}
+
+interface Execution {
+  app: App;
+  plan: Plan;
+  /** The run after the attempt started (state = the stage). */
+  run: RunView;
+  attempt: AttemptView;
+  reportsDir: string;
+  progress?: (u: ProgressUpdate) => Promise<void>;
+  active: ActiveAgentStep;
+  abort: AbortController;
+}
+
+interface WorkerFacts {
+  proc: RunProcessResult | null;
+  preflight: PreflightSummary;
+  acc: StreamAccumulator;
+  eventsPath: string;
+  stderrPath: string;
+  lastMessageCopy: string | null;
+  taskPacketPath: string | null;
+  envApplied: Record<string, string | null>;
+  envOverrideFiles: string[];
+  /** argv without the prompt (stored separately in prompt.txt). */
+  args: string[];
+  promptSha1: string;
+  promptPath: string;
+}
+
+/** Preflight, task packet, prompt, then the worker process with live progress. */
+async function runWorker(ex: Execution): Promise<WorkerFacts> {
+  const { app, plan, attempt } = ex;
+  const dir = ex.reportsDir;
+  mkdirSync(dir, { recursive: true });
+  const eventsPath = join(dir, 'events.jsonl');
+  const stderrPath = join(dir, 'stderr.log');
+  const acc = new StreamAccumulator();
+
+  excludeRuntimeDir(plan.repoDir);
+  const rtEnv = buildRuntimeEnv(plan.repoDir, { baseEnv: app.env, overrides: plan.envOverrides });
+  const preflight = await workerPreflight(app, plan.repoDir, rtEnv.env);
+
+  let taskPacketPath: string | null = null;
+  let body = plan.prompt;
+  if (plan.policy.skills_mode === 'agentpr') {
+    const contract = materializeContract(plan.repoDir, app.service.latestArtifact(ex.run.run_id, 'contract')?.uri);
+    const packet = buildTaskPacket({
+      run: ex.run,
+      stage: plan.stage,
+      attemptNo: attempt.attempt_no,
+      plan: plan.skillsPlan,
+      policy: plan.policy,
+      sandbox: plan.sandbox,
+      maxAgentSeconds: plan.maxAgentSeconds,
+      contract,
+      env: app.env,
+    });
+    writeTaskPacket(packet);
+    taskPacketPath = join(dir, 'task_packet.json');
+    writeFileSync(taskPacketPath, `${JSON.stringify(packet, null, 2)}\n`);
+    body = skillsEnvelope(packet, plan.prompt);
+  }
+  const roots = plan.policy.skills_mode === 'agentpr' ? [...plan.readOnlyRoots, installedSkillsDir(app.env)] : plan.readOnlyRoots;
+  const fullPrompt = composePrompt(safetyContract({ repoDir: plan.repoDir, readOnlyRoots: roots }), body);
+  const lastMessage = lastMessagePath(plan.repoDir);
+  rmSync(lastMessage, { force: true });
+  const args = buildCodexArgs({ sandbox: plan.sandbox, model: plan.model, lastMessagePath: lastMessage, prompt: fullPrompt });
+  const promptPath = join(dir, 'prompt.txt');
+  writeFileSync(promptPath, fullPrompt);
+
+  let proc: RunProcessResult | null = null;
+  if (!preflight.ok) {
+    writeFileSync(eventsPath, '');
+  } else {
+    const started = Date.now();
+    let lastSent = 0;
+    let lastValue = 0;
+    const send = (force: boolean) => {
+      if (!ex.progress) return;
+      const now = Date.now();
+      if (!force && now - lastSent < PROGRESS_MIN_GAP_MS) return;
+      lastSent = now;
+      // Progress must grow with every notification: elapsed seconds, nudged when two land in the same tick.
+      const value = Math.max(Math.round(lastValue * 1000 + 1) / 1000, Math.round((now - started) / 100) / 10);
+      lastValue = value;
+      const cmd = ex.active.latest_command;
+      const message = `agent#${attempt.attempt_no}: ${Math.round((now - started) / 1000)} s, ${ex.active.lines} events${cmd ? `; latest command: ${cmd}` : ''}`;
+      ex.progress({ progress: value, total: plan.maxAgentSeconds, message }).catch(() => undefined);
+    };
+    send(true);
+    const timer = setInterval(() => send(true), PROGRESS_INTERVAL_MS);
+    try {
+      proc = await runProcess({
+        bin: plan.codexBin,
+        args,
+        cwd: plan.repoDir,
+        env: rtEnv.env,
+        eventsPath,
+        stderrPath,
+        timeoutMs: plan.maxAgentSeconds * 1000,
+        killGraceMs: plan.killGraceMs,
+        stamp: stampLine,
+        signal: ex.abort.signal,
+        onSpawn: (pid) => {
+          ex.active.pid = pid;
+        },
+        onLine: (line, stored) => {
+          acc.pushLine(stored);
+          ex.active.lines++;
+          const cmd = commandOf(line);
+          if (cmd) {
+            ex.active.latest_command = shortCommand(cmd);
+            send(false);
+          }
+        },
+      });
+    } finally {
+      clearInterval(timer);
+    }
+    send(true);
+  }
+  let lastMessageCopy: string | null = null;
+  if (existsSync(lastMessage)) {
+    lastMessageCopy = join(dir, 'last_message.txt');
+    copyFileSync(lastMessage, lastMessageCopy);
+  }
+  return {
+    proc,
+    preflight,
+    acc,
+    eventsPath,
+    stderrPath,
+    lastMessageCopy,
+    taskPacketPath,
+    envApplied: rtEnv.applied,
+    envOverrideFiles: rtEnv.overrideFiles,
+    args: args.slice(0, -1),
+    promptSha1: sha1(fullPrompt),
+    promptPath,
+  };
+}
+
+async function workerPreflight(app: App, repoDir: string, env: NodeJS.ProcessEnv): Promise<PreflightSummary> {
+  try {
+    const r = await runPreflight({ repoDir, workspaceRoot: app.config.workspaceRoot, env });
+    return { ok: r.ok, checks: r.checks.map((c) => ({ name: c.name, ok: c.ok, message: c.ok ? c.message : `${c.message} (fix: ${c.fix ?? 'see preflight'})` })) };
+  } catch (err) {
+    return { ok: false, error: `preflight could not run: ${errorMessage(err)}` };
+  }
+}
+
+// ---- finishing: analysis, files, one transaction -----------------------------------------------------
+
+type EventPlan = { event_type: string; payload: Record<string, unknown> } | null;
+
+/** The event that carries the verdict's state change (SPEC §5 last paragraph, §2 events). */
+function eventForTarget(target: RunState | 'UNCHANGED', a: AttemptAnalysis, attemptNo: number): EventPlan {
+  const v = a.verdict;
+  const base = { attempt_no: attemptNo, grade: v.grade, reason_code: v.reason_code };
+  switch (target) {
+    case 'UNCHANGED':
+      return null;
+    case 'LOCAL_VALIDATING':
+      return { event_type: 'command.local.validation.passed', payload: { ...base, by: 'run-agent-step' } };
+    case 'FAILED_RETRYABLE':
+    case 'NEEDS_HUMAN_REVIEW':
+    case 'FAILED_TERMINAL': {
+      const message = v.evidence.slice(0, 3).join('; ');
+      return {
+        event_type: 'worker.step.failed',
+        payload: { ...base, step: 'agent', error_message: message.length > 2000 ? `${message.slice(0, 2000)}…` : message, to_state: target },
+      };
+    }
+    case 'PAUSED':
+      return { event_type: 'command.pause', payload: { ...base, by: 'run-agent-step' } };
+    default:
+      return null;
+  }
+}
+
+function attemptStatus(facts: WorkerFacts, a: AttemptAnalysis): 'succeeded' | 'failed' | 'timed_out' {
+  if (facts.proc?.timedOut) return 'timed_out';
+  return a.verdict.grade === 'PASS' ? 'succeeded' : 'failed';
+}
+
+async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepOutcome> {
+  const { app, plan, attempt } = ex;
+  const runId = ex.run.run_id;
+  const proc = facts.proc;
+  const timedOut = proc?.timedOut ?? false;
+  const aborted = proc?.aborted ?? false;
+  const exitCode = proc ? proc.exitCode : null;
+  const durationMs = proc ? proc.durationMs : Date.now() - Date.parse(attempt.started_at);
+  let diffStats: DiffStats | null = null;
+  try {
+    diffStats = await computeDiffStats(plan.repoDir);
+  } catch (err) {
+    app.logger.warn({ run_id: runId, err: errorMessage(err) }, 'diff stats unavailable');
+  }
+  const stderrTail = readTail(facts.stderrPath, STDERR_TAIL_BYTES) + (proc?.spawnError ? `\n${proc.spawnError}` : '');
+  const paths = {
+    events: facts.eventsPath,
+    stderr: facts.stderrPath,
+    prompt: facts.promptPath,
+    last_message: facts.lastMessageCopy,
+    task_packet: facts.taskPacketPath,
+    runtime_report: join(ex.reportsDir, 'runtime_report.json'),
+    digest: join(ex.reportsDir, 'digest.json'),
+    insight: join(ex.reportsDir, 'insight.md'),
+  };
+  const installed = plan.policy.skills_mode === 'agentpr' ? readSkills(installedSkillsDir(app.env)).map((s) => s.name) : null;
+  const analysisInput = {
+    exitCode,
+    stateBefore: plan.stage,
+    attemptNo: attempt.attempt_no,
+    runId,
+    policy: plan.policy,
+    owner: ex.run.owner,
+    repo: ex.run.repo,
+    step: 'agent',
+    diffStats,
+    preflight: facts.preflight,
+    skills: {
+      mode: plan.policy.skills_mode,
+      required: plan.skillsPlan,
+      available: installed,
+      missing: installed ? plan.skillsPlan.filter((s) => !installed.includes(s)) : null,
+    },
+    attempts: app.service.listAttempts(runId),
+    previousUsage: previousUsage(app, runId),
+    durationMs,
+    timedOut,
+    stderrTail,
+    artifacts: paths,
+  } as const;
+  let analysis = analyzeParsed(facts.acc.result(), analysisInput);
+  // Timeouts and cancellations move the run by their own event, whatever the verdict says.
+  const forcedTarget: RunState | null = timedOut || aborted ? 'FAILED_RETRYABLE' : null;
+  if (forcedTarget) analysis = analyzeParsed(facts.acc.result(), { ...analysisInput, stateAfter: forcedTarget });
+  const keepStream = analysis.keepStream;
+  if (!keepStream) rmSync(facts.eventsPath, { force: true });
+  const digest = { ...analysis.digest, artifacts: { ...analysis.digest.artifacts, events: keepStream ? facts.eventsPath : null } };
+  writeFileSync(paths.digest, digestToJson(digest));
+  writeFileSync(paths.insight, analysis.insightMarkdown);
+  const runtimeReport = {
+    schema: 'agentpr.agent_runtime_report.v1',
+    run_id: runId,
+    attempt_no: attempt.attempt_no,
+    stage: plan.stage,
+    command: { bin: plan.codexBin, args: facts.args, prompt_path: facts.promptPath, prompt_sha1: facts.promptSha1, prompt_source: plan.promptSource },
+    cwd: plan.repoDir,
+    sandbox: plan.sandbox,
+    model: plan.model ?? null,
+    max_agent_seconds: plan.maxAgentSeconds,
+    env: { applied: facts.envApplied, override_files: facts.envOverrideFiles },
+    read_only_roots: plan.readOnlyRoots,
+    preflight: facts.preflight,
+    process: proc ?? { skipped: 'preflight failed' },
+    stderr_tail: stderrTail.slice(-2000),
+    verdict: analysis.verdict,
+    target_state: forcedTarget ?? analysis.targetState,
+    keep_event_stream: keepStream,
+    paths,
+  };
+  writeFileSync(paths.runtime_report, `${JSON.stringify(runtimeReport, null, 2)}\n`);
+
+  const v = analysis.verdict;
+  const meta = { step: 'agent', attempt_no: attempt.attempt_no, grade: v.grade, reason_code: v.reason_code, stage: plan.stage };
+  const artifacts: ArtifactInput[] = [];
+  if (keepStream) artifacts.push({ type: 'agent_event_stream', uri: facts.eventsPath, metadata: { ...meta, lines: proc?.lineCount ?? 0 } });
+  artifacts.push({ type: 'agent_runtime_report', uri: paths.runtime_report, metadata: meta });
+  if (facts.lastMessageCopy) artifacts.push({ type: 'agent_last_message', uri: facts.lastMessageCopy, metadata: meta });
+  if (facts.taskPacketPath) artifacts.push({ type: 'task_packet', uri: facts.taskPacketPath, metadata: { ...meta, schema: 'agentpr.task_packet.v1' } });
+  artifacts.push({ type: 'run_digest', uri: paths.digest, metadata: { ...meta, next_action: v.next_action } });
+  artifacts.push({ type: 'manager_insight', uri: paths.insight, metadata: meta });
+
+  let eventPlan: EventPlan;
+  if (timedOut) eventPlan = { event_type: 'timer.timeout', payload: { step: 'agent', attempt_no: attempt.attempt_no, max_agent_seconds: plan.maxAgentSeconds } };
+  else if (aborted) {
+    eventPlan = {
+      event_type: 'worker.step.failed',
+      payload: { step: 'agent', attempt_no: attempt.attempt_no, reason_code: 'cancelled', error_message: ex.abort.signal.reason ? String(ex.abort.signal.reason) : 'the worker was stopped', to_state: 'FAILED_RETRYABLE' },
+    };
+  } else eventPlan = eventForTarget(analysis.targetState, analysis, attempt.attempt_no);
+
+  const status = aborted ? 'failed' : attemptStatus(facts, analysis);
+  const reasonCode = timedOut ? 'timeout' : aborted ? 'cancelled' : v.reason_code;
+  let note: string | null = null;
+  let applied: ApplyResult | null = null;
+  app.service.transaction(() => {
+    const current = app.service.getRun(runId);
+    app.service.finishAttempt(attempt.attempt_id, {
+      status,
+      exit_code: exitCode,
+      reason_code: reasonCode,
+      stdout_log: keepStream ? facts.eventsPath : null,
+      stderr_log: facts.stderrPath,
+      duration_ms: durationMs,
+      metadata: {
+        grade: v.grade,
+        verdict_reason_code: v.reason_code,
+        next_action: v.next_action,
+        timed_out: timedOut,
+        cancelled: aborted,
+        pid: proc?.pid ?? null,
+        group_signals: proc?.groupSignals ?? [],
+        lines: proc?.lineCount ?? 0,
+        keep_event_stream: keepStream,
+      },
+    });
+    for (const a of artifacts) app.service.addArtifact(runId, a);
+    if (!eventPlan) return;
+    if (current.state !== plan.stage) {
+      note = `the run moved to ${current.state} while the worker ran; ${eventPlan.event_type} not applied`;
+      return;
+    }
+    const target = (eventPlan.payload.to_state as RunState | undefined) ?? forcedTarget ?? (analysis.targetState === 'UNCHANGED' ? undefined : analysis.targetState);
+    if (target && !canTransition(current.state, target)) {
+      note = `${current.state} -> ${target} is not a transition; state left unchanged`;
+      return;
+    }
+    applied = app.service.applyEvent({
+      run_id: runId,
+      event_type: eventPlan.event_type,
+      payload: eventPlan.payload,
+      idempotency_key: `run-agent-step:${runId}:agent:${attempt.attempt_no}:${eventPlan.event_type}`,
+    });
+  });
+  const after = app.service.getRun(runId);
+  const ev = applied as ApplyResult | null;
+  app.logger.info(
+    { run_id: runId, attempt_no: attempt.attempt_no, grade: v.grade, reason_code: v.reason_code, timed_out: timedOut, state: after.state },
+    'agent step finished',
+  );
+  return {
+    run_id: runId,
+    attempt_no: attempt.attempt_no,
+    status: 'finished',
+    state_before: plan.stage,
+    state_after: after.state,
+    grade: v.grade,
+    reason_code: timedOut ? 'timeout' : aborted ? 'cancelled' : v.reason_code,
+    next_action: v.next_action,
+    evidence: timedOut ? [`killed after max_agent_seconds ${plan.maxAgentSeconds}`, ...v.evidence] : v.evidence,
+    exit_code: exitCode,
+    timed_out: timedOut,
+    duration_ms: durationMs,
+    event: ev ? { event_type: ev.event_type, outcome: ev.outcome, from_state: ev.from_state, state: ev.state } : null,
+    note,
+    kept_event_stream: keepStream,
+    artifacts: artifacts.map((a) => ({ type: a.type, uri: a.uri })),
+    reports_dir: ex.reportsDir,
+  };
+}
+
+/** Last resort when the step itself broke (disk full, a bug): close the attempt so the run never stays stuck. */
+function recordCrash(ex: Execution, err: unknown): AgentStepOutcome {
+  const { app, attempt } = ex;
+  const runId = ex.run.run_id;
+  const message = `agent step failed inside agentpr: ${errorMessage(err)}`;
+  app.logger.error({ run_id: runId, attempt_no: attempt.attempt_no, err }, 'agent step crashed');
+  let ev: ApplyResult | null = null;
+  try {
+    app.service.transaction(() => {
+      if (app.service.attemptById(attempt.attempt_id).status === 'running') {
+        app.service.finishAttempt(attempt.attempt_id, {
+          status: 'failed',
+          reason_code: 'orchestrator_error',
+          duration_ms: Date.now() - Date.parse(attempt.started_at),
+          metadata: { error: message.slice(0, 2000) },
+        });
+      }
+      const run = app.service.getRun(runId);
+      if (run.state === ex.plan.stage && canTransition(run.state, 'FAILED_RETRYABLE')) {
+        ev = app.service.applyEvent({
+          run_id: runId,
+          event_type: 'worker.step.failed',
+          payload: { step: 'agent', attempt_no: attempt.attempt_no, reason_code: 'orchestrator_error', error_message: message.slice(0, 2000), to_state: 'FAILED_RETRYABLE' },
+          idempotency_key: `run-agent-step:${runId}:agent:${attempt.attempt_no}:crash`,
+        });
+      }
+    });
+  } catch (inner) {
+    app.logger.error({ run_id: runId, err: inner }, 'could not record the agent step failure');
+  }
+  const after = app.service.findRun(runId);
+  const e = ev as ApplyResult | null;
+  return {
+    run_id: runId,
+    attempt_no: attempt.attempt_no,
+    status: 'finished',
+    state_before: ex.plan.stage,
+    state_after: after?.state ?? ex.plan.stage,
+    grade: null,
+    reason_code: 'orchestrator_error',
+    next_action: null,
+    evidence: [message],
+    exit_code: null,
+    timed_out: false,
+    duration_ms: Date.now() - Date.parse(attempt.started_at),
+    event: e ? { event_type: e.event_type, outcome: e.outcome, from_state: e.from_state, state: e.state } : null,
+    note: null,
+    kept_event_stream: null,
+    artifacts: [],
+    reports_dir: ex.reportsDir,
+  };
+}
+
+// ---- entry point -----------------------------------------------------------------------------------
+
+export interface StartOptions {
+  /** Report progress (MCP progress token); only used while the caller waits. */
+  progress?: (u: ProgressUpdate) => Promise<void>;
+  /**
+   * The caller's request signal (wait: true). When it aborts (a client timeout or cancel), the
+   * caller only stops waiting: the step continues in the server, like wait: false. MCP clients
+   * time out long calls, and a 15-minute worker must not die with them.
+   */
+  signal?: AbortSignal;
+}
+
+export interface StartedStep {
+  run_id: string;
+  attempt_no: number;
+  state: RunState;
+  reports_dir: string;
+  /** Settles when the step is recorded; never rejects. */
+  done: Promise<AgentStepOutcome>;
+}
+
+/**
+ * Checks (refusing without changes), then starts the attempt and the worker. The returned `done`
+ * resolves when verdict, artifacts, attempt and event are stored; failures inside are recorded on
+ * the attempt and the run, never thrown.
+ */
+export async function startAgentStep(app: App, req: AgentStepRequest, opts: StartOptions = {}): Promise<StartedStep> {
+  const plan = await planStep(app, req);
+  const steps = activeSteps(app);
+  // Synchronous from here to the map entry: no other call of this process can slip in between.
+  if (steps.has(plan.run.run_id)) throw new RefusedError(`an agent step is already running for ${plan.run.run_id}; wait for it or look at inspect-run.`);
+  const { attempt, run } = startAttempt(app, plan);
+  const abort = new AbortController();
+  let resolveDone!: () => void;
+  const doneSignal = new Promise<void>((r) => (resolveDone = r));
+  const active: ActiveAgentStep = {
+    run_id: run.run_id,
+    attempt_no: attempt.attempt_no,
+    attempt_id: attempt.attempt_id,
+    started_at: attempt.started_at,
+    pid: null,
+    latest_command: null,
+    lines: 0,
+    abort: (reason) => abort.abort(reason),
+    done: doneSignal,
+  };
+  steps.set(run.run_id, active);
+  const ex: Execution = {
+    app,
+    plan,
+    run,
+    attempt,
+    reportsDir: join(app.config.reportsDir, run.run_id, 'agent', String(attempt.attempt_no)),
+    progress: opts.progress,
+    active,
+    abort,
+  };
+  const onCallerAbort = () => {
+    ex.progress = undefined;
+    app.logger.info({ run_id: run.run_id, attempt_no: attempt.attempt_no }, 'caller stopped waiting; the agent step continues in the server');
+  };
+  opts.signal?.addEventListener('abort', onCallerAbort, { once: true });
+  // Pausing (or otherwise moving) the run while its worker runs stops the worker.
+  const onEvent = (r: ApplyResult) => {
+    if (r.run_id !== run.run_id || r.duplicate || r.outcome === 'ignored' || r.state === plan.stage) return;
+    abort.abort(`the run moved to ${r.state} (${r.event_type}) while the worker ran`);
+  };
+  app.service.on('event', onEvent);
+  const done = (async (): Promise<AgentStepOutcome> => {
+    try {
+      const facts = await runWorker(ex);
+      app.service.off('event', onEvent);
+      return await finishStep(ex, facts);
+    } catch (err) {
+      return recordCrash(ex, err);
+    } finally {
+      opts.signal?.removeEventListener('abort', onCallerAbort);
+      app.service.off('event', onEvent);
+      steps.delete(run.run_id);
+      resolveDone();
+    }
+  })();
+  return { run_id: run.run_id, attempt_no: attempt.attempt_no, state: run.state, reports_dir: ex.reportsDir, done };
+}

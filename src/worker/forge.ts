@@ -1,0 +1,352 @@
+import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { once } from 'node:events';
+import { execa } from 'execa';
+import type { App } from '../app.js';
+import { defaultIdempotencyKey } from '../core/events.js';
+import { ConfigurationError, UserInputError, errorMessage } from '../core/errors.js';
+import type { AttemptView, RunView } from '../core/models.js';
+import { TransitionError, type RunState } from '../core/states.js';
+import { packageRoot } from '../policy-file.js';
+import { attemptOwnerMetadata } from './reconcile.js';
+import { checkWorkspaceInsideRoot } from './preflight.js';
+
+/**
+ * The forge scripts (SPEC §12) run as step attempts: prepare.sh (fork, clone, branch) and
+ * finish.sh (commit, push). Each run records exit code, logs, duration, and applies its event.
+ */
+export type ForgeScript = 'prepare' | 'finish';
+
+/** Where the scripts live: AGENTPR_FORGE_SCRIPTS_DIR, else this package's forge_integration/scripts. */
+export function forgeScriptPath(script: ForgeScript, env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env.AGENTPR_FORGE_SCRIPTS_DIR?.trim() ? resolve(env.AGENTPR_FORGE_SCRIPTS_DIR) : join(packageRoot(), 'forge_integration', 'scripts');
+  const path = join(dir, `${script}.sh`);
+  if (!existsSync(path)) {
+    throw new ConfigurationError(`forge script ${path} does not exist; reinstall agentpr or fix AGENTPR_FORGE_SCRIPTS_DIR`);
+  }
+  return path;
+}
+
+export const DEFAULT_SCRIPT_TIMEOUT_SEC = 900;
+
+export interface ScriptResult {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+  stdoutLog: string;
+  stderrLog: string;
+  durationMs: number;
+  /** AGENTPR_KEY=value lines of stdout, keys lower-cased without the prefix (branch, head_sha, ...). */
+  outputs: Record<string, string>;
+}
+
+export function parseOutputs(stdout: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const m = /^AGENTPR_([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1].toLowerCase()] = m[2];
+  }
+  return out;
+}
+
+/** The last non-empty line of stderr, the clear message the scripts end with. */
+export function lastLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines[lines.length - 1] ?? '';
+}
+
+/**
+ * Run a script with bash in its own process group; logs go to files as they arrive. On timeout
+ * the whole group gets SIGTERM, then SIGKILL 5 s later (git may have children of its own).
+ */
+export async function runScript(opts: {
+  script: string;
+  args: string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  logBase: string;
+  timeoutSec: number;
+  signal?: AbortSignal;
+}): Promise<ScriptResult> {
+  mkdirSync(dirname(opts.logBase), { recursive: true });
+  const stdoutLog = `${opts.logBase}.stdout.log`;
+  const stderrLog = `${opts.logBase}.stderr.log`;
+  const outFile = createWriteStream(stdoutLog);
+  const errFile = createWriteStream(stderrLog);
+  const started = Date.now();
+  const child = execa('bash', [opts.script, ...opts.args], {
+    cwd: opts.cwd,
+    env: { ...opts.env, GIT_TERMINAL_PROMPT: '0' },
+    extendEnv: false,
+    stdin: 'ignore',
+    detached: true,
+    reject: false,
+    cleanup: true,
+    buffer: false,
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    outFile.write(d);
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    errFile.write(d);
+  });
+  let timedOut = false;
+  const killGroup = (sig: NodeJS.Signals) => {
+    try {
+      if (child.pid) process.kill(-child.pid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  let killTimer: NodeJS.Timeout | undefined;
+  const stop = () => {
+    killGroup('SIGTERM');
+    killTimer = setTimeout(() => killGroup('SIGKILL'), 5_000);
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stop();
+  }, opts.timeoutSec * 1000);
+  const onAbort = () => stop();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  // bash has exited, but children left in its group (ignoring SIGTERM, or backgrounded) would keep
+  // the pipes open: after a timeout kill them at once, after a normal exit give them 2 s.
+  let lingerTimer: NodeJS.Timeout | undefined;
+  child.once('exit', () => {
+    if (timedOut || opts.signal?.aborted) killGroup('SIGKILL');
+    else lingerTimer = setTimeout(() => killGroup('SIGKILL'), 2_000);
+  });
+  const r = await child;
+  clearTimeout(timer);
+  if (killTimer) clearTimeout(killTimer);
+  if (lingerTimer) clearTimeout(lingerTimer);
+  opts.signal?.removeEventListener('abort', onAbort);
+  outFile.end();
+  errFile.end();
+  await Promise.all([once(outFile, 'close'), once(errFile, 'close')]);
+  if (timedOut) stderr += `\n${opts.script}: timed out after ${opts.timeoutSec} s; the process group was killed\n`;
+  return {
+    exitCode: r.exitCode ?? null,
+    signal: r.signal ?? null,
+    timedOut,
+    stdout,
+    stderr,
+    stdoutLog,
+    stderrLog,
+    durationMs: Date.now() - started,
+    outputs: parseOutputs(stdout),
+  };
+}
+
+function assertInsideRoot(app: App, run: RunView): void {
+  const c = checkWorkspaceInsideRoot(run.workspace_dir, app.config.workspaceRoot);
+  if (!c.ok) throw new UserInputError(`${c.message}; ${c.fix}`);
+}
+
+export interface ForgeOutcome {
+  run_id: string;
+  step: 'prepare' | 'finish';
+  attempt_no: number;
+  ok: boolean;
+  exit_code: number | null;
+  timed_out: boolean;
+  duration_ms: number;
+  state: RunState;
+  last_error: string | null;
+  stdout_log: string;
+  stderr_log: string;
+  outputs: Record<string, string>;
+  error?: string;
+}
+
+/**
+ * Close the attempt and apply the event in one transaction. If the event no longer fits (the run
+ * was paused meanwhile), the attempt is still closed and the state is left as it is.
+ */
+function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { event_type: string; payload: Record<string, unknown> } | null, stepName: 'prepare' | 'finish', metadata: Record<string, unknown>): { state: RunState; last_error: string | null; error?: string } {
+  const ok = r.exitCode === 0 && !r.timedOut;
+  const errorText = ok ? undefined : lastLine(r.stderr) || `${stepName}.sh exited ${r.exitCode ?? r.signal}`;
+  const finish = () =>
+    app.service.finishAttempt(attempt.attempt_id, {
+      status: ok ? 'succeeded' : r.timedOut ? 'timed_out' : 'failed',
+      exit_code: r.exitCode,
+      reason_code: ok ? null : r.timedOut ? 'timeout' : 'script_failed',
+      stdout_log: r.stdoutLog,
+      stderr_log: r.stderrLog,
+      duration_ms: r.durationMs,
+      metadata: { ...metadata, outputs: r.outputs, ...(errorText ? { error: errorText } : {}) },
+    });
+  const event = ok
+    ? okEvent
+    : r.timedOut
+      ? { event_type: 'timer.timeout', payload: { step: stepName, attempt_no: attempt.attempt_no } }
+      : { event_type: 'worker.step.failed', payload: { step: stepName, reason_code: 'script_failed', error_message: errorText ?? '', attempt_no: attempt.attempt_no } };
+  try {
+    return app.service.transaction(() => {
+      finish();
+      if (!event) {
+        const run = app.service.getRun(attempt.run_id);
+        return { state: run.state, last_error: run.last_error, ...(errorText ? { error: errorText } : {}) };
+      }
+      const res = app.service.applyEvent({
+        run_id: attempt.run_id,
+        event_type: event.event_type,
+        payload: event.payload,
+        idempotency_key: defaultIdempotencyKey(event.event_type, attempt.run_id, { step: stepName, attempt_no: attempt.attempt_no }),
+      });
+      return { state: res.state, last_error: res.last_error, ...(errorText ? { error: errorText } : {}) };
+    });
+  } catch (err) {
+    if (!(err instanceof TransitionError)) throw err;
+    finish();
+    const run = app.service.getRun(attempt.run_id);
+    app.logger.warn({ run_id: run.run_id, step: stepName, err: err.message }, 'forge step finished but its event no longer fits the run state');
+    return { state: run.state, last_error: run.last_error, error: `${errorText ? `${errorText}; ` : ''}${event?.event_type} not applied: ${err.message}` };
+  }
+}
+
+function logBase(app: App, runId: string, step: string, attemptNo: number): string {
+  return join(app.config.reportsDir, runId, `${step}-${attemptNo}`);
+}
+
+export interface PrepareInput {
+  run_id: string;
+  upstream_url?: string;
+  fork_url?: string;
+  base?: string;
+  feature?: string;
+  timeout_sec?: number;
+}
+
+/**
+ * prepare.sh in the parent of the run's workspace, cloning into the workspace itself. A QUEUED
+ * run moves to DISCOVERY first; success leaves it in DISCOVERY with the branch in the attempt's
+ * metadata (the manager reads "prepare has run" from the attempts).
+ */
+export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSignal): Promise<ForgeOutcome> {
+  let run = app.service.getRun(input.run_id);
+  if (run.state !== 'QUEUED' && run.state !== 'DISCOVERY') {
+    throw new UserInputError(
+      `run-prepare works on a run in DISCOVERY (a QUEUED run is moved there first); ${run.run_id} is in ${run.state}${run.state === 'FAILED_RETRYABLE' || run.state === 'PAUSED' ? ' — move it back with retry/resume target_state=DISCOVERY' : ''}`,
+    );
+  }
+  assertInsideRoot(app, run);
+  const script = forgeScriptPath('prepare', app.env);
+  if (run.state === 'QUEUED') {
+    app.service.applyEvent({
+      run_id: run.run_id,
+      event_type: 'command.start.discovery',
+      payload: {},
+      idempotency_key: defaultIdempotencyKey('command.start.discovery', run.run_id, { after_event_id: app.service.lastEventId(run.run_id), by: 'run-prepare' }),
+    });
+    run = app.service.getRun(run.run_id);
+  }
+  const workspace = resolve(run.workspace_dir);
+  const cwd = dirname(workspace);
+  mkdirSync(cwd, { recursive: true });
+  const args = [run.owner, run.repo, input.base ?? '', input.feature ?? ''];
+  while (args.length > 2 && args[args.length - 1] === '') args.pop();
+  const env: NodeJS.ProcessEnv = { ...app.env, AGENTPR_FORGE_CLONE_DIR: workspace };
+  if (input.upstream_url) env.AGENTPR_FORGE_UPSTREAM_URL = input.upstream_url;
+  if (input.fork_url) env.AGENTPR_FORGE_FORK_URL = input.fork_url;
+  const metadata = {
+    script,
+    args,
+    cwd,
+    workspace_dir: workspace,
+    ...(input.upstream_url ? { upstream_url: input.upstream_url } : {}),
+    ...(input.fork_url ? { fork_url: input.fork_url } : {}),
+  };
+  const attempt = app.service.startAttempt(run.run_id, 'prepare', { ...attemptOwnerMetadata(), ...metadata });
+  let r: ScriptResult;
+  try {
+    r = await runScript({ script, args, cwd, env, logBase: logBase(app, run.run_id, 'prepare', attempt.attempt_no), timeoutSec: input.timeout_sec ?? DEFAULT_SCRIPT_TIMEOUT_SEC, signal });
+  } catch (err) {
+    app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: 'script_failed', metadata: { error: errorMessage(err) } });
+    throw err;
+  }
+  const branchMeta = r.outputs.branch ? { branch: r.outputs.branch, base: r.outputs.base, base_sha: r.outputs.base_sha, repo_dir: r.outputs.repo_dir } : {};
+  const s = settle(app, attempt, r, null, 'prepare', { ...metadata, ...branchMeta });
+  return {
+    run_id: run.run_id,
+    step: 'prepare',
+    attempt_no: attempt.attempt_no,
+    ok: r.exitCode === 0 && !r.timedOut,
+    exit_code: r.exitCode,
+    timed_out: r.timedOut,
+    duration_ms: r.durationMs,
+    state: s.state,
+    last_error: s.last_error,
+    stdout_log: r.stdoutLog,
+    stderr_log: r.stderrLog,
+    outputs: r.outputs,
+    ...(s.error ? { error: s.error } : {}),
+  };
+}
+
+export interface FinishInput {
+  run_id: string;
+  changes: string;
+  project?: string;
+  title?: string;
+  timeout_sec?: number;
+}
+
+/** finish.sh in the run's clone: LOCAL_VALIDATING -> worker.push.completed {branch, head_sha} -> PUSHED. */
+export async function runFinish(app: App, input: FinishInput, signal?: AbortSignal): Promise<ForgeOutcome> {
+  const run = app.service.getRun(input.run_id);
+  if (run.state !== 'LOCAL_VALIDATING') {
+    throw new UserInputError(`run-finish pushes a run in LOCAL_VALIDATING; ${run.run_id} is in ${run.state}`);
+  }
+  assertInsideRoot(app, run);
+  const workspace = resolve(run.workspace_dir);
+  if (!existsSync(workspace) || !statSync(workspace).isDirectory()) {
+    throw new UserInputError(`workspace ${workspace} of ${run.run_id} does not exist; run run-prepare first`);
+  }
+  const script = forgeScriptPath('finish', app.env);
+  const args = [input.changes, input.project ?? '', input.title ?? ''];
+  while (args.length > 1 && args[args.length - 1] === '') args.pop();
+  const metadata = { script, args, cwd: workspace };
+  const attempt = app.service.startAttempt(run.run_id, 'finish', { ...attemptOwnerMetadata(), ...metadata });
+  let r: ScriptResult;
+  try {
+    r = await runScript({ script, args, cwd: workspace, env: { ...app.env }, logBase: logBase(app, run.run_id, 'finish', attempt.attempt_no), timeoutSec: input.timeout_sec ?? DEFAULT_SCRIPT_TIMEOUT_SEC, signal });
+  } catch (err) {
+    app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: 'script_failed', metadata: { error: errorMessage(err) } });
+    throw err;
+  }
+  let okEvent: { event_type: string; payload: Record<string, unknown> } | null = null;
+  if (r.exitCode === 0 && !r.timedOut) {
+    if (!r.outputs.branch) {
+      // The script said ok but named no branch: treat as a failure rather than guess.
+      r = { ...r, exitCode: r.exitCode === 0 ? 1 : r.exitCode, stderr: `${r.stderr}\nfinish.sh printed no AGENTPR_BRANCH line\n` };
+    } else {
+      okEvent = {
+        event_type: 'worker.push.completed',
+        payload: { branch: r.outputs.branch, ...(r.outputs.head_sha ? { head_sha: r.outputs.head_sha } : {}), ...(r.outputs.title ? { title: r.outputs.title } : {}) },
+      };
+    }
+  }
+  const s = settle(app, attempt, r, okEvent, 'finish', { ...metadata, ...(r.outputs.branch ? { branch: r.outputs.branch, head_sha: r.outputs.head_sha } : {}) });
+  return {
+    run_id: run.run_id,
+    step: 'finish',
+    attempt_no: attempt.attempt_no,
+    ok: r.exitCode === 0 && !r.timedOut,
+    exit_code: r.exitCode,
+    timed_out: r.timedOut,
+    duration_ms: r.durationMs,
+    state: s.state,
+    last_error: s.last_error,
+    stdout_log: r.stdoutLog,
+    stderr_log: r.stderrLog,
+    outputs: r.outputs,
+    ...(s.error ? { error: s.error } : {}),
+  };
+}

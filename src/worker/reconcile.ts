@@ -1,0 +1,175 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { App } from '../app.js';
+import { defaultIdempotencyKey } from '../core/events.js';
+import { errorMessage } from '../core/errors.js';
+import type { AttemptView } from '../core/models.js';
+import { canTransition, isTerminal, type RunState } from '../core/states.js';
+import { agentPolicyFor } from '../policy.js';
+
+/**
+ * Orphaned attempts (issue 5, item 7): an attempt row says `running` but the process that owned
+ * it is gone (crash, kill -9, reboot). At startup such rows are closed as failed with reason
+ * `orchestrator_restarted` and the run is moved per policy, so nothing stays stuck.
+ *
+ * Ownership is read from the attempt's metadata, written by `attemptOwnerMetadata()` when the
+ * attempt starts: pid, host, the kernel boot id and the process's start time (so a reused pid is
+ * not mistaken for the owner).
+ */
+export const ORPHAN_REASON = 'orchestrator_restarted';
+
+export type AttemptOwner = {
+  owner_pid: number;
+  owner_host: string;
+  /** Linux: /proc/sys/kernel/random/boot_id; absent elsewhere. */
+  owner_boot_id?: string;
+  /** Linux: the process start time in clock ticks since boot (/proc/<pid>/stat field 22). */
+  owner_proc_start?: string;
+};
+
+function readBootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return rest[19]; // field 22 overall = index 19 after pid and comm
+  } catch {
+    return undefined;
+  }
+}
+
+let ownerCache: AttemptOwner | undefined;
+
+/** Put this into the metadata of every attempt you start (spread it): who owns the attempt. */
+export function attemptOwnerMetadata(): AttemptOwner {
+  if (!ownerCache) {
+    const bootId = readBootId();
+    const start = procStart(process.pid);
+    ownerCache = {
+      owner_pid: process.pid,
+      owner_host: hostname(),
+      ...(bootId ? { owner_boot_id: bootId } : {}),
+      ...(start ? { owner_proc_start: start } : {}),
+    };
+  }
+  return { ...ownerCache };
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the pid exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Attempts without owner metadata (or from another host) are only declared orphans when this old. */
+export const UNOWNED_STALE_MS = 6 * 60 * 60 * 1000;
+
+/** Why this running attempt is an orphan, or null when its owner may still be working on it. */
+export function orphanReason(attempt: AttemptView, now = Date.now()): string | null {
+  const me = attemptOwnerMetadata();
+  const m = attempt.metadata;
+  const pid = typeof m.owner_pid === 'number' ? m.owner_pid : undefined;
+  const host = typeof m.owner_host === 'string' ? m.owner_host : undefined;
+  const startedMs = Date.parse(attempt.started_at);
+  const stale = Number.isFinite(startedMs) && now - startedMs > UNOWNED_STALE_MS;
+  if (pid === undefined || host === undefined) {
+    return stale ? `no owner recorded and started ${attempt.started_at}, over ${UNOWNED_STALE_MS / 3_600_000} h ago` : null;
+  }
+  if (host !== me.owner_host) {
+    return stale ? `owned by host ${host} and started ${attempt.started_at}, over ${UNOWNED_STALE_MS / 3_600_000} h ago` : null;
+  }
+  if (typeof m.owner_boot_id === 'string' && me.owner_boot_id && m.owner_boot_id !== me.owner_boot_id) {
+    return `owner pid ${pid} ran before the machine rebooted`;
+  }
+  if (!pidAlive(pid)) return `owner pid ${pid} is gone`;
+  if (typeof m.owner_proc_start === 'string') {
+    const start = procStart(pid);
+    if (start !== undefined && start !== m.owner_proc_start) return `pid ${pid} now belongs to another process`;
+  }
+  return null;
+}
+
+export interface ReconciledAttempt {
+  attempt_id: number;
+  run_id: string;
+  step: string;
+  attempt_no: number;
+  why: string;
+  state_before: RunState;
+  state_after: RunState;
+}
+
+/**
+ * Close every orphaned running attempt: finishAttempt(failed, orchestrator_restarted) and the
+ * run moved by `worker.step.failed` towards the policy's `on_retryable_state`, in one
+ * transaction per attempt. Where the state machine does not allow that move (a terminal or
+ * paused run, PLAN_READY, ...), or the policy says UNCHANGED, only the attempt is closed.
+ * Cheap when nothing is running: one indexed query.
+ */
+export function reconcileOrphanedAttempts(app: App, now = Date.now()): ReconciledAttempt[] {
+  const done: ReconciledAttempt[] = [];
+  for (const attempt of app.service.runningAttempts()) {
+    const why = orphanReason(attempt, now);
+    if (!why) continue;
+    try {
+      const r = app.service.transaction((): ReconciledAttempt | null => {
+        // Another process may have closed it since the list was read.
+        if (app.service.attemptById(attempt.attempt_id).status !== 'running') return null;
+        const run = app.service.getRun(attempt.run_id);
+        const message = `${attempt.step} attempt ${attempt.attempt_no} was left running (${why}); closed at startup`;
+        app.service.finishAttempt(attempt.attempt_id, {
+          status: 'failed',
+          reason_code: ORPHAN_REASON,
+          exit_code: null,
+          duration_ms: Number.isFinite(Date.parse(attempt.started_at)) ? Math.max(0, now - Date.parse(attempt.started_at)) : null,
+          metadata: { reconciled: { at: new Date(now).toISOString(), by: attemptOwnerMetadata(), why } },
+        });
+        const target = retryTarget(run.state, agentPolicyFor(app.policy, run.owner, run.repo).on_retryable_state);
+        let after = run.state;
+        if (target !== null) {
+          const payload: Record<string, unknown> = { step: attempt.step, reason_code: ORPHAN_REASON, error_message: message, attempt_no: attempt.attempt_no };
+          if (target.explicit) payload.to_state = target.state;
+          after = app.service.applyEvent({
+            run_id: run.run_id,
+            event_type: 'worker.step.failed',
+            payload,
+            idempotency_key: defaultIdempotencyKey('worker.step.failed', run.run_id, { attempt_id: attempt.attempt_id, reason_code: ORPHAN_REASON }),
+          }).state;
+        }
+        return { attempt_id: attempt.attempt_id, run_id: run.run_id, step: attempt.step, attempt_no: attempt.attempt_no, why, state_before: run.state, state_after: after };
+      });
+      if (r) {
+        done.push(r);
+        app.logger.warn({ run_id: r.run_id, step: r.step, attempt_no: r.attempt_no, why, state: r.state_after }, 'closed an orphaned step attempt');
+      }
+    } catch (err) {
+      app.logger.error({ run_id: attempt.run_id, attempt_id: attempt.attempt_id, err: errorMessage(err) }, 'could not close an orphaned step attempt');
+    }
+  }
+  return done;
+}
+
+const STEP_FAILED_TARGETS = new Set<RunState>(['FAILED_RETRYABLE', 'NEEDS_HUMAN_REVIEW', 'FAILED_TERMINAL']);
+
+/** Where worker.step.failed should take the run, or null to leave its state alone. */
+function retryTarget(from: RunState, policyState: string): { state: RunState; explicit: boolean } | null {
+  if (isTerminal(from) || from === 'PAUSED' || policyState === 'UNCHANGED') return null;
+  if (STEP_FAILED_TARGETS.has(policyState as RunState) && canTransition(from, policyState as RunState) && from !== policyState) {
+    return { state: policyState as RunState, explicit: true };
+  }
+  // The SPEC default of worker.step.failed: PUSHED -> NEEDS_HUMAN_REVIEW, else FAILED_RETRYABLE.
+  const fallback: RunState = from === 'PUSHED' ? 'NEEDS_HUMAN_REVIEW' : 'FAILED_RETRYABLE';
+  return canTransition(from, fallback) && from !== fallback ? { state: fallback, explicit: false } : null;
+}

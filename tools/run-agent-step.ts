@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { defineTool } from '../src/registry.js';
+import { RunIdSchema } from '../src/core/models.js';
+import { RunStateSchema } from '../src/core/states.js';
+import { MAX_PROMPT_CHARS, startAgentStep } from '../src/worker/agent-step.js';
+
+const OutputSchema = z.object({
+  run_id: z.string(),
+  attempt_no: z.number().int(),
+  status: z.enum(['running', 'finished']),
+  state_before: RunStateSchema,
+  state_after: RunStateSchema,
+  grade: z.enum(['PASS', 'RETRYABLE', 'HUMAN_REVIEW']).nullable(),
+  reason_code: z.string().nullable(),
+  next_action: z.string().nullable(),
+  evidence: z.array(z.string()),
+  exit_code: z.number().int().nullable(),
+  timed_out: z.boolean(),
+  duration_ms: z.number().int().nullable(),
+  event: z.object({ event_type: z.string(), outcome: z.string(), from_state: z.string(), state: z.string() }).nullable(),
+  note: z.string().nullable(),
+  kept_event_stream: z.boolean().nullable(),
+  artifacts: z.array(z.object({ type: z.string(), uri: z.string() })),
+  reports_dir: z.string(),
+});
+
+export const runAgentStep = defineTool({
+  name: 'run-agent-step',
+  title: 'Run agent step',
+  description: [
+    "Run the codex worker once in the run's workspace (codex exec --json with the safety contract, isolated caches and a hard timeout),",
+    'then classify the attempt (PASS / RETRYABLE / HUMAN_REVIEW with a reason code), store the digest, insight, runtime report and last message,',
+    'and move the run as the policy says (PASS -> LOCAL_VALIDATING from IMPLEMENTING/ITERATING; DISCOVERY stays; failures -> FAILED_RETRYABLE or NEEDS_HUMAN_REVIEW; timeout -> FAILED_RETRYABLE).',
+    'Allowed from QUEUED (moved to DISCOVERY first), DISCOVERY, IMPLEMENTING, LOCAL_VALIDATING, ITERATING.',
+    'Refuses without changing anything when the workspace is outside the root, the worktree is dirty, skills are missing in skills mode, or codex is not installed.',
+    'With wait=false it returns at once with the attempt number; follow it with inspect-run.',
+  ].join(' '),
+  tier: 'write',
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
+  cli: { positional: ['run_id'] },
+  input: z.object({
+    run_id: RunIdSchema,
+    prompt: z.string().min(1).max(MAX_PROMPT_CHARS).optional().describe('The task for the worker (or prompt_file)'),
+    prompt_file: z.string().min(1).max(4096).optional().describe('Path of a text file with the task (or prompt)'),
+    max_agent_seconds: z.number().int().min(1).max(86_400).optional().describe('Hard timeout; default: the run budget, else policy run_agent_step.max_agent_seconds'),
+    sandbox: z.enum(['read-only', 'workspace-write', 'danger-full-access']).optional().describe("codex --sandbox; default from policy; 'read-only' is refused"),
+    model: z.string().min(1).max(200).optional().describe('codex --model; default from policy (codex_model) or codex itself'),
+    allowed_read_only_roots: z.array(z.string().min(1).max(4096)).max(50).optional().describe('Absolute paths outside the repo the worker may read (added to the policy list)'),
+    wait: z.boolean().default(true).describe('Wait for the verdict (default); false returns at once and the step continues in the server'),
+  }),
+  output: OutputSchema,
+  handler: async (args, ctx) => {
+    const { wait, ...req } = args;
+    const started = await startAgentStep(ctx.app, req, wait ? { progress: ctx.progress, signal: ctx.signal } : {});
+    if (!wait) {
+      return {
+        data: {
+          run_id: started.run_id,
+          attempt_no: started.attempt_no,
+          status: 'running' as const,
+          state_before: started.state,
+          state_after: started.state,
+          grade: null,
+          reason_code: null,
+          next_action: null,
+          evidence: [],
+          exit_code: null,
+          timed_out: false,
+          duration_ms: null,
+          event: null,
+          note: null,
+          kept_event_stream: null,
+          artifacts: [],
+          reports_dir: started.reports_dir,
+        },
+        text: `${started.run_id}: agent#${started.attempt_no} started in ${started.state}; it continues in the server (follow it with inspect-run ${started.run_id})`,
+      };
+    }
+    const r = await started.done;
+    const head = r.timed_out
+      ? `${r.run_id}: agent#${r.attempt_no} timed out and was killed; ${r.state_before} -> ${r.state_after}`
+      : `${r.run_id}: agent#${r.attempt_no} ${r.grade ?? 'ERROR'} ${r.reason_code ?? ''} (${r.next_action ?? 'see evidence'}); ${r.state_before} -> ${r.state_after}`;
+    const lines = [head, ...r.evidence.slice(0, 5).map((e) => `  - ${e}`)];
+    if (r.note) lines.push(`note: ${r.note}`);
+    lines.push(`reports: ${r.reports_dir}`);
+    return { data: r, text: lines.join('\n') };
+  },
+});
