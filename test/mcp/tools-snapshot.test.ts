@@ -1,0 +1,36 @@
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { Client } from '@modelcontextprotocol/client';
+import { makeTestApp } from '../helpers/app.js';
+import { connectInMemory } from '../helpers/mcp.js';
+import type { App } from '../../src/app.js';
+
+let app: App;
+let client: Client;
+let done: () => Promise<void>;
+beforeAll(async () => {
+  const t = makeTestApp();
+  app = t.app;
+  const c = await connectInMemory(app);
+  client = c.client;
+  done = async () => {
+    await c.close();
+    await t.cleanup();
+  };
+});
+afterAll(async () => done());
+
+// An accidental change to a tool's name, schema or annotations fails here. After a deliberate
+// change, refresh with: npx vitest run -u test/mcp/tools-snapshot.test.ts
+test('tools/list: names, schemas and annotations are what clients were promised', async () => {
+  const { tools } = await client.listTools();
+  const shape = tools
+    .map((t) => ({ name: t.name, title: t.title, annotations: t.annotations, inputSchema: t.inputSchema, outputSchema: t.outputSchema }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  await expect(`${JSON.stringify(shape, null, 2)}\n`).toMatchFileSnapshot('__snapshots__/tools-list.json');
+});
+
+test('resource templates are what clients were promised', async () => {
+  const { resourceTemplates } = await client.listResourceTemplates();
+  const shape = resourceTemplates.map((t) => ({ name: t.name, uriTemplate: t.uriTemplate, mimeType: t.mimeType })).sort((a, b) => a.uriTemplate.localeCompare(b.uriTemplate));
+  await expect(`${JSON.stringify(shape, null, 2)}\n`).toMatchFileSnapshot('__snapshots__/resource-templates.json');
+});
