@@ -4,6 +4,7 @@ import type { Statement } from 'better-sqlite3';
 import type { DB } from './store/db.js';
 import { decideEffect, defaultIdempotencyKey, validatePayload, type ArtifactType, type Payload, ARTIFACT_TYPES } from './core/events.js';
 import { NotFoundError, UserInputError } from './core/errors.js';
+import { parseJsonObject } from './core/json.js';
 import { newRunId, nowIso } from './core/ids.js';
 import {
   OwnerSchema,
@@ -91,15 +92,7 @@ interface EventRow {
 const RUN_SELECT = `SELECT r.run_id, r.owner, r.repo, r.prompt_version, r.mode, r.budget_json, r.workspace_dir, r.pr_number, r.created_at,
   s.updated_at, s.current_state, s.last_error FROM runs r JOIN run_states s ON s.run_id = r.run_id`;
 
-function parseJson(text: string | null | undefined): Record<string, unknown> {
-  if (!text) return {};
-  try {
-    const v: unknown = JSON.parse(text);
-    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}
+const parseJson = parseJsonObject;
 
 function toRunView(row: RunRow): RunView {
   return {

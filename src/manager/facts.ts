@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { parseJsonObject } from '../core/json.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
 import { RunStateSchema, TERMINAL_STATES } from '../core/states.js';
@@ -50,15 +51,6 @@ export function workspaceContractDir(workspaceDir: string): string {
   return join(workspaceDir, '.agentpr_runtime', 'contracts');
 }
 
-function parseObject(text: string | null | undefined): Record<string, unknown> {
-  if (!text) return {};
-  try {
-    const v: unknown = JSON.parse(text);
-    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}
 
 function str(v: unknown): string | null {
   return typeof v === 'string' && v.length > 0 ? v : null;
@@ -247,14 +239,14 @@ export function gatherFacts(app: App, opts: GatherOptions = {}): RunFacts[] {
 
   return runs.map((row): RunFacts => {
     const state = RunStateSchema.parse(row.current_state);
-    const budget = parseObject(row.budget_json);
+    const budget = parseJsonObject(row.budget_json);
     const contract = latest.get(`${row.run_id}:contract`);
     const digestRow = latest.get(`${row.run_id}:run_digest`);
     const autoContract = join(contractsDir, `${row.run_id}.auto-contract.md`);
 
     let digest: DigestFacts | null = null;
     if (digestRow) {
-      let summary = digestSummary(parseObject(digestRow.metadata_json));
+      let summary = digestSummary(parseJsonObject(digestRow.metadata_json));
       if (summary.grade === null && summary.recommendation === null) {
         summary = digestSummary(readJsonFile(artifactPath(digestRow.uri)) ?? {});
       }

@@ -169,6 +169,25 @@ export interface ForgeOutcome {
  * Close the attempt and apply the event in one transaction. If the event no longer fits (the run
  * was paused meanwhile), the attempt is still closed and the state is left as it is.
  */
+/** What run-prepare / run-finish answer once the attempt and its event are settled. */
+function outcome(step: 'prepare' | 'finish', attempt: AttemptView, r: ScriptResult, s: { state: RunState; last_error: string | null; error?: string }): ForgeOutcome {
+  return {
+    run_id: attempt.run_id,
+    step,
+    attempt_no: attempt.attempt_no,
+    ok: r.exitCode === 0 && !r.timedOut,
+    exit_code: r.exitCode,
+    timed_out: r.timedOut,
+    duration_ms: r.durationMs,
+    state: s.state,
+    last_error: s.last_error,
+    stdout_log: r.stdoutLog,
+    stderr_log: r.stderrLog,
+    outputs: r.outputs,
+    ...(s.error ? { error: s.error } : {}),
+  };
+}
+
 function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { event_type: string; payload: Record<string, unknown> } | null, stepName: 'prepare' | 'finish', metadata: Record<string, unknown>): { state: RunState; last_error: string | null; error?: string } {
   const ok = r.exitCode === 0 && !r.timedOut;
   const errorText = ok ? undefined : lastLine(r.stderr) || `${stepName}.sh exited ${r.exitCode ?? r.signal}`;
@@ -273,21 +292,7 @@ export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSi
   }
   const branchMeta = r.outputs.branch ? { branch: r.outputs.branch, base: r.outputs.base, base_sha: r.outputs.base_sha, repo_dir: r.outputs.repo_dir } : {};
   const s = settle(app, attempt, r, null, 'prepare', { ...metadata, ...branchMeta });
-  return {
-    run_id: run.run_id,
-    step: 'prepare',
-    attempt_no: attempt.attempt_no,
-    ok: r.exitCode === 0 && !r.timedOut,
-    exit_code: r.exitCode,
-    timed_out: r.timedOut,
-    duration_ms: r.durationMs,
-    state: s.state,
-    last_error: s.last_error,
-    stdout_log: r.stdoutLog,
-    stderr_log: r.stderrLog,
-    outputs: r.outputs,
-    ...(s.error ? { error: s.error } : {}),
-  };
+  return outcome('prepare', attempt, r, s);
 }
 
 export interface FinishInput {
@@ -334,19 +339,5 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
     }
   }
   const s = settle(app, attempt, r, okEvent, 'finish', { ...metadata, ...(r.outputs.branch ? { branch: r.outputs.branch, head_sha: r.outputs.head_sha } : {}) });
-  return {
-    run_id: run.run_id,
-    step: 'finish',
-    attempt_no: attempt.attempt_no,
-    ok: r.exitCode === 0 && !r.timedOut,
-    exit_code: r.exitCode,
-    timed_out: r.timedOut,
-    duration_ms: r.durationMs,
-    state: s.state,
-    last_error: s.last_error,
-    stdout_log: r.stdoutLog,
-    stderr_log: r.stderrLog,
-    outputs: r.outputs,
-    ...(s.error ? { error: s.error } : {}),
-  };
+  return outcome('finish', attempt, r, s);
 }
