@@ -1,3 +1,4 @@
+import { UserInputError } from '../src/core/errors.js';
 import { z } from 'zod';
 import { defineTool } from '../src/registry.js';
 import { RunIdSchema } from '../src/core/models.js';
@@ -51,6 +52,10 @@ export const runAgentStep = defineTool({
   output: OutputSchema,
   handler: async (args, ctx) => {
     const { wait, ...req } = args;
+    if (!wait && ctx.entry === 'cli') {
+      // The CLI process ends when the call returns, and the worker would be cancelled with it.
+      throw new UserInputError('wait=false needs a long-running server (agentpr serve / agentpr-mcp); from the CLI the step runs until its verdict, so drop --no-wait');
+    }
     const started = await startAgentStep(ctx.app, req, wait ? { progress: ctx.progress, signal: ctx.signal } : {});
     if (!wait) {
       return {

@@ -79,6 +79,14 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     maxRequestBodySize: maxBody,
     onerror: (err) => log.warn({ err: err.message }, 'mcp request rejected'),
   });
+  // Stateless HTTP has no connection to push on; 2026-era clients hold a subscriptions/listen
+  // stream instead, and the handler's bus fans change events out to them.
+  const onRun = () => handler.notify.resourcesChanged();
+  const onArtifact = (a: { artifact_type: string }) => {
+    if (a.artifact_type === 'run_digest' || a.artifact_type === 'manager_insight') handler.notify.resourcesChanged();
+  };
+  app.service.on('run', onRun);
+  app.service.on('artifact', onArtifact);
   const nodeHandler = toNodeHandler(handler, {
     maxRequestBodySize: maxBody,
     onerror: (err) => log.error({ err: err.message }, 'mcp adapter error'),
@@ -124,6 +132,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     port: addr.port,
     server,
     close: async () => {
+      app.service.off('run', onRun);
+      app.service.off('artifact', onArtifact);
       await handler.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -76,3 +76,17 @@ describe('flag parsing from input schemas', () => {
     expect(() => parseToolArgs(tool('apply-event'), ['--payload', '{oops'])).toThrow(/--payload expects JSON/);
   });
 });
+
+describe('run-agent-step from the CLI', () => {
+  test('--no-wait is refused before anything starts (the CLI would take the worker with it)', async () => {
+    const home = tempDir('agentpr-cli-');
+    const created = await agentpr(['create-run', '--owner', 'octo', '--repo', 'cli', '--json'], { AGENTPR_HOME: home });
+    const runId = (JSON.parse(created.stdout) as { run: { run_id: string } }).run.run_id;
+    const r = await agentpr(['--skip-doctor', 'run-agent-step', '--run-id', runId, '--prompt', 'x', '--no-wait'], { AGENTPR_HOME: home });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('wait=false needs a long-running server');
+    const shown = await agentpr(['show-run', runId, '--json'], { AGENTPR_HOME: home });
+    expect((JSON.parse(shown.stdout) as { run: { state: string }; attempts: unknown[] }).run.state).toBe('QUEUED');
+    expect((JSON.parse(shown.stdout) as { attempts: unknown[] }).attempts).toHaveLength(0);
+  });
+});

@@ -96,6 +96,24 @@ describe('HTTP: Streamable HTTP at /mcp on 127.0.0.1', () => {
     await client.close();
   });
 
+  test('a listening client hears resources/list_changed when a run is created', async () => {
+    const client = new Client({ name: 'http-listen', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } });
+    await client.connect(new StreamableHTTPClientTransport(new URL(open.url)));
+    let heard = 0;
+    const gotOne = new Promise<void>((resolve) => {
+      client.setNotificationHandler('notifications/resources/list_changed', () => {
+        heard++;
+        resolve();
+      });
+    });
+    const sub = await client.listen({ resourcesListChanged: true });
+    app.service.createRun({ owner: 'octo', repo: 'listened' });
+    await gotOne;
+    expect(heard).toBeGreaterThanOrEqual(1);
+    await sub.close();
+    await client.close();
+  });
+
   test('with a token: the right bearer works, a missing or wrong one gets 401', async () => {
     const good = new Client({ name: 'http-test', version: '1.0.0' });
     await good.connect(new StreamableHTTPClientTransport(new URL(guarded.url), { requestInit: { headers: { Authorization: `Bearer ${TOKEN}` } } }));
