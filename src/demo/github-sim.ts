@@ -1,0 +1,273 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A small local server speaking the GitHub REST endpoints agentpr calls (src/github/client.ts):
+ * repos.get, pulls.list / create / get / listReviews, checks.listForRef and
+ * repos.getCombinedStatusForRef. The demo points GITHUB_API_URL at it, so approve-open-pr and
+ * sync-github run their real octokit code with no network and no real token. It checks the
+ * token like GitHub (401 otherwise), answers 404 for what it does not know, and records every
+ * request. The PRs' html_url pages are served too, as a short text summary.
+ */
+
+export interface SimRequest {
+  at: string;
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  status: number;
+}
+
+export interface SimPull {
+  number: number;
+  title: string;
+  body: string | null;
+  /** As sent: `branch` or `owner:branch`. */
+  head: string;
+  head_ref: string;
+  head_sha: string;
+  base: string;
+  draft: boolean;
+  state: 'open' | 'closed';
+  html_url: string;
+  created_at: string;
+}
+
+export interface SimCheckRun {
+  id: number;
+  name: string;
+  status: 'queued' | 'in_progress' | 'completed';
+  conclusion: string | null;
+}
+
+export interface SimStatus {
+  id: number;
+  context: string;
+  state: 'pending' | 'success' | 'failure' | 'error';
+}
+
+export interface SimReview {
+  id: number;
+  user: string;
+  state: 'APPROVED' | 'CHANGES_REQUESTED' | 'COMMENTED' | 'DISMISSED';
+  body?: string;
+  submitted_at: string;
+}
+
+interface SimRepo {
+  owner: string;
+  name: string;
+  default_branch: string;
+  pulls: SimPull[];
+  reviews: Map<number, SimReview[]>;
+  checks: Map<string, SimCheckRun[]>;
+  statuses: Map<string, SimStatus[]>;
+}
+
+export interface GitHubSimOptions {
+  /** The token clients must send (`token X` or `Bearer X`). */
+  token: string;
+  /** The commit a branch points at, for new PRs (the demo reads the fork's bare repository). */
+  resolveHeadSha?: (owner: string, repo: string, branch: string) => string | undefined;
+  /** Called after every answered request. */
+  onRequest?: (r: SimRequest) => void;
+}
+
+export class GitHubSim {
+  readonly requests: SimRequest[] = [];
+  url = '';
+  private readonly opts: GitHubSimOptions;
+  private readonly repos = new Map<string, SimRepo>();
+  private server?: Server;
+  private nextPull = 1;
+
+  constructor(opts: GitHubSimOptions) {
+    this.opts = opts;
+  }
+
+  /** Listens on 127.0.0.1 with a free port. */
+  async start(): Promise<this> {
+    const server = createServer((req, res) => {
+      void this.handle(req, res).catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: `github-sim failed: ${err instanceof Error ? err.message : String(err)}` }));
+      });
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  addRepo(owner: string, name: string, defaultBranch = 'main'): void {
+    this.repos.set(key(owner, name), { owner, name, default_branch: defaultBranch, pulls: [], reviews: new Map(), checks: new Map(), statuses: new Map() });
+  }
+
+  pulls(owner: string, name: string): SimPull[] {
+    return [...this.repo(owner, name).pulls];
+  }
+
+  /** The check runs GitHub would report for a commit (replaces earlier ones). */
+  setCheckRuns(owner: string, name: string, sha: string, runs: SimCheckRun[]): void {
+    this.repo(owner, name).checks.set(sha, runs);
+  }
+
+  setStatuses(owner: string, name: string, sha: string, statuses: SimStatus[]): void {
+    this.repo(owner, name).statuses.set(sha, statuses);
+  }
+
+  addReview(owner: string, name: string, pullNumber: number, review: SimReview): void {
+    const r = this.repo(owner, name);
+    r.reviews.set(pullNumber, [...(r.reviews.get(pullNumber) ?? []), review]);
+  }
+
+  private repo(owner: string, name: string): SimRepo {
+    const r = this.repos.get(key(owner, name));
+    if (!r) throw new Error(`github-sim has no repository ${owner}/${name}; call addRepo first`);
+    return r;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    const url = new URL(req.url ?? '/', 'http://github-sim');
+    const method = req.method ?? 'GET';
+    const rec: SimRequest = { at: new Date().toISOString(), method, path: url.pathname, query: Object.fromEntries(url.searchParams), status: 0 };
+    const answer = (status: number, body: unknown, type = 'application/json; charset=utf-8') => {
+      rec.status = status;
+      this.requests.push(rec);
+      this.opts.onRequest?.(rec);
+      res.writeHead(status, { 'content-type': type });
+      res.end(typeof body === 'string' ? body : JSON.stringify(body));
+    };
+
+    // The PR page a person opens (html_url): no token needed, like a public repository.
+    const page = /^\/([^/]+)\/([^/]+)\/pull\/(\d+)$/.exec(url.pathname);
+    if (page && method === 'GET') {
+      const repo = this.repos.get(key(page[1]!, page[2]!));
+      const pr = repo?.pulls.find((p) => p.number === Number(page[3]));
+      if (!repo || !pr) return answer(404, 'Not Found\n', 'text/plain; charset=utf-8');
+      return answer(200, this.describe(repo, pr), 'text/plain; charset=utf-8');
+    }
+
+    const auth = req.headers.authorization ?? '';
+    if (auth !== `token ${this.opts.token}` && auth !== `Bearer ${this.opts.token}`) {
+      return answer(401, { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest' });
+    }
+    const m = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(url.pathname);
+    const repo = m ? this.repos.get(key(m[1]!, m[2]!)) : undefined;
+    if (!m || !repo) return answer(404, { message: 'Not Found' });
+    const rest = m[3] ?? '';
+    const owner = repo.owner;
+    const pullJson = (p: SimPull) => ({
+      number: p.number,
+      html_url: p.html_url,
+      url: `${this.url}/repos/${owner}/${repo.name}/pulls/${p.number}`,
+      state: p.state,
+      draft: p.draft,
+      title: p.title,
+      body: p.body,
+      created_at: p.created_at,
+      head: { ref: p.head_ref, sha: p.head_sha, label: p.head.includes(':') ? p.head : `${owner}:${p.head}` },
+      base: { ref: p.base },
+    });
+    const sameHead = (p: SimPull, head: string) => p.head === head || `${owner}:${p.head}` === head || p.head === `${owner}:${head}`;
+    let mm: RegExpExecArray | null;
+
+    if (rest === '' && method === 'GET') {
+      return answer(200, { name: repo.name, full_name: `${owner}/${repo.name}`, owner: { login: owner }, default_branch: repo.default_branch, private: false });
+    }
+    if (rest === '/pulls' && method === 'GET') {
+      const head = rec.query.head;
+      const state = rec.query.state ?? 'open';
+      return answer(200, repo.pulls.filter((p) => (state === 'all' || p.state === state) && (!head || sameHead(p, head))).map(pullJson));
+    }
+    if (rest === '/pulls' && method === 'POST') {
+      let b: { title?: unknown; head?: unknown; base?: unknown; body?: unknown; draft?: unknown };
+      try {
+        b = text ? (JSON.parse(text) as typeof b) : {};
+      } catch {
+        return answer(400, { message: 'Problems parsing JSON' });
+      }
+      if (typeof b.title !== 'string' || typeof b.head !== 'string' || typeof b.base !== 'string') {
+        return answer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'missing_field' }] });
+      }
+      const head = b.head;
+      if (repo.pulls.some((p) => p.state === 'open' && sameHead(p, head))) {
+        return answer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${head}.` }] });
+      }
+      const headRef = head.includes(':') ? head.slice(head.indexOf(':') + 1) : head;
+      const sha = this.opts.resolveHeadSha?.(owner, repo.name, headRef);
+      if (!sha) {
+        return answer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', field: 'head', code: 'invalid' }] });
+      }
+      const n = this.nextPull++;
+      const pull: SimPull = {
+        number: n,
+        title: b.title,
+        body: typeof b.body === 'string' ? b.body : null,
+        head,
+        head_ref: headRef,
+        head_sha: sha,
+        base: b.base,
+        draft: b.draft === true,
+        state: 'open',
+        html_url: `${this.url}/${owner}/${repo.name}/pull/${n}`,
+        created_at: new Date().toISOString(),
+      };
+      repo.pulls.push(pull);
+      return answer(201, pullJson(pull));
+    }
+    if ((mm = /^\/pulls\/(\d+)$/.exec(rest)) && method === 'GET') {
+      const p = repo.pulls.find((x) => x.number === Number(mm![1]));
+      return p ? answer(200, pullJson(p)) : answer(404, { message: 'Not Found' });
+    }
+    if ((mm = /^\/pulls\/(\d+)\/reviews$/.exec(rest)) && method === 'GET') {
+      const list = repo.reviews.get(Number(mm[1])) ?? [];
+      return answer(200, list.map((r) => ({ id: r.id, user: { login: r.user }, state: r.state, body: r.body ?? '', submitted_at: r.submitted_at })));
+    }
+    if ((mm = /^\/commits\/([^/]+)\/check-runs$/.exec(rest)) && method === 'GET') {
+      const sha = decodeURIComponent(mm[1]!);
+      const list = repo.checks.get(sha) ?? [];
+      return answer(200, { total_count: list.length, check_runs: list.map((c) => ({ ...c, head_sha: sha })) });
+    }
+    if ((mm = /^\/commits\/([^/]+)\/status$/.exec(rest)) && method === 'GET') {
+      const sha = decodeURIComponent(mm[1]!);
+      const list = repo.statuses.get(sha) ?? [];
+      const state = list.some((s) => s.state === 'failure' || s.state === 'error') ? 'failure' : list.length && list.every((s) => s.state === 'success') ? 'success' : 'pending';
+      return answer(200, { state, sha, total_count: list.length, statuses: list });
+    }
+    return answer(404, { message: `Not Found (the demo's GitHub simulator does not serve ${method} ${rest || '/'})` });
+  }
+
+  private describe(repo: SimRepo, pr: SimPull): string {
+    const checks = repo.checks.get(pr.head_sha) ?? [];
+    const reviews = repo.reviews.get(pr.number) ?? [];
+    return [
+      `${repo.owner}/${repo.name} pull request #${pr.number} (${pr.state}${pr.draft ? ', draft' : ''}) - served by the agentpr demo's local GitHub simulator`,
+      `title: ${pr.title}`,
+      `${pr.head} -> ${pr.base} at ${pr.head_sha}`,
+      `checks: ${checks.length ? checks.map((c) => `${c.name} ${c.conclusion ?? c.status}`).join(', ') : 'none yet'}`,
+      `reviews: ${reviews.length ? reviews.map((r) => `${r.user} ${r.state}`).join(', ') : 'none yet'}`,
+      '',
+      pr.body ?? '',
+      '',
+    ].join('\n');
+  }
+}
+
+function key(owner: string, name: string): string {
+  return `${owner}/${name}`.toLowerCase();
+}
