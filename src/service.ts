@@ -551,6 +551,15 @@ export class Service extends EventEmitter<ServiceEvents> {
     });
   }
 
+  /** Merges `patch` into an attempt's metadata (e.g. the worker's pid once it is spawned). */
+  updateAttemptMetadata(attemptId: number, patch: Record<string, unknown>): AttemptView {
+    return this.transaction(() => {
+      const current = this.attemptById(attemptId);
+      this.db.prepare(`UPDATE step_attempts SET metadata_json = ? WHERE attempt_id = ?`).run(JSON.stringify({ ...current.metadata, ...patch }), attemptId);
+      return this.attemptById(attemptId);
+    });
+  }
+
   attemptById(attemptId: number): AttemptView {
     const row = this.st.getAttempt.get(attemptId) as (Omit<AttemptView, 'metadata'> & { metadata_json: string }) | undefined;
     if (!row) throw new NotFoundError(`unknown step attempt ${attemptId}`);

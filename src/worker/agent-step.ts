@@ -23,7 +23,7 @@ import {
 import { activeSteps, type ActiveAgentStep } from './active.js';
 import { RUNTIME_ENV_OVERRIDES_FILE, buildRuntimeEnv, excludeRuntimeDir, loadEnvOverrides, type LoadedEnvOverrides } from './env.js';
 import { artifactFor, readDigestFile } from './inspect.js';
-import { attemptOwnerMetadata } from './reconcile.js';
+import { attemptOwnerMetadata, procStart } from './reconcile.js';
 import {
   assertRunnableSandbox,
   buildCodexArgs,
@@ -453,6 +453,13 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
         signal: ex.abort.signal,
         onSpawn: (pid) => {
           ex.active.pid = pid;
+          // If this process dies (kill -9), the next start finds the worker's group by these and ends it.
+          try {
+            const start = procStart(pid);
+            app.service.updateAttemptMetadata(attempt.attempt_id, { worker_pid: pid, ...(start ? { worker_proc_start: start } : {}) });
+          } catch (err) {
+            app.logger.warn({ run_id: ex.run.run_id, attempt_no: attempt.attempt_no, err: errorMessage(err) }, 'could not record the worker pid on the attempt');
+          }
         },
         onLine: (line, stored) => {
           acc.pushLine(stored);

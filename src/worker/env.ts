@@ -2,6 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigurationError } from '../core/errors.js';
+import { SECRET_ENV_VARS, SECRET_LIST_ENV_VARS } from '../logger.js';
 
 /**
  * Worker isolation (SPEC §4): caches, data and temp files of everything the agent runs land under
@@ -50,6 +51,16 @@ export const RuntimeEnvOverridesSchema = z.strictObject({
 export type RuntimeEnvOverrides = z.infer<typeof RuntimeEnvOverridesSchema>;
 
 export const RUNTIME_ENV_OVERRIDES_FILE = 'runtime_env_overrides.json';
+
+/**
+ * Credentials removed from the worker's environment: agentpr's own (MCP bearer token, webhook
+ * secrets, GitHub token, Telegram bot token, manager/LLM keys) and the GitHub tokens. The agent runs
+ * arbitrary commands whose output is kept under reports/ (an `env` would print them), and with a
+ * GitHub or MCP token it could open or approve a pull request itself, around the double
+ * confirmation. OPENAI_API_KEY stays: it is codex's own login. An override file that names one of
+ * these sets it again on purpose.
+ */
+export const WORKER_WITHHELD_ENV: readonly string[] = [...SECRET_ENV_VARS, ...SECRET_LIST_ENV_VARS].filter((k) => k !== 'OPENAI_API_KEY');
 
 export function runtimeDir(repoDir: string): string {
   return join(resolve(repoDir), RUNTIME_DIR_NAME);
@@ -126,6 +137,9 @@ export function buildRuntimeEnv(repoDir: string, opts: { baseEnv: NodeJS.Process
   for (const o of overrides) {
     if (o.mode === 'replace') applied = {};
     for (const [k, v] of Object.entries(o.env)) applied[k] = v === null ? null : v.replaceAll('{runtime}', rt).replaceAll('{repo}', repo);
+  }
+  for (const k of WORKER_WITHHELD_ENV) {
+    if (opts.baseEnv[k] !== undefined && !overrides.some((o) => Object.hasOwn(o.env, k))) applied[k] = null;
   }
   applied.AGENTPR_RUNTIME_DIR = rt;
   const env: Record<string, string> = {};

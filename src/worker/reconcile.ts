@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { App } from '../app.js';
 import { defaultIdempotencyKey } from '../core/events.js';
@@ -6,6 +6,7 @@ import { errorMessage } from '../core/errors.js';
 import type { AttemptView } from '../core/models.js';
 import { canTransition, isTerminal, type RunState } from '../core/states.js';
 import { agentPolicyFor } from '../policy.js';
+import { groupAlive } from './runner.js';
 
 /**
  * Orphaned attempts (issue 5, item 7): an attempt row says `running` but the process that owned
@@ -35,7 +36,8 @@ function readBootId(): string | undefined {
   }
 }
 
-function procStart(pid: number): string | undefined {
+/** Linux: the process start time in clock ticks since boot (/proc/<pid>/stat field 22); else undefined. */
+export function procStart(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
@@ -101,6 +103,31 @@ export function orphanReason(attempt: AttemptView, now = Date.now()): string | n
   return null;
 }
 
+/**
+ * Ends the process group of an orphaned attempt's worker (recorded as `worker_pid`, the group
+ * leader, by the agent step) when it provably is still that worker's: same host and boot, and the
+ * leader's start time unchanged, or the leader gone while members of its group remain (a pid is
+ * not reused while it names a live process group). Its owner died with the timer that would have
+ * ended it, and a retry must not share the clone with it. Linux only; elsewhere nothing is
+ * signalled. Returns the group's id when it was signalled.
+ */
+export function stopOrphanedWorker(attempt: AttemptView): number | null {
+  const m = attempt.metadata;
+  const me = attemptOwnerMetadata();
+  const pid = m.worker_pid;
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) return null;
+  if (m.owner_host !== me.owner_host || !me.owner_boot_id || m.owner_boot_id !== me.owner_boot_id) return null;
+  if (!groupAlive(pid)) return null;
+  const start = procStart(pid);
+  if (start !== undefined ? start !== m.worker_proc_start : !existsSync('/proc/self/stat')) return null;
+  try {
+    process.kill(-pid, 'SIGKILL');
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
 export interface ReconciledAttempt {
   attempt_id: number;
   run_id: string;
@@ -128,13 +155,14 @@ export function reconcileOrphanedAttempts(app: App, now = Date.now()): Reconcile
         // Another process may have closed it since the list was read.
         if (app.service.attemptById(attempt.attempt_id).status !== 'running') return null;
         const run = app.service.getRun(attempt.run_id);
-        const message = `${attempt.step} attempt ${attempt.attempt_no} was left running (${why}); closed at startup`;
+        const stopped = stopOrphanedWorker(attempt);
+        const message = `${attempt.step} attempt ${attempt.attempt_no} was left running (${why}); closed at startup${stopped ? `, its worker (process group ${stopped}) killed` : ''}`;
         app.service.finishAttempt(attempt.attempt_id, {
           status: 'failed',
           reason_code: ORPHAN_REASON,
           exit_code: null,
           duration_ms: Number.isFinite(Date.parse(attempt.started_at)) ? Math.max(0, now - Date.parse(attempt.started_at)) : null,
-          metadata: { reconciled: { at: new Date(now).toISOString(), by: attemptOwnerMetadata(), why } },
+          metadata: { reconciled: { at: new Date(now).toISOString(), by: attemptOwnerMetadata(), why, worker_killed: stopped } },
         });
         const target = retryTarget(run.state, agentPolicyFor(app.policy, run.owner, run.repo).on_retryable_state);
         let after = run.state;

@@ -158,7 +158,7 @@ function procStat(pid: string): { state: string; pgrp: number } | undefined {
  * Whether any process of the group is still running. Zombies do not count: an orphaned
  * grandchild that was killed stays a zombie until init reaps it, which can take a second.
  */
-function groupAlive(pgid: number): boolean {
+export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
   } catch {

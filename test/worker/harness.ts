@@ -62,7 +62,7 @@ export function makeHarness(opts: { policy?: Record<string, unknown>; files?: Re
     home,
     codexHome,
     forge,
-    call: (name, args, extra) => registry.call(name, args, { app: t.app, entry: 'cli', progress: extra?.progress }),
+    call: (name, args, extra) => registry.call(name, args, { app: t.app, entry: 'mcp', progress: extra?.progress }),
     setEnv: (vars) => {
       for (const [k, v] of Object.entries(vars)) {
         if (v === undefined) delete t.app.env[k];
