@@ -50,7 +50,7 @@ export const syncGithub = defineTool({
       : app.service.listRuns({ state: ['CI_WAIT', 'REVIEW_WAIT'], limit: args.limit }).runs;
     const results: SyncResult[] = [];
     if (runs.length) {
-      const client = githubClient(app.logger, app.env);
+      const client = await githubClient(app.logger, app.env);
       let limited: SyncResult | undefined;
       for (const run of runs) {
         if (limited) {

@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { loadExeca } from '../exec.js';
 import { UserInputError } from '../core/errors.js';
 
 /** What the agent changed in the worktree, for the diff budget (SPEC §5 rule 4) and the PR gate. */
@@ -45,7 +45,7 @@ const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
 const MAX_FILES_LISTED = 200;
 
 async function git(dir: string, args: string[]): Promise<string> {
-  const r = await execa('git', ['-C', dir, ...args], { reject: false, stripFinalNewline: false, env: { GIT_OPTIONAL_LOCKS: '0' } });
+  const r = await (await loadExeca()).execa('git', ['-C', dir, ...args], { reject: false, stripFinalNewline: false, env: { GIT_OPTIONAL_LOCKS: '0' } });
   if (r.exitCode !== 0) {
     throw new UserInputError(`git ${args.join(' ')} failed in ${dir} (exit ${r.exitCode}): ${String(r.stderr).trim() || 'no message'}; is it a git worktree?`);
   }
@@ -54,9 +54,9 @@ async function git(dir: string, args: string[]): Promise<string> {
 
 /** The worktree's HEAD commit, or null when the repository has no commits yet. */
 export async function readHeadSha(dir: string): Promise<string | null> {
-  const r = await execa('git', ['-C', dir, 'rev-parse', '--verify', '-q', 'HEAD'], { reject: false });
+  const r = await (await loadExeca()).execa('git', ['-C', dir, 'rev-parse', '--verify', '-q', 'HEAD'], { reject: false });
   if (r.exitCode === 0) return String(r.stdout).trim();
-  const inside = await execa('git', ['-C', dir, 'rev-parse', '--is-inside-work-tree'], { reject: false });
+  const inside = await (await loadExeca()).execa('git', ['-C', dir, 'rev-parse', '--is-inside-work-tree'], { reject: false });
   if (inside.exitCode !== 0) throw new UserInputError(`not a git worktree: ${dir}; the diff budget needs the run's clone`);
   return null;
 }

@@ -1,4 +1,9 @@
-import { Octokit, RequestError } from 'octokit';
+import type { Octokit, RequestError } from 'octokit';
+
+type OctokitModule = typeof import('octokit');
+let octokitModule: Promise<OctokitModule> | undefined;
+/** octokit is loaded on first use, not at server start-up (it costs a tenth of a second). */
+const loadOctokit = (): Promise<OctokitModule> => (octokitModule ??= import('octokit'));
 import type { Logger } from '../logger.js';
 import { ConfigurationError } from '../core/errors.js';
 
@@ -124,16 +129,15 @@ export class GitHubClient {
   readonly settings: GitHubSettings;
   private readonly logger: Logger;
 
-  constructor(settings: GitHubSettings, logger: Logger) {
-    if (!settings.token) {
-      throw new ConfigurationError(
-        'no GitHub token: set AGENTPR_GITHUB_TOKEN or GITHUB_TOKEN to a token that can read pull requests and checks (and create pull requests for approve-open-pr)',
-      );
-    }
+  private readonly mod: OctokitModule;
+
+  constructor(settings: GitHubSettings, logger: Logger, mod: OctokitModule) {
+    this.mod = mod;
+    requireToken(settings);
     this.settings = settings;
     this.logger = logger.child({ component: 'github' });
     const log = this.logger;
-    this.octokit = new Octokit({
+    this.octokit = new mod.Octokit({
       auth: settings.token,
       baseUrl: settings.apiUrl,
       userAgent: 'agentpr-mcp',
@@ -156,7 +160,7 @@ export class GitHubClient {
       try {
         return await fn();
       } catch (err) {
-        if (!(err instanceof RequestError)) throw err;
+        if (!(err instanceof this.mod.RequestError)) throw err;
         const headers = (err.response?.headers ?? {}) as Headers;
         const wait = rateLimitRetryAfter(err.status, headers, err.message);
         if (wait !== undefined) {
@@ -256,7 +260,17 @@ function errorsText(errors: unknown): string {
     .join('; ');
 }
 
+function requireToken(settings: GitHubSettings): void {
+  if (!settings.token) {
+    throw new ConfigurationError(
+      'no GitHub token: set AGENTPR_GITHUB_TOKEN or GITHUB_TOKEN to a token that can read pull requests and checks (and create pull requests for approve-open-pr)',
+    );
+  }
+}
+
 /** A client for the current environment (tools call this per call, so env changes are seen). */
-export function githubClient(logger: Logger, env: NodeJS.ProcessEnv = process.env): GitHubClient {
-  return new GitHubClient(githubSettings(env), logger);
+export async function githubClient(logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<GitHubClient> {
+  const settings = githubSettings(env);
+  requireToken(settings);
+  return new GitHubClient(settings, logger, await loadOctokit());
 }

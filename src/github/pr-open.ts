@@ -1,6 +1,6 @@
 import { randomInt, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { execa } from 'execa';
+import { loadExeca } from '../exec.js';
 import { z } from 'zod';
 import type { App } from '../app.js';
 import { evaluatePrGate, type PrGateResult } from '../analysis/index.js';
@@ -70,7 +70,7 @@ function newToken(): string {
 }
 
 async function git(dir: string, args: string[], timeoutMs = 30_000): Promise<{ ok: boolean; out: string; err: string }> {
-  const r = await execa('git', ['-C', dir, ...args], {
+  const r = await (await loadExeca()).execa('git', ['-C', dir, ...args], {
     reject: false,
     timeout: timeoutMs,
     stdin: 'ignore',
@@ -307,7 +307,7 @@ export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<Too
     throw new RefusedError(`the definition-of-done gate blocks this PR (${gate.failed_checks.length} failed check${gate.failed_checks.length === 1 ? '' : 's'}):\n${lines}\nFix them and run the agent step again, or pass allow_dod_bypass to open it anyway (the bypass is recorded).`);
   }
 
-  const client = githubClient(app.logger, app.env);
+  const client = await githubClient(app.logger, app.env);
   const attempt = app.service.startAttempt(run.run_id, 'pr_create', { request_id: request.request_id, head: request.head, head_sha: headSha });
   const started = Date.now();
   let pr: PullRequestInfo;

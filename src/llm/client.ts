@@ -1,4 +1,4 @@
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 
 /** Where an OpenAI-compatible endpoint is and how to call it. */
 export interface LlmConfig {
@@ -46,6 +46,8 @@ export function resolveLlmConfig(env: NodeJS.ProcessEnv, names: LlmEnvNames, opt
  * An openai SDK client for the endpoint. No SDK retries: callers have their own fallback (rules)
  * and a chat user should not wait through several backoffs.
  */
-export function createLlmClient(cfg: LlmConfig): OpenAI {
+export async function createLlmClient(cfg: LlmConfig): Promise<OpenAI> {
+  // Loaded on first use: the SDK is a tenth of a second of start-up every server would pay otherwise.
+  const { default: OpenAI } = await import('openai');
   return new OpenAI({ apiKey: cfg.apiKey, baseURL: cfg.baseURL ?? null, timeout: cfg.timeoutMs, maxRetries: 0 });
 }

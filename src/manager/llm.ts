@@ -123,7 +123,7 @@ export function buildMessages(ctx: LlmRunContext): ChatCompletionMessageParam[] 
 
 export class OpenAiManagerLlm implements ManagerLlm {
   readonly model: string;
-  private readonly client: OpenAI;
+  private readonly client: Promise<OpenAI>;
   private readonly timeoutMs: number;
 
   constructor(
@@ -133,11 +133,12 @@ export class OpenAiManagerLlm implements ManagerLlm {
     this.model = cfg.model;
     this.timeoutMs = cfg.timeoutMs;
     this.client = createLlmClient(cfg);
+    this.client.catch(() => undefined); // surfaced where it is awaited
   }
 
   async propose(ctx: LlmRunContext, signal?: AbortSignal): Promise<ModelProposal> {
     const choice = await chooseTool({
-      client: this.client,
+      client: await this.client,
       model: this.model,
       messages: buildMessages(ctx),
       tools: this.tools,

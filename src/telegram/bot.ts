@@ -65,7 +65,7 @@ export class TelegramBot {
   private readonly app: App;
   private readonly config: TelegramBotConfig;
   private readonly limiter: SlidingWindowLimiter;
-  private readonly llm?: OpenAI;
+  private readonly llm?: OpenAI | Promise<OpenAI>;
   private readonly claimer = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   /** Chats already told they are not allowed (they get one refusal, then silence). */
   private readonly refused = new Set<number>();
@@ -96,7 +96,11 @@ export class TelegramBot {
     this.api.config.use(transformer);
     if (opts.config.nlMode !== 'rules') {
       if (opts.llmClient) this.llm = opts.llmClient;
-      else if (opts.config.llm) this.llm = createLlmClient(opts.config.llm);
+      else if (opts.config.llm) {
+        const client = createLlmClient(opts.config.llm);
+        client.catch(() => undefined); // surfaced where it is awaited
+        this.llm = client;
+      }
     }
   }
 
@@ -347,7 +351,7 @@ export class TelegramBot {
       try {
         const offered = nlTools(this.registry.visible(turn.maxTier));
         const routed = await routeWithLlm(text, offered, {
-          client: this.llm,
+          client: await this.llm,
           model: this.config.llm?.model ?? 'gpt-4o-mini',
           timeoutMs: this.config.llm?.timeoutMs ?? 20_000,
         }, this.abort.signal);

@@ -1,6 +1,6 @@
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { execa } from 'execa';
+import { loadExeca } from '../exec.js';
 import type { App, PreCallHook } from '../app.js';
 import { canonicalJson } from '../core/events.js';
 import { errorMessage } from '../core/errors.js';
@@ -57,7 +57,7 @@ function fail(name: DoctorCheckName, detail: string, fix: string): DoctorCheck {
 
 async function checkGit(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
   try {
-    const r = await execa('git', ['--version'], { env, extendEnv: false, timeout: VERSION_TIMEOUT_MS, reject: false, stdin: 'ignore' });
+    const r = await (await loadExeca()).execa('git', ['--version'], { env, extendEnv: false, timeout: VERSION_TIMEOUT_MS, reject: false, stdin: 'ignore' });
     if (r.exitCode === 0) return pass('git', firstLine(r.stdout));
     return fail('git', `git --version exited ${r.exitCode ?? r.signal}: ${firstLine(r.stderr) || firstLine(r.message)}`, 'install git and make sure it is on PATH');
   } catch (err) {
@@ -78,7 +78,7 @@ async function checkCodex(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
         : 'install the Codex CLI (npm i -g @openai/codex) or set AGENTPR_CODEX_BIN to its path',
     );
   }
-  const r = await execa(bin, ['--version'], { env, extendEnv: false, timeout: VERSION_TIMEOUT_MS, reject: false, stdin: 'ignore' });
+  const r = await (await loadExeca()).execa(bin, ['--version'], { env, extendEnv: false, timeout: VERSION_TIMEOUT_MS, reject: false, stdin: 'ignore' });
   if (r.exitCode === 0) return pass('codex', `${bin}: ${firstLine(r.stdout) || 'ok'}`);
   const why = r.timedOut ? `did not answer within ${VERSION_TIMEOUT_MS / 1000} s` : `exited ${r.exitCode ?? r.signal}: ${firstLine(r.stderr) || firstLine(r.stdout) || firstLine(r.message)}`;
   return fail('codex', `${bin} --version ${why}`, `check that ${bin} is the Codex CLI and runs (try '${bin} --version' in a shell), or set AGENTPR_CODEX_BIN`);

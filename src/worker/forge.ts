@@ -1,7 +1,7 @@
 import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { once } from 'node:events';
-import { execa } from 'execa';
+import { loadExeca } from '../exec.js';
 import type { App } from '../app.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { ConfigurationError, UserInputError, errorMessage } from '../core/errors.js';
@@ -76,7 +76,7 @@ export async function runScript(opts: {
   const outFile = createWriteStream(stdoutLog);
   const errFile = createWriteStream(stderrLog);
   const started = Date.now();
-  const child = execa('bash', [opts.script, ...opts.args], {
+  const child = (await loadExeca()).execa('bash', [opts.script, ...opts.args], {
     cwd: opts.cwd,
     env: { ...opts.env, GIT_TERMINAL_PROMPT: '0' },
     extendEnv: false,

@@ -1,6 +1,6 @@
 import { accessSync, constants, existsSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, delimiter, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { execa } from 'execa';
+import { loadExeca } from '../exec.js';
 import { errorMessage } from '../core/errors.js';
 
 /**
@@ -79,7 +79,7 @@ export function checkWorkspaceInsideRoot(repoDir: string, workspaceRoot: string)
 }
 
 async function git(repoDir: string, args: string[], env?: NodeJS.ProcessEnv) {
-  return execa('git', args, { cwd: repoDir, env: { ...(env ?? process.env), GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' }, extendEnv: false, reject: false, stdin: 'ignore', timeout: 30_000 });
+  return (await loadExeca()).execa('git', args, { cwd: repoDir, env: { ...(env ?? process.env), GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' }, extendEnv: false, reject: false, stdin: 'ignore', timeout: 30_000 });
 }
 
 async function checkRepoPresent(repoDir: string, env?: NodeJS.ProcessEnv): Promise<PreflightCheck> {

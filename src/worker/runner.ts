@@ -1,7 +1,7 @@
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { execa } from 'execa';
+import { loadExeca } from '../exec.js';
 import { ConfigurationError, UserInputError } from '../core/errors.js';
 import type { RunAgentStepPolicy } from '../policy.js';
 import { RUNTIME_DIR_NAME } from './env.js';
@@ -272,7 +272,7 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
   let aborted = false;
   let stopping: Promise<void> | undefined;
 
-  const child = execa(opts.bin, opts.args, {
+  const child = (await loadExeca()).execa(opts.bin, opts.args, {
     cwd: opts.cwd,
     env: opts.env,
     extendEnv: false,
