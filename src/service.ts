@@ -628,8 +628,8 @@ export class Service extends EventEmitter<ServiceEvents> {
     this.ghStatements ??= {
       getDelivery: this.db.prepare(`SELECT outcome, received_at FROM webhook_deliveries WHERE source = ? AND delivery_id = ?`),
       insertDelivery: this.db.prepare(`INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload_sha256, received_at, outcome)
-        VALUES (?, ?, ?, ?, ?, 'reserved') ON CONFLICT (source, delivery_id) DO NOTHING`),
-      retakeDelivery: this.db.prepare(`UPDATE webhook_deliveries SET event_type = ?, payload_sha256 = ?, received_at = ?, outcome = 'reserved'
+        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, delivery_id) DO NOTHING`),
+      retakeDelivery: this.db.prepare(`UPDATE webhook_deliveries SET event_type = ?, payload_sha256 = ?, received_at = ?, outcome = ?
         WHERE source = ? AND delivery_id = ?`),
       releaseDelivery: this.db.prepare(`DELETE FROM webhook_deliveries WHERE source = ? AND delivery_id = ? AND outcome = 'reserved'`),
       finishDelivery: this.db.prepare(`UPDATE webhook_deliveries SET outcome = ? WHERE source = ? AND delivery_id = ?`),
@@ -648,18 +648,23 @@ export class Service extends EventEmitter<ServiceEvents> {
    * behind by a process that died mid-delivery (still 'reserved' after `staleAfterMs`) is taken
    * over, so a crash does not turn GitHub's redelivery into a permanent duplicate.
    */
-  reserveDelivery(input: DeliveryInput, staleAfterMs = 10 * 60_000): { reserved: true } | { reserved: false; outcome: string; received_at: string } {
-    if (this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, nowIso()).changes === 1) {
+  reserveDelivery(
+    input: DeliveryInput,
+    staleAfterMs = 10 * 60_000,
+    /** 'reserved' while processing follows; a final outcome when nothing is left to process (one write). */
+    outcome = 'reserved',
+  ): { reserved: true } | { reserved: false; outcome: string; received_at: string } {
+    if (this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, nowIso(), outcome).changes === 1) {
       return { reserved: true };
     }
     return this.transaction(() => {
       const existing = this.gh.getDelivery.get(input.source, input.delivery_id) as { outcome: string; received_at: string } | undefined;
       if (!existing) {
-        this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, nowIso());
+        this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, nowIso(), outcome);
         return { reserved: true as const };
       }
       if (existing.outcome === 'reserved' && Date.parse(existing.received_at) < Date.now() - staleAfterMs) {
-        this.gh.retakeDelivery.run(input.event_type, input.payload_sha256, nowIso(), input.source, input.delivery_id);
+        this.gh.retakeDelivery.run(input.event_type, input.payload_sha256, nowIso(), outcome, input.source, input.delivery_id);
         return { reserved: true as const };
       }
       return { reserved: false as const, ...existing };

@@ -209,8 +209,8 @@ export async function processDelivery(
   event: string,
   payload: unknown,
   ctx: Omit<ToolContext, 'app' | 'entry'> = {},
+  plan: DeliveryPlan = planDelivery(app, event, payload),
 ): Promise<DeliveryReport> {
-  const plan = planDelivery(app, event, payload);
   if (plan.pong) return { outcome: 'pong', processed: 0, ignored: 0, calls: [], notes: ['pong'], warning: null };
   const calls: CallReport[] = [];
   const notes = plan.ignored.map((i) => (i.run_id ? `${i.run_id}: ${i.reason}` : i.reason));

@@ -7,7 +7,7 @@ import { ConfigurationError, errorMessage } from '../core/errors.js';
 import { Registry } from '../registry.js';
 import { TOOLS } from '../../tools/index.js';
 import { AuditWriter, webhookAuditPath, type AuditLine } from './audit.js';
-import { DeliveryProcessingError, processDelivery } from './webhook-events.js';
+import { DeliveryProcessingError, planDelivery, processDelivery } from './webhook-events.js';
 import { DELIVERY_SOURCE } from './ledger.js';
 
 export { DELIVERY_SOURCE };
@@ -144,26 +144,34 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
       return { status: 400, outcome: 'missing_delivery', body: { ok: false, error: `missing or over-long X-GitHub-Delivery header (at most ${MAX_DELIVERY_ID} characters)` } };
     }
 
-    const reservation = app.service.reserveDelivery({
-      source: DELIVERY_SOURCE,
-      delivery_id: delivery,
-      event_type: event,
-      payload_sha256: createHash('sha256').update(body).digest('hex'),
-    });
-    if (!reservation.reserved) {
-      return { status: 200, outcome: 'duplicate_delivery', body: { ok: true, outcome: 'duplicate_delivery', first_received_at: reservation.received_at, first_outcome: reservation.outcome } };
-    }
+    // Parsing and planning only read. A delivery that needs no tool call (most of them: PRs no run
+    // tracks, pings) is reserved with its final outcome in one write; the others are reserved,
+    // processed, then finished, in the SPEC §9 order.
     let payload: unknown;
+    let parseError: unknown;
     try {
       payload = JSON.parse(raw);
     } catch (err) {
+      parseError = err;
+    }
+    const plan = parseError === undefined ? planDelivery(app, event, payload) : undefined;
+    const settledOutcome = plan && plan.calls.length === 0 ? (plan.pong ? 'pong' : 'ignored') : undefined;
+    const reservation = app.service.reserveDelivery(
+      { source: DELIVERY_SOURCE, delivery_id: delivery, event_type: event, payload_sha256: createHash('sha256').update(body).digest('hex') },
+      undefined,
+      settledOutcome,
+    );
+    if (!reservation.reserved) {
+      return { status: 200, outcome: 'duplicate_delivery', body: { ok: true, outcome: 'duplicate_delivery', first_received_at: reservation.received_at, first_outcome: reservation.outcome } };
+    }
+    if (!plan) {
       app.service.releaseDelivery(DELIVERY_SOURCE, delivery);
-      return { status: 400, outcome: 'invalid_json', body: { ok: false, error: `body is not valid JSON: ${errorMessage(err)}` }, error: 'invalid JSON' };
+      return { status: 400, outcome: 'invalid_json', body: { ok: false, error: `body is not valid JSON: ${errorMessage(parseError)}` }, error: 'invalid JSON' };
     }
     try {
       const sender = (payload as { sender?: { login?: unknown } } | null)?.sender?.login;
-      const report = await processDelivery(app, registry, event, payload, { actor: typeof sender === 'string' ? `github:${sender}` : 'github' });
-      app.service.finishDelivery(DELIVERY_SOURCE, delivery, report.outcome);
+      const report = await processDelivery(app, registry, event, payload, { actor: typeof sender === 'string' ? `github:${sender}` : 'github' }, plan);
+      if (!settledOutcome) app.service.finishDelivery(DELIVERY_SOURCE, delivery, report.outcome);
       return {
         status: 200,
         outcome: report.outcome,

@@ -102,6 +102,10 @@ describe('GitHub webhook receiver', () => {
     expect(res.body).toMatchObject({ outcome: 'ignored', processed: 0, ignored: 1 });
     expect((res.body.notes as string[])[0]).toContain('PR #2 in Codertocat/Hello-World is not linked to any run');
     expect(ledger(app)).toEqual([{ delivery_id: res.delivery, outcome: 'ignored', event_type: 'pull_request' }]);
+    // Reserved with its final outcome in one write; a redelivery is still a duplicate.
+    const again = await deliver(hook.url, { event: 'pull_request', payload: fixture('pull_request.opened'), delivery: res.delivery });
+    expect(again.body).toMatchObject({ outcome: 'duplicate_delivery', first_outcome: 'ignored' });
+    expect(ledger(app)).toHaveLength(1);
   });
 
   it('never processes a forged or missing signature, and accepts a rotated secret', async () => {
