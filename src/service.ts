@@ -291,12 +291,12 @@ export class Service extends EventEmitter<ServiceEvents> {
     const wrapper = db.transaction((fn: () => unknown) => fn());
     this.tx = { immediate: <T>(fn: () => T) => wrapper.immediate(fn) as T };
     this.st = {
-      getState: db.prepare(`SELECT current_state, last_error FROM run_states WHERE run_id = ?`),
+      stateAndDuplicate: db.prepare(`SELECT s.current_state, s.last_error, e.event_id AS dup_id, e.event_type AS dup_type
+        FROM run_states s LEFT JOIN events e ON e.run_id = s.run_id AND e.idempotency_key = ? WHERE s.run_id = ?`),
       getRun: db.prepare(`${RUN_SELECT} WHERE r.run_id = ?`),
       insertRun: db.prepare(`INSERT INTO runs (run_id, owner, repo, prompt_version, mode, budget_json, workspace_dir, pr_number, created_at, updated_at)
         VALUES (@run_id, @owner, @repo, @prompt_version, @mode, @budget_json, @workspace_dir, NULL, @now, @now)`),
       insertState: db.prepare(`INSERT INTO run_states (run_id, current_state, last_error, updated_at) VALUES (?, 'QUEUED', NULL, ?)`),
-      findEvent: db.prepare(`SELECT * FROM events WHERE run_id = ? AND idempotency_key = ?`),
       insertEvent: db.prepare(`INSERT INTO events (run_id, event_type, idempotency_key, payload_json, from_state, to_state, outcome, note, created_at)
         VALUES (@run_id, @event_type, @idempotency_key, @payload_json, @from_state, @to_state, @outcome, @note, @now)`),
       updateState: db.prepare(`UPDATE run_states SET current_state = ?, last_error = ?, updated_at = ? WHERE run_id = ?`),
@@ -411,22 +411,24 @@ export class Service extends EventEmitter<ServiceEvents> {
     const key = input.idempotency_key ?? defaultIdempotencyKey(type, input.run_id, payload);
     const newArtifacts: ArtifactView[] = [];
     const result = this.transaction((): ApplyResult => {
-      const current = this.st.getState.get(input.run_id) as { current_state: string; last_error: string | null } | undefined;
+      // The state and the duplicate check in one statement: this is the hot path of every write.
+      const current = this.st.stateAndDuplicate.get(key, input.run_id) as
+        | { current_state: string; last_error: string | null; dup_id: number | null; dup_type: string | null }
+        | undefined;
       if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
       const run = { run_id: input.run_id, state: current.current_state as RunState, last_error: current.last_error };
-      const existing = this.st.findEvent.get(input.run_id, key) as EventRow | undefined;
-      if (existing) {
+      if (current.dup_id !== null) {
         return {
           run_id: run.run_id,
-          event_id: existing.event_id,
-          event_type: existing.event_type,
+          event_id: current.dup_id,
+          event_type: current.dup_type ?? type,
           idempotency_key: key,
           duplicate: true,
           outcome: 'duplicate',
           from_state: run.state,
           state: run.state,
           last_error: run.last_error,
-          note: `duplicate of event ${existing.event_id}; nothing changed`,
+          note: `duplicate of event ${current.dup_id}; nothing changed`,
         };
       }
       const effect = decideEffect(run.state, type, payload);
