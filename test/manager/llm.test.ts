@@ -30,7 +30,8 @@ beforeEach(() => {
       AGENTPR_MANAGER_API_KEY: fake.apiKey,
       AGENTPR_MANAGER_BASE_URL: fake.baseURL,
       AGENTPR_MANAGER_MODEL: 'manager-test-model',
-      AGENTPR_MANAGER_TIMEOUT_SEC: '0.5',
+      // Generous for the answered calls on a loaded machine; the timeout test's model never answers.
+      AGENTPR_MANAGER_TIMEOUT_SEC: '3',
     },
   }));
 });
