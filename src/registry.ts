@@ -50,11 +50,11 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   output: O;
   /** CLI hints: fields that may be given positionally, in order. */
   cli?: { positional?: string[] };
-  handler: (args: z.output<I>, ctx: ToolContext) => Promise<ToolResult<z.input<O>>> | ToolResult<z.input<O>>;
+  // Method syntax on purpose: parameters are then checked bivariantly, so every concrete tool is an AnyTool.
+  handler(args: z.output<I>, ctx: ToolContext): Promise<ToolResult<z.input<O>>> | ToolResult<z.input<O>>;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyTool = ToolDefinition<z.ZodObject<any>, z.ZodObject<any>>;
+export type AnyTool = ToolDefinition;
 
 export function defineTool<I extends z.ZodObject, O extends z.ZodObject>(def: ToolDefinition<I, O>): ToolDefinition<I, O> {
   return def;
