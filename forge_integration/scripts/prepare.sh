@@ -21,15 +21,8 @@
 set -Eeuo pipefail
 
 PROG=prepare.sh
-log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() { printf '%s: error: %s\n' "$PROG" "$1" >&2; exit "${2:-1}"; }
-trap 'rc=$?; printf "%s: error: command failed (exit %s): %s\n" "$PROG" "$rc" "$BASH_COMMAND" >&2; exit "$rc"' ERR
-# git's stdout goes to stderr so stdout carries only the AGENTPR_* lines.
-g() { git "$@" >&2; }
-# An identity variable set but empty makes git refuse to commit; treat it as unset.
-for v in GIT_AUTHOR_NAME GIT_AUTHOR_EMAIL GIT_COMMITTER_NAME GIT_COMMITTER_EMAIL; do
-  if [[ -n ${!v+x} && -z ${!v} ]]; then unset "$v"; fi
-done
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { die "usage: $PROG OWNER REPO [BASE] [FEATURE]" 2; }
 [[ $# -ge 2 && $# -le 4 ]] || usage
