@@ -94,6 +94,14 @@ const RUN_SELECT = `SELECT r.run_id, r.owner, r.repo, r.prompt_version, r.mode, 
 
 const parseJson = parseJsonObject;
 
+/** A row whose metadata_json column becomes the view's `metadata` object. */
+type WithMetadataJson<V extends { metadata: Record<string, unknown> }> = Omit<V, 'metadata'> & { metadata_json: string };
+
+function withMetadata<V extends { metadata: Record<string, unknown> }>(row: WithMetadataJson<V>): V {
+  const { metadata_json, ...rest } = row;
+  return { ...rest, metadata: parseJson(metadata_json) } as unknown as V;
+}
+
 function toRunView(row: RunRow): RunView {
   return {
     run_id: row.run_id,
@@ -489,10 +497,9 @@ export class Service extends EventEmitter<ServiceEvents> {
   }
 
   private artifactById(id: number): ArtifactView {
-    const row = this.st.getArtifact.get(id) as (Omit<ArtifactView, 'metadata'> & { metadata_json: string }) | undefined;
+    const row = this.st.getArtifact.get(id) as WithMetadataJson<ArtifactView> | undefined;
     if (!row) throw new NotFoundError(`unknown artifact ${id}`);
-    const { metadata_json, ...rest } = row;
-    return { ...rest, metadata: parseJson(metadata_json) };
+    return withMetadata(row);
   }
 
   addArtifact(runId: string, a: ArtifactInput): ArtifactView {
@@ -510,17 +517,15 @@ export class Service extends EventEmitter<ServiceEvents> {
       type
         ? this.db.prepare(`SELECT * FROM artifacts WHERE run_id = ? AND artifact_type = ? ORDER BY artifact_id`).all(runId, type)
         : this.db.prepare(`SELECT * FROM artifacts WHERE run_id = ? ORDER BY artifact_id`).all(runId)
-    ) as Array<Omit<ArtifactView, 'metadata'> & { metadata_json: string }>;
-    return rows.map(({ metadata_json, ...rest }) => ({ ...rest, metadata: parseJson(metadata_json) }));
+    ) as Array<WithMetadataJson<ArtifactView>>;
+    return rows.map((r) => withMetadata(r));
   }
 
   latestArtifact(runId: string, type: ArtifactType): ArtifactView | undefined {
     const row = this.db
       .prepare(`SELECT * FROM artifacts WHERE run_id = ? AND artifact_type = ? ORDER BY artifact_id DESC LIMIT 1`)
-      .get(runId, type) as (Omit<ArtifactView, 'metadata'> & { metadata_json: string }) | undefined;
-    if (!row) return undefined;
-    const { metadata_json, ...rest } = row;
-    return { ...rest, metadata: parseJson(metadata_json) };
+      .get(runId, type) as WithMetadataJson<ArtifactView> | undefined;
+    return row ? withMetadata(row) : undefined;
   }
 
   // ---- step attempts ------------------------------------------------------------------------
@@ -563,10 +568,9 @@ export class Service extends EventEmitter<ServiceEvents> {
   }
 
   attemptById(attemptId: number): AttemptView {
-    const row = this.st.getAttempt.get(attemptId) as (Omit<AttemptView, 'metadata'> & { metadata_json: string }) | undefined;
+    const row = this.st.getAttempt.get(attemptId) as WithMetadataJson<AttemptView> | undefined;
     if (!row) throw new NotFoundError(`unknown step attempt ${attemptId}`);
-    const { metadata_json, ...rest } = row;
-    return { ...rest, metadata: parseJson(metadata_json) };
+    return withMetadata(row);
   }
 
   listAttempts(runId: string, step?: string): AttemptView[] {
@@ -574,16 +578,14 @@ export class Service extends EventEmitter<ServiceEvents> {
       step
         ? this.db.prepare(`SELECT * FROM step_attempts WHERE run_id = ? AND step = ? ORDER BY attempt_id`).all(runId, step)
         : this.db.prepare(`SELECT * FROM step_attempts WHERE run_id = ? ORDER BY attempt_id`).all(runId)
-    ) as Array<Omit<AttemptView, 'metadata'> & { metadata_json: string }>;
-    return rows.map(({ metadata_json, ...rest }) => ({ ...rest, metadata: parseJson(metadata_json) }));
+    ) as Array<WithMetadataJson<AttemptView>>;
+    return rows.map((r) => withMetadata(r));
   }
 
   /** Attempts still marked running (e.g. left behind by a crashed process). */
   runningAttempts(): AttemptView[] {
-    const rows = this.db.prepare(`SELECT * FROM step_attempts WHERE status = 'running' ORDER BY attempt_id`).all() as Array<
-      Omit<AttemptView, 'metadata'> & { metadata_json: string }
-    >;
-    return rows.map(({ metadata_json, ...rest }) => ({ ...rest, metadata: parseJson(metadata_json) }));
+    const rows = this.db.prepare(`SELECT * FROM step_attempts WHERE status = 'running' ORDER BY attempt_id`).all() as Array<WithMetadataJson<AttemptView>>;
+    return rows.map((r) => withMetadata(r));
   }
 
   // ---- telegram updates (issue 7) -----------------------------------------------------------
