@@ -8,6 +8,10 @@ import type { AddressInfo } from 'node:net';
  * sync-github run their real octokit code with no network and no real token. It checks the
  * token like GitHub (401 otherwise), answers 404 for what it does not know, and records every
  * request. The PRs' html_url pages are served too, as a short text summary.
+ *
+ * Extension point (the tests' FakeGitHub builds on it): a subclass may override `intercept`, which
+ * sees every request that passed the token check and may answer it instead of the simulator
+ * (rate limits, injected failures); `findRepo` / `state` / `nextPullNumber` give it the data.
  */
 
 export interface SimRequest {
@@ -16,6 +20,27 @@ export interface SimRequest {
   path: string;
   query: Record<string, string>;
   status: number;
+  /** The Authorization header as sent; recorded only with `recordDetails`. */
+  authorization?: string;
+  /** The parsed JSON body (undefined when none); recorded only with `recordDetails`. */
+  body?: unknown;
+}
+
+/** A request as `intercept` sees it. */
+export interface SimIncoming {
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  authorization: string | undefined;
+  /** The parsed JSON body, or undefined when there is none or it is not JSON. */
+  body: unknown;
+}
+
+/** An answer `intercept` gives instead of the simulator. */
+export interface SimReply {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
 }
 
 export interface SimPull {
@@ -54,7 +79,7 @@ export interface SimReview {
   submitted_at: string;
 }
 
-interface SimRepo {
+export interface SimRepo {
   owner: string;
   name: string;
   default_branch: string;
@@ -67,8 +92,15 @@ interface SimRepo {
 export interface GitHubSimOptions {
   /** The token clients must send (`token X` or `Bearer X`). */
   token: string;
-  /** The commit a branch points at, for new PRs (the demo reads the fork's bare repository). */
-  resolveHeadSha?: (owner: string, repo: string, branch: string) => string | undefined;
+  /**
+   * The commit a branch points at, for new PRs (the demo reads the fork's bare repository).
+   * `head` is the PR's head as sent (`branch` or `owner:branch`).
+   */
+  resolveHeadSha?: (owner: string, repo: string, branch: string, head: string) => string | undefined;
+  /** Where new PRs' html_url points (default: this server, which serves the page). */
+  htmlBase?: string;
+  /** Also record each request's Authorization header and body (off: the demo's log holds no token). */
+  recordDetails?: boolean;
   /** Called after every answered request. */
   onRequest?: (r: SimRequest) => void;
 }
@@ -115,27 +147,40 @@ export class GitHubSim {
   }
 
   pulls(owner: string, name: string): SimPull[] {
-    return [...this.repo(owner, name).pulls];
+    return [...this.state(owner, name).pulls];
   }
 
   /** The check runs GitHub would report for a commit (replaces earlier ones). */
   setCheckRuns(owner: string, name: string, sha: string, runs: SimCheckRun[]): void {
-    this.repo(owner, name).checks.set(sha, runs);
+    this.state(owner, name).checks.set(sha, runs);
   }
 
   setStatuses(owner: string, name: string, sha: string, statuses: SimStatus[]): void {
-    this.repo(owner, name).statuses.set(sha, statuses);
+    this.state(owner, name).statuses.set(sha, statuses);
   }
 
   addReview(owner: string, name: string, pullNumber: number, review: SimReview): void {
-    const r = this.repo(owner, name);
+    const r = this.state(owner, name);
     r.reviews.set(pullNumber, [...(r.reviews.get(pullNumber) ?? []), review]);
   }
 
-  private repo(owner: string, name: string): SimRepo {
-    const r = this.repos.get(key(owner, name));
+  /** Answers a request before the simulator does (after the token check); undefined lets it through. */
+  protected intercept(_req: SimIncoming): SimReply | undefined {
+    return undefined;
+  }
+
+  protected findRepo(owner: string, name: string): SimRepo | undefined {
+    return this.repos.get(key(owner, name));
+  }
+
+  protected state(owner: string, name: string): SimRepo {
+    const r = this.findRepo(owner, name);
     if (!r) throw new Error(`github-sim has no repository ${owner}/${name}; call addRepo first`);
     return r;
+  }
+
+  protected nextPullNumber(): number {
+    return this.nextPull++;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -144,30 +189,40 @@ export class GitHubSim {
     const text = Buffer.concat(chunks).toString('utf8');
     const url = new URL(req.url ?? '/', 'http://github-sim');
     const method = req.method ?? 'GET';
+    let body: unknown;
+    let badJson = false;
+    try {
+      body = text ? (JSON.parse(text) as unknown) : undefined;
+    } catch {
+      badJson = true;
+    }
+    const authorization = req.headers.authorization;
     const rec: SimRequest = { at: new Date().toISOString(), method, path: url.pathname, query: Object.fromEntries(url.searchParams), status: 0 };
-    const answer = (status: number, body: unknown, type = 'application/json; charset=utf-8') => {
+    if (this.opts.recordDetails) Object.assign(rec, { authorization, body });
+    const answer = (status: number, payload: unknown, type = 'application/json; charset=utf-8', headers: Record<string, string> = {}) => {
       rec.status = status;
       this.requests.push(rec);
       this.opts.onRequest?.(rec);
-      res.writeHead(status, { 'content-type': type });
-      res.end(typeof body === 'string' ? body : JSON.stringify(body));
+      res.writeHead(status, { 'content-type': type, ...headers });
+      res.end(typeof payload === 'string' ? payload : JSON.stringify(payload));
     };
 
     // The PR page a person opens (html_url): no token needed, like a public repository.
     const page = /^\/([^/]+)\/([^/]+)\/pull\/(\d+)$/.exec(url.pathname);
     if (page && method === 'GET') {
-      const repo = this.repos.get(key(page[1]!, page[2]!));
+      const repo = this.findRepo(page[1]!, page[2]!);
       const pr = repo?.pulls.find((p) => p.number === Number(page[3]));
       if (!repo || !pr) return answer(404, 'Not Found\n', 'text/plain; charset=utf-8');
       return answer(200, this.describe(repo, pr), 'text/plain; charset=utf-8');
     }
 
-    const auth = req.headers.authorization ?? '';
-    if (auth !== `token ${this.opts.token}` && auth !== `Bearer ${this.opts.token}`) {
+    if (authorization !== `token ${this.opts.token}` && authorization !== `Bearer ${this.opts.token}`) {
       return answer(401, { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest' });
     }
+    const over = this.intercept({ method, path: rec.path, query: rec.query, authorization, body });
+    if (over) return answer(over.status, over.body, undefined, over.headers);
     const m = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(url.pathname);
-    const repo = m ? this.repos.get(key(m[1]!, m[2]!)) : undefined;
+    const repo = m ? this.findRepo(m[1]!, m[2]!) : undefined;
     if (!m || !repo) return answer(404, { message: 'Not Found' });
     const rest = m[3] ?? '';
     const owner = repo.owner;
@@ -195,13 +250,9 @@ export class GitHubSim {
       return answer(200, repo.pulls.filter((p) => (state === 'all' || p.state === state) && (!head || sameHead(p, head))).map(pullJson));
     }
     if (rest === '/pulls' && method === 'POST') {
-      let b: { title?: unknown; head?: unknown; base?: unknown; body?: unknown; draft?: unknown };
-      try {
-        b = text ? (JSON.parse(text) as typeof b) : {};
-      } catch {
-        return answer(400, { message: 'Problems parsing JSON' });
-      }
-      if (typeof b.title !== 'string' || typeof b.head !== 'string' || typeof b.base !== 'string') {
+      if (badJson) return answer(400, { message: 'Problems parsing JSON' });
+      const b = (body ?? {}) as { title?: unknown; head?: unknown; base?: unknown; body?: unknown; draft?: unknown };
+      if (typeof b.title !== 'string' || !b.title.trim() || typeof b.head !== 'string' || !b.head || typeof b.base !== 'string' || !b.base) {
         return answer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'missing_field' }] });
       }
       const head = b.head;
@@ -209,11 +260,11 @@ export class GitHubSim {
         return answer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${head}.` }] });
       }
       const headRef = head.includes(':') ? head.slice(head.indexOf(':') + 1) : head;
-      const sha = this.opts.resolveHeadSha?.(owner, repo.name, headRef);
+      const sha = this.opts.resolveHeadSha?.(owner, repo.name, headRef, head);
       if (!sha) {
         return answer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', field: 'head', code: 'invalid' }] });
       }
-      const n = this.nextPull++;
+      const n = this.nextPullNumber();
       const pull: SimPull = {
         number: n,
         title: b.title,
@@ -224,7 +275,7 @@ export class GitHubSim {
         base: b.base,
         draft: b.draft === true,
         state: 'open',
-        html_url: `${this.url}/${owner}/${repo.name}/pull/${n}`,
+        html_url: `${this.opts.htmlBase ?? this.url}/${owner}/${repo.name}/pull/${n}`,
         created_at: new Date().toISOString(),
       };
       repo.pulls.push(pull);
