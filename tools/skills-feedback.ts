@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineTool } from '../src/registry.js';
-import { OwnerSchema, RepoSchema, RunIdSchema } from '../src/core/models.js';
+import { DigestFilterInput } from './skills-metrics.js';
 import { skillsFeedback, skillsMetrics } from '../src/worker/inspect.js';
 
 export const skillsFeedbackTool = defineTool({
@@ -10,12 +10,7 @@ export const skillsFeedbackTool = defineTool({
     'Turn the skills metrics into deterministic iteration actions for prompts, skills and policy (each with priority, target, trigger, change and acceptance test), as JSON plus a Markdown report. The same digests always give the same actions.',
   tier: 'read',
   annotations: { readOnlyHint: true, openWorldHint: false },
-  input: z.object({
-    owner: OwnerSchema.optional(),
-    repo: RepoSchema.optional(),
-    run_id: RunIdSchema.optional(),
-    limit: z.number().int().min(1).max(10_000).default(1000).describe('Most recent digests to read'),
-  }),
+  input: DigestFilterInput,
   output: z.object({
     generated_at: z.string(),
     scope: z.string(),

@@ -11,6 +11,14 @@ const Counts = z.object({
   pass_rate_pct: z.number(),
 });
 
+/** Which digests the skills tools read (shared by skills-metrics and skills-feedback). */
+export const DigestFilterInput = z.object({
+  owner: OwnerSchema.optional(),
+  repo: RepoSchema.optional(),
+  run_id: RunIdSchema.optional(),
+  limit: z.number().int().min(1).max(10_000).default(1000).describe('Most recent digests to read'),
+});
+
 export const SkillsMetricsOutput = z.object({
   scope: z.object({ owner: z.string().nullable(), repo: z.string().nullable(), run_id: z.string().nullable() }),
   digests: z.number().int(),
@@ -31,12 +39,7 @@ export const skillsMetricsTool = defineTool({
     'Outcome counts and PASS rates from the stored run digests: overall, by skills mode, by stage (the state the worker ran in) and by skill (skills-mode attempts), with reason-code counts, missing-skill reports and timeouts. Filter by owner, repo or run.',
   tier: 'read',
   annotations: { readOnlyHint: true, openWorldHint: false },
-  input: z.object({
-    owner: OwnerSchema.optional(),
-    repo: RepoSchema.optional(),
-    run_id: RunIdSchema.optional(),
-    limit: z.number().int().min(1).max(10_000).default(1000).describe('Most recent digests to read'),
-  }),
+  input: DigestFilterInput,
   output: SkillsMetricsOutput,
   handler: (args, { app }) => {
     const m = skillsMetrics(app, args);
