@@ -1,5 +1,4 @@
 import { createApp, type App } from '../app.js';
-import { errorMessage } from '../core/errors.js';
 import { createMcpServer } from './server.js';
 import { LineStdioTransport } from './stdio-transport.js';
 

@@ -2,7 +2,6 @@ import { McpServer, ResourceTemplate, type CallToolResult, type ServerContext } 
 import type { App } from '../app.js';
 import { Registry, effectiveInput, type Tier, type ToolContext } from '../registry.js';
 import type { ResourceDefinition } from '../resources.js';
-import { errorMessage } from '../core/errors.js';
 import { RESOURCES } from '../../resources/index.js';
 import { TOOLS } from '../../tools/index.js';
 import { VERSION } from '../version.js';
@@ -105,4 +104,3 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
   return server;
 }
 
-export { errorMessage };
