@@ -1,4 +1,6 @@
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { Client, InMemoryTransport } from '@modelcontextprotocol/client';
+import { makeTestApp } from './app.js';
 import type { App } from '../../src/app.js';
 import { createMcpServer, type McpServerOptions } from '../../src/mcp/server.js';
 
@@ -29,4 +31,35 @@ export function resourceText(r: { contents: Array<{ text?: string } | { blob: st
   const first = r.contents[0];
   if (!first || !('text' in first) || typeof first.text !== 'string') throw new Error('resource answered without text');
   return first.text;
+}
+
+/**
+ * Registers vitest hooks that give the file a fresh test App and a connected in-memory client,
+ * per test (`each`) or once for the file (`all`). Read `ctx.app` / `ctx.client` inside tests.
+ */
+export function useInMemoryClient(opts: { per?: 'each' | 'all'; env?: NodeJS.ProcessEnv } = {}): { app: App; client: Client } {
+  const ctx = {} as { app: App; client: Client };
+  let done: (() => Promise<void>) | undefined;
+  const setup = async () => {
+    const t = makeTestApp({ env: opts.env });
+    const c = await connectInMemory(t.app);
+    ctx.app = t.app;
+    ctx.client = c.client;
+    done = async () => {
+      await c.close();
+      await t.cleanup();
+    };
+  };
+  const teardown = async () => {
+    await done?.();
+    done = undefined;
+  };
+  if (opts.per === 'each') {
+    beforeEach(setup);
+    afterEach(teardown);
+  } else {
+    beforeAll(setup);
+    afterAll(teardown);
+  }
+  return ctx;
 }

@@ -1,27 +1,11 @@
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import type { Client } from '@modelcontextprotocol/client';
-import { makeTestApp } from '../helpers/app.js';
+import { describe, expect, test } from 'vitest';
 import { dbFingerprint } from '../helpers/db.js';
-import { connectInMemory, resourceText, textOf, type ToolCallResult } from '../helpers/mcp.js';
-import type { App } from '../../src/app.js';
+import { connectInMemory, resourceText, textOf, useInMemoryClient, type ToolCallResult } from '../helpers/mcp.js';
 
-let app: App;
-let client: Client;
-let done: () => Promise<void>;
-beforeEach(async () => {
-  const t = makeTestApp();
-  app = t.app;
-  const c = await connectInMemory(app);
-  client = c.client;
-  done = async () => {
-    await c.close();
-    await t.cleanup();
-  };
-});
-afterEach(async () => done());
+const ctx = useInMemoryClient({ per: 'each' });
 
 const call = async (name: string, args: Record<string, unknown>) =>
-  (await client.callTool({ name, arguments: args })) as ToolCallResult;
+  (await ctx.client.callTool({ name, arguments: args })) as ToolCallResult;
 
 describe('MCP over the in-memory transport', () => {
   test('drives a run through the command tools with structured results', async () => {
@@ -92,12 +76,12 @@ describe('MCP over the in-memory transport', () => {
     ['bad state name', 'list-runs', { state: 'SLEEPING' }, /state/],
   ])('bad input (%s) is an isError result and changes nothing', async (_label, tool, args, pattern) => {
     const runId = ((await call('create-run', { owner: 'octo', repo: 'hello' })).structuredContent!.run as { run_id: string }).run_id;
-    const before = dbFingerprint(app.db);
+    const before = dbFingerprint(ctx.app.db);
     const resolved = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, v === 'RUN' ? runId : v]));
     const r = await call(tool, resolved);
     expect(r.isError).toBe(true);
     expect(textOf(r)).toMatch(pattern);
-    expect(dbFingerprint(app.db)).toBe(before);
+    expect(dbFingerprint(ctx.app.db)).toBe(before);
   });
 
   test('list-runs filters by state and repo and paginates', async () => {
@@ -114,19 +98,19 @@ describe('MCP over the in-memory transport', () => {
   test('resources: runs, a run, its events; templates are listable', async () => {
     const runId = ((await call('create-run', { owner: 'octo', repo: 'hello' })).structuredContent!.run as { run_id: string }).run_id;
     await call('start-discovery', { run_id: runId });
-    const templates = await client.listResourceTemplates();
+    const templates = await ctx.client.listResourceTemplates();
     expect(templates.resourceTemplates.map((t) => t.uriTemplate)).toEqual(expect.arrayContaining(['agentpr://runs/{run_id}', 'agentpr://runs/{run_id}/events']));
-    const listed = await client.listResources();
+    const listed = await ctx.client.listResources();
     expect(listed.resources.map((r) => r.uri)).toEqual(expect.arrayContaining(['agentpr://runs', `agentpr://runs/${runId}`, `agentpr://runs/${runId}/events`]));
-    const events = JSON.parse(resourceText(await client.readResource({ uri: `agentpr://runs/${runId}/events` }))) as { events: Array<{ event_type: string }> };
+    const events = JSON.parse(resourceText(await ctx.client.readResource({ uri: `agentpr://runs/${runId}/events` }))) as { events: Array<{ event_type: string }> };
     expect(events.events.map((e) => e.event_type)).toEqual(['command.run.create', 'command.start.discovery']);
-    const one = JSON.parse(resourceText(await client.readResource({ uri: `agentpr://runs/${runId}` }))) as { run: { state: string } };
+    const one = JSON.parse(resourceText(await ctx.client.readResource({ uri: `agentpr://runs/${runId}` }))) as { run: { state: string } };
     expect(one.run.state).toBe('DISCOVERY');
-    await expect(client.readResource({ uri: 'agentpr://runs/run_000000000000' })).rejects.toThrow(/unknown run/);
+    await expect(ctx.client.readResource({ uri: 'agentpr://runs/run_000000000000' })).rejects.toThrow(/unknown run/);
   });
 
   test('read-only mode lists no write or admin tool', async () => {
-    const ro = await connectInMemory(app, { readOnly: true });
+    const ro = await connectInMemory(ctx.app, { readOnly: true });
     const names = (await ro.client.listTools()).tools.map((t) => t.name);
     await ro.close();
     const { TOOLS } = await import('../../tools/index.js');

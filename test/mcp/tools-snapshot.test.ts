@@ -1,28 +1,12 @@
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { Client } from '@modelcontextprotocol/client';
-import { makeTestApp } from '../helpers/app.js';
-import { connectInMemory } from '../helpers/mcp.js';
-import type { App } from '../../src/app.js';
+import { expect, test } from 'vitest';
+import { useInMemoryClient } from '../helpers/mcp.js';
 
-let app: App;
-let client: Client;
-let done: () => Promise<void>;
-beforeAll(async () => {
-  const t = makeTestApp();
-  app = t.app;
-  const c = await connectInMemory(app);
-  client = c.client;
-  done = async () => {
-    await c.close();
-    await t.cleanup();
-  };
-});
-afterAll(async () => done());
+const ctx = useInMemoryClient();
 
 // An accidental change to a tool's name, schema or annotations fails here. After a deliberate
 // change, refresh with: npx vitest run -u test/mcp/tools-snapshot.test.ts
 test('tools/list: names, schemas and annotations are what clients were promised', async () => {
-  const { tools } = await client.listTools();
+  const { tools } = await ctx.client.listTools();
   const shape = tools
     .map((t) => ({ name: t.name, title: t.title, annotations: t.annotations, inputSchema: t.inputSchema, outputSchema: t.outputSchema }))
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -30,7 +14,7 @@ test('tools/list: names, schemas and annotations are what clients were promised'
 });
 
 test('resource templates are what clients were promised', async () => {
-  const { resourceTemplates } = await client.listResourceTemplates();
+  const { resourceTemplates } = await ctx.client.listResourceTemplates();
   const shape = resourceTemplates.map((t) => ({ name: t.name, uriTemplate: t.uriTemplate, mimeType: t.mimeType })).sort((a, b) => a.uriTemplate.localeCompare(b.uriTemplate));
   await expect(`${JSON.stringify(shape, null, 2)}\n`).toMatchFileSnapshot('__snapshots__/resource-templates.json');
 });

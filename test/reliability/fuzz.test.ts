@@ -1,32 +1,18 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { Client } from '@modelcontextprotocol/client';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { z } from 'zod';
-import { makeTestApp } from '../helpers/app.js';
-import { connectInMemory, textOf, type ToolCallResult } from '../helpers/mcp.js';
+import { textOf, useInMemoryClient, type ToolCallResult } from '../helpers/mcp.js';
 import { TOOLS } from '../../tools/index.js';
 import { effectiveInput } from '../../src/registry.js';
-import type { App } from '../../src/app.js';
 
-let app: App;
-let client: Client;
-let done: () => Promise<void>;
+const ctx = useInMemoryClient({ env: { AGENTPR_CODEX_BIN: '/nonexistent/codex' } });
 let existingRun: string;
-beforeAll(async () => {
-  const t = makeTestApp({ env: { AGENTPR_CODEX_BIN: '/nonexistent/codex' } });
-  app = t.app;
-  existingRun = app.service.createRun({ owner: 'octo', repo: 'fuzz' }).run_id;
-  const c = await connectInMemory(app);
-  client = c.client;
-  done = async () => {
-    await c.close();
-    await t.cleanup();
-  };
+beforeAll(() => {
+  existingRun = ctx.app.service.createRun({ owner: 'octo', repo: 'fuzz' }).run_id;
 });
-afterAll(async () => done());
 
 /** Changes made on this connection so far: the server runs in-process on the same connection. */
-const changes = () => (app.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+const changes = () => (ctx.app.db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
 
 // A `__proto__` key never reaches a tool: the SDK's wire parsing assigns argument keys, so it is
 // dropped (the safe outcome, tested on its own below). Generated keys leave it out.
@@ -66,7 +52,7 @@ describe.each(TOOLS.map((t) => [t.name, t] as const))('fuzz %s', (name, tool) =>
         const input = JSON.parse(JSON.stringify(generated)) as Record<string, unknown>;
         fc.pre(!schema.safeParse(input).success);
         const before = changes();
-        const r = (await client.callTool({ name, arguments: input })) as ToolCallResult;
+        const r = (await ctx.client.callTool({ name, arguments: input })) as ToolCallResult;
         expect(r.isError).toBe(true);
         expect(textOf(r).length).toBeGreaterThan(10);
         expect(changes()).toBe(before);
@@ -74,14 +60,14 @@ describe.each(TOOLS.map((t) => [t.name, t] as const))('fuzz %s', (name, tool) =>
       { numRuns: RUNS },
     );
     // Still serving, and the database is intact.
-    const ok = (await client.callTool({ name: 'show-run', arguments: { run_id: existingRun } })) as ToolCallResult;
+    const ok = (await ctx.client.callTool({ name: 'show-run', arguments: { run_id: existingRun } })) as ToolCallResult;
     expect(ok.isError).toBeFalsy();
   });
 
   test('arguments that are not an object are a JSON-RPC error, not a crash', async () => {
     for (const bad of [[], 'text', 42, true]) {
       const before = changes();
-      await expect(client.callTool({ name, arguments: bad as unknown as Record<string, unknown> })).rejects.toThrow(/Invalid/);
+      await expect(ctx.client.callTool({ name, arguments: bad as unknown as Record<string, unknown> })).rejects.toThrow(/Invalid/);
       expect(changes()).toBe(before);
     }
   });
@@ -90,7 +76,7 @@ describe.each(TOOLS.map((t) => [t.name, t] as const))('fuzz %s', (name, tool) =>
     test('well-formed arguments naming a run that does not exist: isError, no change', async () => {
       const runId = 'run_0000000000ff';
       const before = changes();
-      const r = (await client.callTool({ name, arguments: { run_id: runId } })) as ToolCallResult;
+      const r = (await ctx.client.callTool({ name, arguments: { run_id: runId } })) as ToolCallResult;
       // Either the input misses other required fields or the run is unknown; both are refusals.
       expect(r.isError).toBe(true);
       expect(changes()).toBe(before);
@@ -100,12 +86,12 @@ describe.each(TOOLS.map((t) => [t.name, t] as const))('fuzz %s', (name, tool) =>
 
 test('a __proto__ argument pollutes nothing and crashes nothing', async () => {
   const before = changes();
-  const r = (await client.callTool({ name: 'list-runs', arguments: JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown> })) as ToolCallResult;
+  const r = (await ctx.client.callTool({ name: 'list-runs', arguments: JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown> })) as ToolCallResult;
   expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   // The key was dropped on the wire, so this is an ordinary list-runs answer.
   expect(r.isError).toBeFalsy();
   expect(r.structuredContent).toMatchObject({ total: 1 });
   expect(changes()).toBe(before);
-  const ok = (await client.callTool({ name: 'show-run', arguments: { run_id: existingRun } })) as ToolCallResult;
+  const ok = (await ctx.client.callTool({ name: 'show-run', arguments: { run_id: existingRun } })) as ToolCallResult;
   expect(ok.isError).toBeFalsy();
 });
