@@ -64,4 +64,4 @@ test('kill -9 at 20 random moments: every acknowledged event is stored exactly o
   } finally {
     db.close();
   }
-});
+}, 240_000); // 20 child processes: on a loaded 2-core machine each start alone can take seconds
