@@ -71,14 +71,14 @@ const PAGE_HEADERS = (nonce: string): Record<string, string> => ({
   'content-type': 'text/html; charset=utf-8',
   'cache-control': 'no-store',
   'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
+  'referrer-policy': 'same-origin',
   'x-frame-options': 'DENY',
   'content-security-policy': `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`,
 });
 
 function loginPage(message: string | null): string {
   const esc = (t: string) => t.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>agentpr runs: sign in</title>
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>agentpr runs: sign in</title><link rel="icon" href="data:,">
 <style>body{font-family:system-ui,sans-serif;background:#f6f7f9;display:grid;place-items:center;height:100vh;margin:0}
 form{background:#fff;border:1px solid #e3e6ec;border-radius:8px;padding:20px 24px;min-width:320px}
 input{font:inherit;padding:6px 8px;width:100%;margin:8px 0;box-sizing:border-box}button{font:inherit;padding:6px 14px}.bad{color:#b42318}</style></head>
@@ -128,7 +128,10 @@ export function createBoardRoutes(opts: BoardRoutesOptions): BoardRoutes {
   // artifacts in a few milliseconds).
   const broadcast = (change: Record<string, unknown>) => {
     if (clients.size === 0) return;
-    pendingChange = { ...pendingChange, ...change };
+    // One burst about one run names it; a burst over several runs names none (pages reload all).
+    const prev = pendingChange.run_id;
+    pendingChange = pendingChange.mixed ? pendingChange : { ...pendingChange, ...change };
+    if (prev !== undefined && change.run_id !== undefined && prev !== change.run_id) pendingChange = { mixed: true };
     if (pending) return;
     pending = setTimeout(() => {
       pending = undefined;
@@ -138,8 +141,10 @@ export function createBoardRoutes(opts: BoardRoutesOptions): BoardRoutes {
     }, 50);
   };
   const onRun = (r: { run_id: string; state: string }) => broadcast({ run_id: r.run_id, state: r.state });
+  const onEvent = (r: { run_id: string; state: string }) => broadcast({ run_id: r.run_id, state: r.state });
   const onArtifact = (a: { run_id: string }) => broadcast({ run_id: a.run_id });
   app.service.on('run', onRun);
+  app.service.on('event', onEvent);
   app.service.on('artifact', onArtifact);
   // Other processes (the CLI, the webhook receiver, a manager loop) write the same database: a
   // cheap version read picks their changes up while a page is open.
@@ -275,6 +280,7 @@ export function createBoardRoutes(opts: BoardRoutesOptions): BoardRoutes {
     },
     close: () => {
       app.service.off('run', onRun);
+      app.service.off('event', onEvent);
       app.service.off('artifact', onArtifact);
       clearInterval(poller);
       clearInterval(heartbeat);

@@ -44,6 +44,8 @@ export interface BoardCard {
   actions: BoardAction[];
   /** The state the manager rules would retry from (FAILED_RETRYABLE runs), else null. */
   retry_target: string | null;
+  /** The state a PAUSED run was paused in (resume goes back there), else null. */
+  resume_target: string | null;
   updated_at: string;
 }
 
@@ -95,6 +97,14 @@ export function retryTarget(app: App, runId: string): string | null {
   const d = decide(facts);
   const target = d.action === 'retry' ? (d.args as Record<string, unknown> | undefined)?.target_state : undefined;
   return typeof target === 'string' ? target : null;
+}
+
+/** The state the latest applied pause left. */
+export function resumeTarget(app: App, runId: string): string | null {
+  const row = app.db
+    .prepare(`SELECT from_state FROM events WHERE run_id = ? AND event_type = 'command.pause' AND outcome = 'applied' ORDER BY event_id DESC LIMIT 1`)
+    .get(runId) as { from_state: string | null } | undefined;
+  return row?.from_state && row.from_state !== 'PAUSED' ? row.from_state : null;
 }
 
 function stateSince(app: App, runIds: string[]): Map<string, string> {
@@ -355,6 +365,7 @@ function cardsFor(app: App, runs: readonly RunView[]): BoardCard[] {
       pr: { number: r.pr_number ?? num(pr?.metadata.pr_number), url: safeUrl(pr?.uri) },
       actions: actionsFor(r),
       retry_target: r.state === 'FAILED_RETRYABLE' ? retryTarget(app, r.run_id) : null,
+      resume_target: r.state === 'PAUSED' ? resumeTarget(app, r.run_id) : null,
       updated_at: r.updated_at,
     };
   });
