@@ -3,6 +3,8 @@ import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { AppBridge } from '@modelcontextprotocol/ext-apps/app-bridge';
+import { connectInMemory, resourceText, type ToolCallResult } from '../helpers/mcp.js';
 import { makeTestApp, tempDir } from '../helpers/app.js';
 import { startHttpServer, type RunningHttpServer } from '../../src/mcp/http.js';
 import { Registry } from '../../src/registry.js';
@@ -53,7 +55,7 @@ beforeAll(async () => {
   expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does it)`).toBe(true);
   expect(existsSync(DEMO), 'dist/ is missing: npm run build first').toBe(true);
   home = tempDir('agentpr-board-browser-');
-  const env = { ...process.env, AGENTPR_HOME: home, AGENTPR_LOG_LEVEL: 'warn' };
+  const env: NodeJS.ProcessEnv = { ...process.env, AGENTPR_HOME: home, AGENTPR_LOG_LEVEL: 'warn' };
   delete env.AGENTPR_DB;
   const demo = await runBuiltDemo(env);
   expect(demo.code, demo.out).toBe(0);
@@ -191,7 +193,7 @@ describe('the board in a browser, after the demo', () => {
     await board.goto(`${base}/`);
     await board.waitForSelector(`section[data-column="working"] .card[data-run-id="${runs.working}"]`);
     await board.waitForSelector('#live.on');
-    await board.evaluate(() => ((window as unknown as { notReloaded: boolean }).notReloaded = true));
+    await board.evaluate(() => void ((globalThis as Record<string, unknown>).notReloaded = true));
 
     const run = await newPage();
     await run.goto(`${base}/#/runs/${runs.working}`);
@@ -199,21 +201,82 @@ describe('the board in a browser, after the demo', () => {
     await run.waitForSelector('#live.on');
     expect(await run.locator('[data-testid=run-state]').innerText()).toBe('DISCOVERY');
     await run.click('[data-action=pause]');
-    await run.waitForFunction(() => document.querySelector('[data-testid=run-state]')?.textContent === 'PAUSED');
+    await run.locator('[data-testid=run-state]', { hasText: /^PAUSED$/ }).waitFor();
     expect(await run.locator('[data-testid=action-result]').innerText()).toBe(`${runs.working}: DISCOVERY -> PAUSED (command.pause)`);
     expect(app.service.getRun(runs.working).state).toBe('PAUSED');
 
     // The other page was not touched: server-sent events moved the card.
     await board.waitForSelector(`section[data-column="person"] .card[data-run-id="${runs.working}"][data-state="PAUSED"]`, { timeout: 15_000 });
-    expect(await board.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
+    expect(await board.evaluate(() => (globalThis as Record<string, unknown>).notReloaded)).toBe(true);
 
     // A change made elsewhere (here: the registry, as the CLI would) reaches the open run page.
     expect(await run.locator('[data-action=resume]').innerText()).toBe('Resume in DISCOVERY');
     await call('resume', { run_id: runs.working, target_state: 'DISCOVERY' });
-    await run.waitForFunction(() => document.querySelector('[data-testid=run-state]')?.textContent === 'DISCOVERY', null, { timeout: 15_000 });
+    await run.locator('[data-testid=run-state]', { hasText: /^DISCOVERY$/ }).waitFor({ timeout: 15_000 });
     await board.waitForSelector(`section[data-column="working"] .card[data-run-id="${runs.working}"]`, { timeout: 15_000 });
     expect(errors).toEqual([]);
     await run.close();
     await board.close();
+  });
+});
+
+describe('the board as an MCP App inside a host (the extension\'s own AppBridge, in Chromium)', () => {
+  test('the host renders the ui:// view: it initializes, shows the tool result, opens a run and pauses it through tools/call', async () => {
+    const { client, close } = await connectInMemory(app);
+    const page = await newPage();
+    const bridge = new AppBridge(client, { name: 'agentpr-test-host', version: '1.0.0' }, { openLinks: {}, serverTools: {}, serverResources: {} });
+    const sizes: Array<{ width?: number; height?: number }> = [];
+    bridge.onsizechange = (p) => void sizes.push(p);
+    const initialized = new Promise<void>((resolve) => (bridge.oninitialized = () => resolve()));
+    // The view's messages reach the bridge through the host page; the bridge's go back into the iframe.
+    const transport = {
+      onmessage: undefined as ((m: unknown) => void) | undefined,
+      onclose: undefined as (() => void) | undefined,
+      onerror: undefined as ((e: Error) => void) | undefined,
+      start: async () => undefined,
+      send: async (m: unknown) => void (await page.evaluate(`window.toView(${JSON.stringify(m)})`)),
+      close: async () => transport.onclose?.(),
+    };
+    await page.exposeFunction('fromView', (m: unknown) => transport.onmessage?.(m));
+    await page.setContent(`<!doctype html><body style="margin:0"><iframe id="view" sandbox="allow-scripts" style="width:1300px;height:800px;border:0"></iframe>
+      <script>
+        const view = document.getElementById('view');
+        window.toView = (m) => view.contentWindow.postMessage(m, '*');
+        window.addEventListener('message', (e) => { if (e.source === view.contentWindow) window.fromView(e.data); });
+      </script></body>`);
+    await bridge.connect(transport as unknown as Parameters<typeof bridge.connect>[0]);
+
+    const { tools } = await client.listTools();
+    const uri = (tools.find((t) => t.name === 'list-runs')!._meta as { ui: { resourceUri: string } }).ui.resourceUri;
+    const html = resourceText(await client.readResource({ uri }));
+    await page.evaluate(`document.getElementById('view').srcdoc = ${JSON.stringify(html)}`);
+    await initialized;
+
+    const listed = (await client.callTool({ name: 'list-runs', arguments: {} })) as ToolCallResult;
+    await bridge.sendToolInput({ arguments: {} });
+    await bridge.sendToolResult(listed as Parameters<typeof bridge.sendToolResult>[0]);
+    const view = page.frameLocator('#view');
+    await view.locator(`.card[data-run-id="${demoRun}"]`).waitFor();
+    expect(await view.locator('.column').count()).toBe(5);
+    expect(await view.locator('#live').innerText()).toBe('in agentpr-test-host');
+
+    const target = ((await call('create-run', { owner: 'acme', repo: 'thingamajigs' })) as { run: { run_id: string } }).run.run_id;
+    await call('start-discovery', { run_id: target });
+    const inspected = (await client.callTool({ name: 'inspect-run', arguments: { run_id: target } })) as ToolCallResult;
+    await bridge.sendToolInput({ arguments: { run_id: target } });
+    await bridge.sendToolResult(inspected as Parameters<typeof bridge.sendToolResult>[0]);
+    await view.locator(`[data-testid=run-page][data-run-id="${target}"]`).waitFor();
+    expect(await view.locator('[data-testid=run-state]').innerText()).toBe('DISCOVERY');
+
+    await view.locator('[data-action=pause]').click();
+    await view.locator('[data-testid=run-state]', { hasText: /^PAUSED$/ }).waitFor({ timeout: 15_000 });
+    expect(app.service.getRun(target).state).toBe('PAUSED');
+    expect(await view.locator('[data-testid=action-result]').innerText()).toBe(`${target}: DISCOVERY -> PAUSED (command.pause)`);
+    expect(sizes.length).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+
+    await bridge.close();
+    await close();
+    await page.close();
   });
 });
