@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { App } from '../app.js';
 import type { RunView } from '../core/models.js';
-import { isTerminal, type RunState } from '../core/states.js';
+import { canTransition, type RunState } from '../core/states.js';
 import { decide } from '../manager/rules.js';
 import { gatherFacts } from '../manager/facts.js';
 import { artifactFor, attemptNoOf, inspectRun, loadDigestArtifact, type InspectReport } from '../worker/inspect.js';
@@ -83,7 +83,7 @@ export function boardVersion(app: App): number {
 export function actionsFor(run: Pick<RunView, 'state'>): BoardAction[] {
   const s = run.state;
   const out: BoardAction[] = [];
-  if (!isTerminal(s) && s !== 'PAUSED') out.push('pause');
+  if (canTransition(s, 'PAUSED')) out.push('pause');
   if (s === 'PAUSED') out.push('resume');
   if (s === 'FAILED_RETRYABLE') out.push('retry');
   if (s === 'PUSHED') out.push('request-open-pr');
