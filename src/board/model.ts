@@ -83,7 +83,7 @@ export function boardVersion(app: App): number {
 export function actionsFor(run: Pick<RunView, 'state'>): BoardAction[] {
   const s = run.state;
   const out: BoardAction[] = [];
-  if (canTransition(s, 'PAUSED')) out.push('pause');
+  if (s !== 'PAUSED' && canTransition(s, 'PAUSED')) out.push('pause');
   if (s === 'PAUSED') out.push('resume');
   if (s === 'FAILED_RETRYABLE') out.push('retry');
   if (s === 'PUSHED') out.push('request-open-pr');
