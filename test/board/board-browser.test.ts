@@ -15,7 +15,7 @@ import type { App } from '../../src/app.js';
  * The board in a real browser (Debian's chromium, driven by playwright-core) over the real HTTP
  * server, on the data the built demo leaves behind plus three runs made here. The screenshot of
  * the board is written to the test's temp dir; with AGENTPR_UPDATE_SCREENSHOTS=1 it also
- * replaces docs/board.png (the README's picture).
+ * replaces docs/board.png (the README's picture) and docs/board-run.png.
  */
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -179,6 +179,7 @@ describe('the board in a browser, after the demo', () => {
     expect(confirmToken).toMatch(/^[A-Z0-9]{4,}$/);
     expect(await page.content()).not.toContain(confirmToken);
     expect(await page.locator('[data-action]').count()).toBe(0); // DONE: nothing to press
+    if (process.env.AGENTPR_UPDATE_SCREENSHOTS === '1') await page.screenshot({ path: join(ROOT, 'docs', 'board-run.png'), fullPage: true });
 
     const failed = await newPage();
     await failed.goto(`${base}/#/runs/${runs.failed}`);
