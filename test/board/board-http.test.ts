@@ -179,6 +179,10 @@ describe('board data and actions', () => {
     const conflict = await post('resume', JSON.stringify({ run_id: run, target_state: 'DONE' }));
     expect(conflict.status).toBe(409);
 
+    // Approving keeps its confirmation: without confirm: true (the board's tick) nothing happens.
+    const unconfirmed = await post('approve-open-pr', JSON.stringify({ run_id: run, token: 'ABC123', confirm: false }));
+    expect(unconfirmed.status).toBe(400);
+    expect(((await unconfirmed.json()) as { error: string }).error).toBe('approve-open-pr opens a pull request on GitHub; pass confirm: true (--confirm) to go ahead');
     const ro = await post('pause', JSON.stringify({ run_id: run }), 'application/json', readOnly);
     expect(ro.status).toBe(403);
     expect(((await ro.json()) as { error: string }).error).toBe('pause is a write-tier tool; this caller may use read-tier tools only');
