@@ -272,7 +272,7 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
       port = Number(argv[++i]);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port expects a port number 0-65535, got '${argv[i]}'`);
     } else if (a === '--help') {
-      io.stdout('usage: agentpr serve [--http [--host 127.0.0.1] [--port 8765]] [--read-only]\n');
+      io.stdout('usage: agentpr serve [--http [--host 127.0.0.1] [--port 8765]] [--read-only]\n  --http also serves the run board at / (same token; see docs/board.md)\n');
       return 0;
     } else throw new UsageError(`unknown option ${a} for serve; allowed: --http, --host, --port, --read-only`);
   }
@@ -282,7 +282,7 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
     return await new Promise<number>(() => undefined); // runs until stdin closes (serveStdio exits)
   }
   const running = await startHttpServer({ app, host, port, readOnly });
-  io.stderr(`agentpr: MCP Streamable HTTP on ${running.url}${readOnly ? ' (read-only)' : ''}\n`);
+  io.stderr(`agentpr: MCP Streamable HTTP on ${running.url}${readOnly ? ' (read-only)' : ''} — run board at ${new URL('/', running.url).href}\n`);
   return await new Promise<number>((resolve) => {
     const stop = () => {
       void running.close().then(async () => {

@@ -6,6 +6,7 @@ import { createMcpHandler } from '@modelcontextprotocol/server';
 import type { App } from '../app.js';
 import { ConfigurationError } from '../core/errors.js';
 import { createMcpServer } from './server.js';
+import { createBoardRoutes } from '../board/http.js';
 
 export interface HttpServerOptions {
   app: App;
@@ -92,8 +93,16 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     onerror: (err) => log.error({ err: err.message }, 'mcp adapter error'),
   });
 
+  // The run board (/, /board/...) shares the guards and the token; see src/board/http.ts.
+  const board = createBoardRoutes({ app, token, readOnly: opts.readOnly, log: app.logger.child({ component: 'board-http' }) });
+
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== path && board.handles(url.pathname)) {
+      if (!validateHost(req, res) || !validateOrigin(req, res)) return;
+      board.handle(req, res, url);
+      return;
+    }
     if (url.pathname !== path) {
       answer(res, 404, { error: `not found; the MCP endpoint is ${path}` });
       return;
@@ -134,6 +143,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     close: async () => {
       app.service.off('run', onRun);
       app.service.off('artifact', onArtifact);
+      board.close();
       await handler.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

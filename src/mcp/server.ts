@@ -5,6 +5,7 @@ import type { ResourceDefinition } from '../resources.js';
 import { RESOURCES } from '../../resources/index.js';
 import { TOOLS } from '../../tools/index.js';
 import { VERSION } from '../version.js';
+import { boardToolMeta, registerBoardApp } from '../board/mcp-app.js';
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
@@ -48,6 +49,7 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
         inputSchema: effectiveInput(tool),
         outputSchema: tool.output,
         annotations: { title: tool.title, ...tool.annotations },
+        _meta: boardToolMeta(tool.name),
       },
       async (args: unknown, ctx: ServerContext): Promise<CallToolResult> => {
         const clientName = server.server.getClientVersion()?.name;
@@ -84,6 +86,8 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
       server.registerResource(res.name, res.uri, meta, (uri) => read(uri, {}));
     }
   }
+
+  registerBoardApp(server);
 
   if (opts.notifyChanges) {
     const changed = () => {
