@@ -1,14 +1,18 @@
-import { McpServer, ResourceTemplate, type CallToolResult, type ServerContext } from '@modelcontextprotocol/server';
+import { McpServer, ResourceTemplate, type CallToolResult, type ServerContext, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
+import type { z } from 'zod';
 import type { App } from '../app.js';
 import { Registry, effectiveInput, type Tier, type ToolContext } from '../registry.js';
 import type { ResourceDefinition } from '../resources.js';
 import { RESOURCES } from '../../resources/index.js';
 import { TOOLS } from '../../tools/index.js';
 import { VERSION } from '../version.js';
+import { toolsetOf, type Toolset } from './toolsets.js';
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
   readOnly?: boolean;
+  /** Register only the tools of these toolsets (default: every toolset). */
+  toolsets?: readonly Toolset[];
   /** Push resources/list_changed when runs or artifacts change (long-lived connections only). */
   notifyChanges?: boolean;
   registry?: Registry;
@@ -18,6 +22,23 @@ export interface McpServerOptions {
 export const SERVER_INSTRUCTIONS = `agentpr-mcp orchestrates AI coding agent runs against GitHub repositories.
 Each run moves through an explicit state machine (QUEUED -> DISCOVERY -> PLAN_READY -> IMPLEMENTING -> LOCAL_VALIDATING -> PUSHED -> CI_WAIT -> REVIEW_WAIT -> DONE, with PAUSED, NEEDS_HUMAN_REVIEW and FAILED_* on the side).
 Start with list-runs or show-run; create-run makes a run; every state change is an idempotent event. Resources: agentpr://runs, agentpr://runs/{run_id}, agentpr://runs/{run_id}/events.`;
+
+/**
+ * The tool's input schema as MCP lists it, with validation left to the registry: the SDK would
+ * otherwise answer its own "Input validation error: ..." text, and a caller should read the same
+ * message ("invalid input for <tool>: <field>: ...; allowed: ...") over MCP as on the CLI.
+ */
+function listedOnly(schema: z.ZodObject): StandardSchemaWithJSON<Record<string, unknown>> {
+  const std = schema['~standard'];
+  return {
+    '~standard': {
+      version: 1,
+      vendor: 'agentpr',
+      validate: (value: unknown) => ({ value: (value ?? {}) as Record<string, unknown> }),
+      jsonSchema: std.jsonSchema as StandardSchemaWithJSON<Record<string, unknown>>['~standard']['jsonSchema'],
+    },
+  };
+}
 
 function progressFor(ctx: ServerContext): ToolContext['progress'] {
   const token = ctx.mcpReq._meta?.progressToken;
@@ -39,13 +60,14 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
     { capabilities: { logging: {}, resources: { listChanged: true }, tools: { listChanged: false } }, instructions: SERVER_INSTRUCTIONS },
   );
 
-  for (const tool of registry.visible(maxTier)) {
+  const sets = opts.toolsets ? new Set(opts.toolsets) : undefined;
+  for (const tool of registry.visible(maxTier).filter((t) => !sets || sets.has(toolsetOf(t)))) {
     server.registerTool(
       tool.name,
       {
         title: tool.title,
         description: tool.description,
-        inputSchema: effectiveInput(tool),
+        inputSchema: listedOnly(effectiveInput(tool)),
         outputSchema: tool.output,
         annotations: { title: tool.title, ...tool.annotations },
       },
