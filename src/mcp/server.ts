@@ -1,4 +1,4 @@
-import { McpServer, ResourceTemplate, type CallToolResult, type ServerContext, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
+import { McpServer, ResourceNotFoundError, ResourceTemplate, type CallToolResult, type ServerContext, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
 import type { z } from 'zod';
 import type { App } from '../app.js';
 import { Registry, effectiveInput, type Tier, type ToolContext } from '../registry.js';
@@ -7,6 +7,8 @@ import { RESOURCES } from '../../resources/index.js';
 import { TOOLS } from '../../tools/index.js';
 import { VERSION } from '../version.js';
 import { toolsetOf, type Toolset } from './toolsets.js';
+import { completers, enableSubscriptions, forwardStepLogs, paginateResourceList, registerPrompts } from './protocol.js';
+import { NotFoundError } from '../core/errors.js';
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
@@ -57,7 +59,7 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
   const maxTier: Tier = opts.readOnly ? 'read' : 'admin';
   const server = new McpServer(
     { name: 'agentpr-mcp', version: VERSION },
-    { capabilities: { logging: {}, resources: { listChanged: true }, tools: { listChanged: false } }, instructions: SERVER_INSTRUCTIONS },
+    { capabilities: { logging: {}, resources: { listChanged: true }, tools: { listChanged: false }, prompts: { listChanged: false } }, instructions: SERVER_INSTRUCTIONS },
   );
 
   const sets = opts.toolsets ? new Set(opts.toolsets) : undefined;
@@ -73,22 +75,39 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
       },
       async (args: unknown, ctx: ServerContext): Promise<CallToolResult> => {
         const clientName = server.server.getClientVersion()?.name;
+        // Steps (write and admin tools) log their start, finish and failure as notifications/message.
+        const log = tool.tier === 'read' ? undefined : (level: 'info' | 'warning' | 'error', message: string) => ctx.mcpReq.log(level, { message, tool: tool.name }, 'agentpr').catch(() => undefined);
+        await log?.('info', `${tool.name} started`);
         const outcome = await registry.call(
           tool.name,
           args,
           { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx) },
           { maxTier },
         );
-        if (!outcome.ok) return { isError: true, content: [{ type: 'text', text: outcome.error }] };
+        if (!outcome.ok) {
+          await log?.(outcome.code === 'internal' || outcome.code === 'configuration' ? 'error' : 'warning', `${tool.name} ${outcome.code === 'invalid_input' ? 'rejected' : 'failed'}: ${outcome.error}`);
+          return { isError: true, content: [{ type: 'text', text: outcome.error }] };
+        }
+        const failed = outcome.data.ok === false;
+        await log?.(failed ? 'warning' : 'info', `${tool.name} ${failed ? 'reported a failure' : 'finished'}: ${outcome.text.split('\n')[0]}`);
         return { content: [{ type: 'text', text: outcome.text }], structuredContent: outcome.data };
       },
     );
   }
 
-  for (const res of opts.resources ?? RESOURCES) {
+  const resources = opts.resources ?? RESOURCES;
+  const complete = completers(app);
+  for (const res of resources) {
     const read = (uri: URL, vars: Record<string, string>) => {
       const params = Object.fromEntries(uri.searchParams.entries());
-      const content = res.read(app, uri, { ...params, ...vars });
+      let content;
+      try {
+        content = res.read(app, uri, { ...params, ...vars });
+      } catch (err) {
+        // An unknown run (or a digest not written yet) is resource-not-found, with the reason.
+        if (err instanceof NotFoundError) throw new ResourceNotFoundError(uri.href, `${uri.href}: ${err.message}`);
+        throw err;
+      }
       return { contents: [{ uri: uri.href, mimeType: content.mimeType, text: content.text }] };
     };
     const meta = { title: res.title, description: res.description, mimeType: res.mimeType };
@@ -96,6 +115,7 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
       const list = res.list;
       const template = new ResourceTemplate(res.uri, {
         list: list ? () => ({ resources: list(app) }) : undefined,
+        ...(res.uri.includes('{run_id}') ? { complete: { run_id: complete.run_id } } : {}),
       });
       server.registerResource(res.name, template, meta, (uri, vars) => {
         const flat: Record<string, string> = {};
@@ -107,7 +127,18 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
     }
   }
 
+  paginateResourceList(server, () =>
+    resources.flatMap((res) => {
+      const meta = { title: res.title, description: res.description, mimeType: res.mimeType };
+      if (!res.template) return [{ uri: res.uri, name: res.name, ...meta }];
+      return (res.list?.(app) ?? []).map((entry) => ({ ...meta, ...entry }));
+    }),
+  );
+  registerPrompts(server, app);
+
   if (opts.notifyChanges) {
+    const detachSubscriptions = enableSubscriptions(server, app);
+    const detachLogs = forwardStepLogs(server, app);
     const changed = () => {
       if (server.isConnected()) server.sendResourceListChanged();
     };
@@ -120,6 +151,8 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
     server.server.onclose = () => {
       app.service.off('run', changed);
       app.service.off('artifact', onArtifact);
+      detachSubscriptions();
+      detachLogs();
       prevClose?.();
     };
   }
