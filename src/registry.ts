@@ -33,6 +33,11 @@ export interface ToolContext {
   progress?: (update: ProgressUpdate) => Promise<void>;
   /** --skip-doctor from the CLI; MCP callers pass the `skip_doctor` input field instead. */
   skipDoctor?: boolean;
+  /**
+   * Asks the person at the client to confirm (MCP elicitation), when the client supports it:
+   * true only for an explicit yes. Absent elsewhere.
+   */
+  confirmWithPerson?: (message: string) => Promise<boolean>;
 }
 
 export interface ToolResult<O> {

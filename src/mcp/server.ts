@@ -42,6 +42,23 @@ function listedOnly(schema: z.ZodObject): StandardSchemaWithJSON<Record<string, 
   };
 }
 
+/** A yes/no question to the person through form elicitation, when the client declared it. */
+function confirmFor(server: McpServer, ctx: ServerContext): ToolContext['confirmWithPerson'] {
+  if (!server.server.getClientCapabilities()?.elicitation) return undefined;
+  return async (message) => {
+    const answer = await ctx.mcpReq.elicitInput({
+      mode: 'form',
+      message,
+      requestedSchema: {
+        type: 'object',
+        properties: { confirm: { type: 'boolean', title: 'Yes, go ahead', description: message } },
+        required: ['confirm'],
+      },
+    });
+    return answer.action === 'accept' && answer.content?.confirm === true;
+  };
+}
+
 function progressFor(ctx: ServerContext): ToolContext['progress'] {
   const token = ctx.mcpReq._meta?.progressToken;
   if (token === undefined) return undefined;
@@ -81,7 +98,7 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
         const outcome = await registry.call(
           tool.name,
           args,
-          { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx) },
+          { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx), confirmWithPerson: confirmFor(server, ctx) },
           { maxTier },
         );
         if (!outcome.ok) {
