@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { makeTestApp } from '../helpers/app.js';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { makeTestApp, tempDir } from '../helpers/app.js';
 import { machineHostnames, startHttpServer } from '../../src/mcp/http.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -64,5 +66,23 @@ describe('launch as documented', () => {
       await running.close();
       await t.cleanup();
     }
+  });
+
+  test('agentpr-mcp takes AGENTPR_READ_ONLY and AGENTPR_TOOLSETS from the environment; a flag wins over them', async () => {
+    const bin = join(ROOT, 'dist', 'src', 'mcp', 'stdio.js');
+    const list = async (args: string[], env: Record<string, string>) => {
+      const transport = new StdioClientTransport({
+        command: process.execPath,
+        args: [bin, ...args],
+        env: { ...(process.env as Record<string, string>), AGENTPR_HOME: tempDir('agentpr-launch-'), AGENTPR_LOG_LEVEL: 'silent', ...env },
+      });
+      const client = new Client({ name: 'launch-test', version: '1.0.0' });
+      await client.connect(transport);
+      const names = (await client.listTools()).tools.map((t) => t.name).sort();
+      await client.close();
+      return names;
+    };
+    expect(await list([], { AGENTPR_READ_ONLY: '1', AGENTPR_TOOLSETS: 'github' })).toEqual(['webhook-audit-summary']);
+    expect(await list(['--toolsets', 'manager'], { AGENTPR_TOOLSETS: 'github' })).toEqual(['manager-tick']);
   });
 });
