@@ -1,4 +1,4 @@
-import { ProtocolError, ProtocolErrorCode, completable, type McpServer } from '@modelcontextprotocol/server';
+import { ProtocolError, ProtocolErrorCode, completable, type McpServer, type ResourceTemplate } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { App } from '../app.js';
 import type { ApplyResult, ArtifactView, RunView } from '../core/models.js';
@@ -20,15 +20,33 @@ function decodeCursor(cursor: string | undefined): number {
   return Number(m[1]);
 }
 
+/** The parts of McpServer's resource registry the paged list reads (the SDK keeps them private). */
+interface ResourceRegistryView {
+  _registeredResources: Record<string, { name: string; enabled: boolean; metadata?: Record<string, unknown> }>;
+  _registeredResourceTemplates: Record<
+    string,
+    { enabled: boolean; metadata?: Record<string, unknown>; resourceTemplate: ResourceTemplate }
+  >;
+}
+
 /**
- * resources/list in pages of RESOURCE_PAGE_SIZE with an opaque nextCursor, replacing the SDK's
- * one-answer list. The entries are the SDK's (fixed resources, then each template's list).
+ * resources/list in pages of `pageSize` with an opaque nextCursor, replacing the SDK's one-answer
+ * list. The entries are the SDK's, read at request time (so resources registered later count):
+ * fixed resources first, then each listable template's entries.
  */
-export function paginateResourceList(server: McpServer, collect: () => Listed[], pageSize = RESOURCE_PAGE_SIZE): void {
+export function paginateResourceList(server: McpServer, pageSize = RESOURCE_PAGE_SIZE): void {
+  const registry = server as unknown as ResourceRegistryView;
   server.server.removeRequestHandler('resources/list');
-  server.server.setRequestHandler('resources/list', (request) => {
+  server.server.setRequestHandler('resources/list', async (request, ctx) => {
     const offset = decodeCursor(request.params?.cursor);
-    const all = collect();
+    const all: Listed[] = Object.entries(registry._registeredResources)
+      .filter(([, r]) => r.enabled)
+      .map(([uri, r]) => ({ uri, name: r.name, ...r.metadata }));
+    for (const template of Object.values(registry._registeredResourceTemplates)) {
+      const list = template.resourceTemplate.listCallback;
+      if (!template.enabled || !list) continue;
+      for (const entry of (await list(ctx)).resources) all.push({ ...template.metadata, ...entry });
+    }
     const page = all.slice(offset, offset + pageSize);
     const next = offset + page.length < all.length ? encodeCursor(offset + page.length) : undefined;
     return { resources: page, ...(next ? { nextCursor: next } : {}) };

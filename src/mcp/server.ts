@@ -144,13 +144,7 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
     }
   }
 
-  paginateResourceList(server, () =>
-    resources.flatMap((res) => {
-      const meta = { title: res.title, description: res.description, mimeType: res.mimeType };
-      if (!res.template) return [{ uri: res.uri, name: res.name, ...meta }];
-      return (res.list?.(app) ?? []).map((entry) => ({ ...meta, ...entry }));
-    }),
-  );
+  if (resources.length) paginateResourceList(server);
   registerPrompts(server, app);
 
   if (opts.notifyChanges) {
