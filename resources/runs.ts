@@ -24,7 +24,7 @@ export const runResource = defineResource({
   uri: 'agentpr://runs/{run_id}',
   template: true,
   list: (app) =>
-    app.service.listRuns({ limit: 500 }).runs.map((r) => ({
+    app.service.listRuns({ limit: 1_000_000 }).runs.map((r) => ({
       uri: `agentpr://runs/${r.run_id}`,
       name: r.run_id,
       title: `${r.owner}/${r.repo} (${r.state})`,
@@ -48,7 +48,7 @@ export const runEventsResource = defineResource({
   uri: 'agentpr://runs/{run_id}/events',
   template: true,
   list: (app) =>
-    app.service.listRuns({ limit: 500 }).runs.map((r) => ({
+    app.service.listRuns({ limit: 1_000_000 }).runs.map((r) => ({
       uri: `agentpr://runs/${r.run_id}/events`,
       name: `${r.run_id} events`,
       mimeType: 'application/json',

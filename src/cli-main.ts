@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { createApp, type App } from './app.js';
-import { UsageError, errorMessage } from './core/errors.js';
+import { UsageError } from './core/errors.js';
+import { withHint } from './core/system-errors.js';
+import { createLogger } from './logger.js';
 import { Registry, effectiveInput, type AnyTool } from './registry.js';
 import { schemaVersion } from './store/db.js';
 import { TOOLS } from '../tools/index.js';
@@ -9,6 +11,7 @@ import type { CliCommand, GlobalOptions } from './commands/types.js';
 import { VERSION } from './version.js';
 import { serveStdio } from './mcp/serve-stdio.js';
 import { startHttpServer } from './mcp/http.js';
+import { TOOLSETS, parseToolsets, serverExposure, type Toolset } from './mcp/toolsets.js';
 
 export interface CliIO {
   stdout: (text: string) => void;
@@ -214,6 +217,7 @@ function mainHelp(registry: Registry): string {
     '  --policy-file FILE    manager policy JSON (default $AGENTPR_POLICY_FILE or policies/manager_policy.json)',
     '  --skip-doctor         skip the automatic startup doctor check before write/admin tools',
     '  --json                print structured results as JSON',
+    '  --verbose             also print log lines (pino JSON) on stderr; AGENTPR_LOG_LEVEL sets the level',
     '  --version, --help',
     '',
     'Read tools:',
@@ -227,7 +231,7 @@ function mainHelp(registry: Registry): string {
     '',
     'Other commands:',
     `  ${'init-db'.padEnd(28)} create the data home and database, apply migrations`,
-    `  ${'serve'.padEnd(28)} MCP server: stdio (default) or --http [--host 127.0.0.1] [--port 8765] [--read-only]`,
+    `  ${'serve'.padEnd(28)} MCP server: stdio (default) or --http [--host 127.0.0.1] [--port 8765] [--read-only] [--toolsets LIST]`,
     ...COMMANDS.map((c) => `  ${c.name.padEnd(28)} ${c.summary}`),
     '',
     'Run `agentpr <command> --help` for its options.',
@@ -235,10 +239,11 @@ function mainHelp(registry: Registry): string {
   ].join('\n');
 }
 
-function extractGlobals(argv: string[]): { globals: GlobalOptions; rest: string[]; json: boolean } {
+function extractGlobals(argv: string[]): { globals: GlobalOptions; rest: string[]; json: boolean; verbose: boolean } {
   const globals: GlobalOptions = {};
   const rest: string[] = [];
   let json = false;
+  let verbose = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') && a.startsWith('--') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -253,36 +258,46 @@ function extractGlobals(argv: string[]): { globals: GlobalOptions; rest: string[
     else if (flag === '--skip-doctor') globals.skipDoctor = true;
     else if (flag === '--json') json = true;
     else if (flag === '--markdown') json = false;
+    else if (flag === '--verbose') verbose = true;
     else rest.push(a);
   }
-  return { globals, rest, json };
+  return { globals, rest, json, verbose };
 }
 
 async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () => App, io: CliIO): Promise<number> {
   let http = false;
   let host: string | undefined;
   let port: number | undefined;
-  let readOnly = false;
+  let readOnly: boolean | undefined;
+  let toolsets: Toolset[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    const value = (example: string) => {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith('--')) throw new UsageError(`${a} needs a value, e.g. ${a} ${example}`);
+      return v;
+    };
     if (a === '--http') http = true;
     else if (a === '--read-only') readOnly = true;
-    else if (a === '--host') host = argv[++i];
+    else if (a === '--host') host = value('127.0.0.1');
+    else if (a === '--toolsets') toolsets = parseToolsets(value('core,github'), '--toolsets');
     else if (a === '--port') {
-      port = Number(argv[++i]);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port expects a port number 0-65535, got '${argv[i]}'`);
-    } else if (a === '--help') {
-      io.stdout('usage: agentpr serve [--http [--host 127.0.0.1] [--port 8765]] [--read-only]\n  --http also serves the run board at / (same token; see docs/board.md)\n');
+      const raw = value('8765');
+      port = Number(raw);
+      if (!/^\d+$/.test(raw) || port > 65535) throw new UsageError(`--port expects a port number 0-65535, got '${raw}'`);
+    } else if (a === '--help' || a === '-h') {
+      io.stdout(SERVE_USAGE);
       return 0;
-    } else throw new UsageError(`unknown option ${a} for serve; allowed: --http, --host, --port, --read-only`);
+    } else throw new UsageError(`unknown option ${a} for serve; allowed: --http, --host, --port, --read-only, --toolsets`);
   }
+  const exposure = serverExposure({ readOnly, toolsets });
   const app = openApp();
   if (!http) {
-    await serveStdio({ readOnly }, app);
+    await serveStdio(exposure, app);
     return await new Promise<number>(() => undefined); // runs until stdin closes (serveStdio exits)
   }
-  const running = await startHttpServer({ app, host, port, readOnly });
-  io.stderr(`agentpr: MCP Streamable HTTP on ${running.url}${readOnly ? ' (read-only)' : ''} — run board at ${new URL('/', running.url).href}\n`);
+  const running = await startHttpServer({ app, host, port, ...exposure });
+  io.stderr(`agentpr: MCP Streamable HTTP on ${running.url}${exposure.readOnly ? ' (read-only)' : ''}${exposure.toolsets ? ` (toolsets ${exposure.toolsets.join(',')})` : ''} — run board at ${new URL('/', running.url).href}\n`);
   return await new Promise<number>((resolve) => {
     const stop = () => {
       void running.close().then(async () => {
@@ -295,23 +310,60 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
   });
 }
 
+const SERVE_USAGE = `usage: agentpr serve [--http [--host 127.0.0.1] [--port 8765]] [--read-only] [--toolsets LIST]
+MCP server: stdio by default, Streamable HTTP at /mcp with --http.
+  --http also serves the run board at / (same token; see docs/board.md)
+  --read-only       expose only read tools (env AGENTPR_READ_ONLY=1)
+  --toolsets LIST   expose only these toolsets, comma-separated: ${TOOLSETS.join(', ')} (env AGENTPR_TOOLSETS)
+Flags override the environment.
+`;
+
+/** Is `--help`/`-h` among a command's arguments (before a `--` end of options)? */
+function wantsHelp(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
+
+/**
+ * The log level of a CLI process: a tool call prints its result and, on failure, one line on
+ * stderr, so its logs stay quiet unless --verbose or AGENTPR_LOG_LEVEL asks for them; the
+ * long-running services log at info by default.
+ */
+function cliLogLevel(verbose: boolean, service: boolean): string {
+  const env = process.env.AGENTPR_LOG_LEVEL?.trim();
+  if (env) return env;
+  if (verbose) return service ? 'debug' : 'info';
+  return service ? 'info' : 'silent';
+}
+
 /** The CLI: one command per registry tool, plus init-db, serve and the long-running services. */
 export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {
   const registry = new Registry(TOOLS);
   let app: App | undefined;
   try {
-    const { globals, rest, json } = extractGlobals(argv);
-    const openApp = () => (app ??= createApp({ home: globals.home, db: globals.db, policyFile: globals.policyFile }));
+    const { globals, rest, json, verbose } = extractGlobals(argv);
     const [command, ...args] = rest;
+    const service = command === 'serve' || COMMANDS.some((c) => c.name === command);
+    const openApp = () =>
+      (app ??= createApp({ home: globals.home, db: globals.db, policyFile: globals.policyFile, logger: createLogger({ level: cliLogLevel(verbose, service) }) }));
     if (!command || command === '--help' || command === '-h' || command === 'help') {
-      io.stdout(mainHelp(registry));
-      return command ? 0 : 2;
+      if (command) {
+        io.stdout(mainHelp(registry));
+        return 0;
+      }
+      io.stderr(mainHelp(registry));
+      return 2;
     }
     if (command === '--version' || command === '-v') {
       io.stdout(`${VERSION}\n`);
       return 0;
     }
     if (command === 'init-db') {
+      if (wantsHelp(args)) {
+        io.stdout(INIT_DB_USAGE);
+        return 0;
+      }
+      if (args.length) throw new UsageError(`init-db takes no arguments besides the global options, got '${args[0]}'; see agentpr init-db --help`);
       const a = openApp();
       io.stdout(`database ready: ${a.config.dbPath} (schema version ${schemaVersion(a.db)}); data home ${a.config.home}\n`);
       return 0;
@@ -319,7 +371,7 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
     if (command === 'serve') return await serveCommand(args, globals, openApp, io);
     const extra: CliCommand | undefined = COMMANDS.find((c) => c.name === command);
     if (extra) {
-      if (args.includes('--help')) {
+      if (wantsHelp(args)) {
         io.stdout(`${extra.usage}\n`);
         return 0;
       }
@@ -329,7 +381,7 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
     if (!tool) {
       throw new UsageError(`unknown command '${command}'; run agentpr --help for the list`);
     }
-    if (args.includes('--help') || args.includes('-h')) {
+    if (wantsHelp(args)) {
       io.stdout(toolHelp(tool));
       return 0;
     }
@@ -345,11 +397,21 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
       return 1;
     }
     io.stdout(json ? `${JSON.stringify(outcome.data, null, 2)}\n` : `${outcome.text}\n`);
+    // A report that says it failed (doctor, run-preflight, run-prepare, run-finish, approve-open-pr) exits 1.
+    if (outcome.data.ok === false) {
+      io.stderr(`agentpr ${command}: failed; the report above says what and how to fix it\n`);
+      return 1;
+    }
     return 0;
   } catch (err) {
-    io.stderr(`agentpr: ${errorMessage(err)}\n`);
+    io.stderr(`agentpr: ${withHint(err)}\n`);
     return err instanceof UsageError ? 2 : 1;
   } finally {
     if (app) await app.close();
   }
 }
+
+const INIT_DB_USAGE = `usage: agentpr [--home DIR] [--db FILE] init-db
+Create the data home and the database (or open an existing one) and apply migrations.
+Safe to run again: an up-to-date database is left as it is.
+`;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { App } from './app.js';
 import { ConfigurationError, UserInputError, errorMessage } from './core/errors.js';
 import { TransitionError } from './core/states.js';
+import { describeIssues } from './core/validation-message.js';
 
 export type Tier = 'read' | 'write' | 'admin';
 export const TIER_RANK: Record<Tier, number> = { read: 0, write: 1, admin: 2 };
@@ -32,6 +33,11 @@ export interface ToolContext {
   progress?: (update: ProgressUpdate) => Promise<void>;
   /** --skip-doctor from the CLI; MCP callers pass the `skip_doctor` input field instead. */
   skipDoctor?: boolean;
+  /**
+   * Asks the person at the client to confirm (MCP elicitation), when the client supports it:
+   * true only for an explicit yes. Absent elsewhere.
+   */
+  confirmWithPerson?: (message: string) => Promise<boolean>;
 }
 
 export interface ToolResult<O> {
@@ -85,18 +91,12 @@ export function inputJsonSchema(tool: AnyTool): Record<string, unknown> {
   return z.toJSONSchema(effectiveInput(tool), { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
 }
 
-export function formatZodError(err: z.ZodError, what: string): string {
-  const parts = err.issues.map((issue) => {
-    const path = issue.path.length ? issue.path.join('.') : '(input)';
-    if (issue.code === 'unrecognized_keys') {
-      return `${path === '(input)' ? '' : `${path}: `}unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
-    }
-    if (issue.code === 'invalid_type' && issue.message.includes('received undefined')) {
-      return `${path}: required (${issue.expected})`;
-    }
-    return `${path}: ${issue.message}`;
-  });
-  return `invalid input for ${what}: ${parts.join('; ')}`;
+/**
+ * One message for a failed validation, the same over MCP, the CLI, Telegram and the manager:
+ * `invalid input for <tool>: <field>: <what was wrong>, got <value>; allowed: <values>`.
+ */
+export function formatZodError(err: z.ZodError, what: string, input?: unknown): string {
+  return `invalid input for ${what}: ${describeIssues(err, input)}`;
 }
 
 export type CallErrorCode = 'unknown_tool' | 'invalid_input' | 'forbidden' | 'refused' | 'conflict' | 'configuration' | 'internal';
@@ -154,7 +154,7 @@ export class Registry {
       return { ok: false, tool, code: 'forbidden', error: `${name} is a ${tool.tier}-tier tool; this caller may use ${maxTier}-tier tools only` };
     }
     const parsed = effectiveInput(tool).safeParse(rawArgs ?? {});
-    if (!parsed.success) return { ok: false, tool, code: 'invalid_input', error: formatZodError(parsed.error, name) };
+    if (!parsed.success) return { ok: false, tool, code: 'invalid_input', error: formatZodError(parsed.error, name, rawArgs ?? {}) };
     const args = { ...(parsed.data as Record<string, unknown>) };
     const skipDoctor = Boolean(args.skip_doctor) || Boolean(ctx.skipDoctor);
     delete args.skip_doctor;

@@ -408,6 +408,15 @@ export class Service extends EventEmitter<ServiceEvents> {
     return ((this.st.lastEventId.get(runId) as { id: number | null }).id ?? 0);
   }
 
+  /** The run's latest event row (type, key and stored payload), or undefined for a run without events. */
+  lastEvent(runId: string): { event_id: number; event_type: string; idempotency_key: string; payload: Record<string, unknown> } | undefined {
+    const row = this.db
+      .prepare(`SELECT event_id, event_type, idempotency_key, payload_json FROM events WHERE run_id = ? ORDER BY event_id DESC LIMIT 1`)
+      .get(runId) as { event_id: number; event_type: string; idempotency_key: string; payload_json: string } | undefined;
+    if (!row) return undefined;
+    return { event_id: row.event_id, event_type: row.event_type, idempotency_key: row.idempotency_key, payload: JSON.parse(row.payload_json) as Record<string, unknown> };
+  }
+
   applyEvent(input: ApplyEventInput): ApplyResult {
     const { type, payload } = validatePayload(input.event_type, input.payload);
     if (input.idempotency_key !== undefined && (input.idempotency_key.length === 0 || input.idempotency_key.length > 512)) {

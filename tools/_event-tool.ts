@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { defineTool, type ToolAnnotations } from '../src/registry.js';
 import { ApplyResultSchema, RunIdSchema, type ApplyResult } from '../src/core/models.js';
-import { defaultIdempotencyKey, type EventType } from '../src/core/events.js';
+import { canonicalJson, defaultIdempotencyKey, type EventType } from '../src/core/events.js';
+import type { App } from '../src/app.js';
 
 export const IdempotencyKeySchema = z
   .string()
@@ -18,6 +19,17 @@ export function describeApply(r: ApplyResult): string {
 }
 
 /**
+ * The default key of a named command: the payload hashed with the id of the run's latest event.
+ * When that latest event is this same command with the same payload (a blind resend, nothing
+ * happened in between), its key is reused, so the resend answers duplicate and adds no event.
+ */
+function commandKey(app: App, eventType: EventType, runId: string, payload: Record<string, unknown>): string {
+  const last = app.service.lastEvent(runId);
+  if (last && last.event_type === eventType && canonicalJson(last.payload) === canonicalJson(payload)) return last.idempotency_key;
+  return defaultIdempotencyKey(eventType, runId, { ...payload, after_event_id: last?.event_id ?? 0 });
+}
+
+/**
  * A command tool is a named event: it applies `eventType` with the payload built from its
  * arguments. Without an explicit key, the key hashes the payload together with the id of the
  * run's latest event, so a blind resend is a duplicate while the same command issued again after
@@ -31,6 +43,8 @@ export function eventTool<S extends z.ZodRawShape>(opts: {
   fields: S;
   annotations?: ToolAnnotations;
   payload?: (args: z.output<z.ZodObject<S>>) => Record<string, unknown>;
+  /** Refuses (throws UserInputError) before anything is written; may rewrite the payload. */
+  check?: (payload: Record<string, unknown>, run: { run_id: string; workspace_dir: string }) => Record<string, unknown>;
 }) {
   const input = z.object({ run_id: RunIdSchema, ...opts.fields, idempotency_key: IdempotencyKeySchema });
   return defineTool({
@@ -43,10 +57,9 @@ export function eventTool<S extends z.ZodRawShape>(opts: {
     output: ApplyResultSchema,
     handler: (args, { app }) => {
       const { run_id, idempotency_key, ...rest } = args as { run_id: string; idempotency_key?: string } & Record<string, unknown>;
-      const payload = opts.payload ? opts.payload(rest as z.output<z.ZodObject<S>>) : rest;
-      const key =
-        idempotency_key ??
-        defaultIdempotencyKey(opts.eventType, run_id, { ...payload, after_event_id: app.service.lastEventId(run_id) });
+      let payload = opts.payload ? opts.payload(rest as z.output<z.ZodObject<S>>) : rest;
+      if (opts.check) payload = opts.check(payload, app.service.getRun(run_id));
+      const key = idempotency_key ?? commandKey(app, opts.eventType, run_id, payload);
       const r = app.service.applyEvent({ run_id, event_type: opts.eventType, payload, idempotency_key: key });
       return { data: r, text: describeApply(r) };
     },

@@ -13,7 +13,7 @@ export const analyzeStream = defineTool({
   title: 'Analyze codex stream',
   description:
     'Digest a stored `codex exec --json` event stream: commands and their categories, test commands and failures, usage, ' +
-    'safety hits, parse errors, and the deterministic verdict (SPEC §5) it would get. Returns the run digest and the ' +
+    'safety hits, parse errors, and the deterministic verdict it would get. Returns the run digest and the ' +
     'manager insight (Markdown). Changes nothing.',
   tier: 'read',
   annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },

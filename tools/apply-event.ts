@@ -1,20 +1,22 @@
 import { z } from 'zod';
 import { defineTool } from '../src/registry.js';
 import { ApplyResultSchema, RunIdSchema } from '../src/core/models.js';
-import { EVENT_TYPES } from '../src/core/events.js';
+import { EVENT_TYPES, type EventType } from '../src/core/events.js';
 import { UserInputError } from '../src/core/errors.js';
 import { describeApply, IdempotencyKeySchema } from './_event-tool.js';
+
+const APPLICABLE_EVENT_TYPES = EVENT_TYPES.filter((t) => t !== 'command.run.create') as [EventType, ...EventType[]];
 
 export const applyEvent = defineTool({
   name: 'apply-event',
   title: 'Apply event',
-  description: `Apply any SPEC event to a run in one transaction. Without idempotency_key the default key <event_type>:<run_id>:<sha1(canonical payload)[:12]> is used, so the same event and payload twice is applied once. Event types: ${EVENT_TYPES.filter((t) => t !== 'command.run.create').join(', ')}.`,
+  description: `Apply any run event to a run in one transaction. Without idempotency_key the default key <event_type>:<run_id>:<sha1(canonical payload)[:12]> is used, so the same event and payload twice is applied once. Event types: ${APPLICABLE_EVENT_TYPES.join(', ')}.`,
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   input: z.object({
     run_id: RunIdSchema,
-    event_type: z.string().min(1).max(128).describe('SPEC event type, e.g. command.pause or worker.push.completed'),
-    payload: z.record(z.string().max(128), z.unknown()).default({}).describe('Event payload (see the SPEC for each type)'),
+    event_type: z.enum(APPLICABLE_EVENT_TYPES).describe('Event type, e.g. command.pause or worker.push.completed (create-run writes command.run.create)'),
+    payload: z.record(z.string().max(128), z.unknown()).default({}).describe('Event payload; the named fields of each type are checked (see the README section on events)'),
     idempotency_key: IdempotencyKeySchema,
   }),
   output: ApplyResultSchema,

@@ -23,14 +23,19 @@ export const approveOpenPrTool = defineTool({
   name: 'approve-open-pr',
   title: 'Approve and open the PR',
   description:
-    "Second step: with confirm=true and the token from request-open-pr (case-insensitive, before it expires), re-checks the definition-of-done gate on the latest run_digest and that the branch head is still the commit the evidence describes, then opens the pull request on GitHub (an open PR for the same head counts), links it (-> CI_WAIT) and records who approved it, through which entry, when, at which head SHA, with the gate result. A failing gate refuses with every failed check unless allow_dod_bypass is given (the bypass is recorded). Already linked -> status already_linked.",
+    "Second step: with confirm=true and the token from request-open-pr (case-insensitive, before it expires; over MCP a client that supports elicitation may leave the token out, and the person is asked to confirm in the client), re-checks the definition-of-done gate on the latest run_digest and that the branch head is still the commit the evidence describes, then opens the pull request on GitHub (an open PR for the same head counts), links it (-> CI_WAIT) and records who approved it, through which entry, when, at which head SHA, with the gate result. A failing gate refuses with every failed check unless allow_dod_bypass is given (the bypass is recorded). Already linked -> status already_linked.",
   tier: 'admin',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   cli: { positional: ['run_id'] },
   input: z.object({
     run_id: RunIdSchema,
     confirm: z.boolean().describe('Must be true: this opens a pull request on GitHub'),
-    token: z.string().min(1).max(32).describe('Confirm token from request-open-pr'),
+    token: z
+      .string()
+      .min(1)
+      .max(32)
+      .optional()
+      .describe('Confirm token from request-open-pr; over MCP it may be left out when the client supports elicitation, and the person is asked to confirm instead'),
     request_id: z.string().min(1).max(64).optional().describe('The request to approve; default the latest (an older one is refused as superseded)'),
     allow_expired: z.boolean().default(false).describe('Accept an expired request'),
     allow_dod_bypass: z.boolean().default(false).describe('Open the PR although the definition-of-done gate fails; the bypass is recorded'),
@@ -45,8 +50,8 @@ export const approveOpenPrTool = defineTool({
     gate: GateSchema.nullable(),
     evidence: EvidenceSchema.nullable(),
   }),
-  handler: async (args, { app, entry, actor }) => {
-    const o = await approveOpenPr(app, args, { entry, actor });
+  handler: async (args, { app, entry, actor, confirmWithPerson }) => {
+    const o = await approveOpenPr(app, args, { entry, actor, confirmWithPerson });
     const a = o.approval;
     const text =
       o.status === 'already_linked'

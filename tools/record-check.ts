@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { eventTool } from './_event-tool.js';
+import { CheckConclusionSchema } from '../src/core/events.js';
 
 export const recordCheck = eventTool({
   name: 'record-check',
@@ -8,11 +9,7 @@ export const recordCheck = eventTool({
     'Record a completed CI check (github.check.completed): success/neutral/skipped -> REVIEW_WAIT, any other conclusion -> ITERATING. A result that does not fit the run state is recorded as ignored.',
   eventType: 'github.check.completed',
   fields: {
-    conclusion: z
-      .string()
-      .min(1)
-      .max(64)
-      .describe('Check conclusion: success, neutral, skipped, failure, cancelled, timed_out, action_required, ...'),
+    conclusion: CheckConclusionSchema.describe('Check conclusion as GitHub reports it (lower case)'),
     pr_number: z.number().int().positive().optional().describe('Pull request the check ran on'),
   },
 });

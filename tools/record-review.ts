@@ -1,5 +1,5 @@
-import { z } from 'zod';
 import { eventTool } from './_event-tool.js';
+import { ReviewStateSchema } from '../src/core/events.js';
 
 export const recordReview = eventTool({
   name: 'record-review',
@@ -8,6 +8,6 @@ export const recordReview = eventTool({
     'Record a submitted review (github.review.submitted): changes_requested -> ITERATING; approved or commented changes nothing.',
   eventType: 'github.review.submitted',
   fields: {
-    state: z.string().min(1).max(64).describe('Review state: approved, changes_requested, commented, dismissed'),
+    state: ReviewStateSchema.describe('Review state as GitHub reports it (lower case)'),
   },
 });

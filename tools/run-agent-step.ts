@@ -5,6 +5,9 @@ import { RunIdSchema } from '../src/core/models.js';
 import { RunStateSchema } from '../src/core/states.js';
 import { MAX_PROMPT_CHARS, startAgentStep } from '../src/worker/agent-step.js';
 
+/** How long a waiting MCP call waits for the verdict before answering 'running' (below a 60 s client timeout). */
+export const MCP_RETURN_AFTER_SECONDS = 45;
+
 const OutputSchema = z.object({
   run_id: z.string(),
   attempt_no: z.number().int(),
@@ -35,6 +38,10 @@ export const runAgentStep = defineTool({
     'Allowed from QUEUED (moved to DISCOVERY first), DISCOVERY, IMPLEMENTING, LOCAL_VALIDATING, ITERATING.',
     'Refuses without changing anything when the workspace is outside the root, the worktree is dirty, skills are missing in skills mode, or codex is not installed.',
     'With wait=false it returns at once with the attempt number; follow it with inspect-run.',
+    `Over MCP a waiting call answers within return_after_seconds (default ${MCP_RETURN_AFTER_SECONDS} s, under the usual 60 s client request timeout):`,
+    "if the worker is still running then, it answers status 'running' with the attempt number and the step goes on in the server;",
+    'follow it with progress notifications, log notifications (notifications/message), a subscription to agentpr://runs/{run_id}, or inspect-run.',
+    'Cancelling a waiting call (notifications/cancelled) stops the worker: the attempt is recorded cancelled and the run goes to FAILED_RETRYABLE. Pausing the run stops a step that runs on in the server.',
   ].join(' '),
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -48,16 +55,34 @@ export const runAgentStep = defineTool({
     model: z.string().min(1).max(200).optional().describe('codex --model; default from policy (codex_model) or codex itself'),
     allowed_read_only_roots: z.array(z.string().min(1).max(4096)).max(50).optional().describe('Absolute paths outside the repo the worker may read (added to the policy list)'),
     wait: z.boolean().default(true).describe('Wait for the verdict (default); false returns at once and the step continues in the server'),
+    return_after_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .optional()
+      .describe(`MCP only: answer with status 'running' after this many seconds if the worker has not finished (default ${MCP_RETURN_AFTER_SECONDS}); the step goes on in the server`),
   }),
   output: OutputSchema,
   handler: async (args, ctx) => {
-    const { wait, ...req } = args;
+    const { wait, return_after_seconds, ...req } = args;
     if (!wait && ctx.entry === 'cli') {
       // The CLI process ends when the call returns, and the worker would be cancelled with it.
       throw new UserInputError('wait=false needs a long-running server (agentpr serve / agentpr-mcp); from the CLI the step runs until its verdict, so drop --no-wait');
     }
-    const started = await startAgentStep(ctx.app, req, wait ? { progress: ctx.progress, signal: ctx.signal } : {});
-    if (!wait) {
+    // Over MCP, cancelling the waiting request stops the worker; the CLI's own signal handling
+    // already kills the worker with the process.
+    const started = await startAgentStep(ctx.app, req, wait ? { progress: ctx.progress, signal: ctx.signal, stopOnCallerAbort: ctx.entry === 'mcp' } : {});
+    const returnAfterMs = ctx.entry === 'mcp' ? (return_after_seconds ?? MCP_RETURN_AFTER_SECONDS) * 1000 : undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const finished =
+      wait && returnAfterMs !== undefined
+        ? await Promise.race([started.done, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), returnAfterMs)))]).finally(() => clearTimeout(timer))
+        : wait
+          ? await started.done
+          : undefined;
+    if (!finished) {
+      if (wait) started.detach();
       return {
         data: {
           run_id: started.run_id,
@@ -78,10 +103,12 @@ export const runAgentStep = defineTool({
           artifacts: [],
           reports_dir: started.reports_dir,
         },
-        text: `${started.run_id}: agent#${started.attempt_no} started in ${started.state}; it continues in the server (follow it with inspect-run ${started.run_id})`,
+        text: wait
+          ? `${started.run_id}: agent#${started.attempt_no} still running after ${Math.round((returnAfterMs ?? 0) / 1000)} s; it continues in the server (follow it with inspect-run ${started.run_id} or the agentpr://runs/${started.run_id} resource; pause the run to stop it)`
+          : `${started.run_id}: agent#${started.attempt_no} started in ${started.state}; it continues in the server (follow it with inspect-run ${started.run_id})`,
       };
     }
-    const r = await started.done;
+    const r = finished;
     const head = r.timed_out
       ? `${r.run_id}: agent#${r.attempt_no} timed out and was killed; ${r.state_before} -> ${r.state_after}`
       : `${r.run_id}: agent#${r.attempt_no} ${r.grade ?? 'ERROR'} ${r.reason_code ?? ''} (${r.next_action ?? 'see evidence'}); ${r.state_before} -> ${r.state_after}`;

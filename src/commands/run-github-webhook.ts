@@ -1,4 +1,4 @@
-import { errorMessage } from '../core/errors.js';
+import { UsageError, errorMessage } from '../core/errors.js';
 import {
   DEFAULT_WEBHOOK_HOST,
   DEFAULT_WEBHOOK_PATH,
@@ -35,7 +35,7 @@ export const runGithubWebhook: CliCommand = {
       const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
       const value = (): string => {
         const v = inline ?? argv[++i];
-        if (v === undefined) throw new Error(`${flag} needs a value`);
+        if (v === undefined) throw new UsageError(`${flag} needs a value`);
         return v;
       };
       if (flag === '--host') host = value();

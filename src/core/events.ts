@@ -2,8 +2,16 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { RunStateSchema, TransitionError, TRANSITIONS, canTransition, isTerminal, type RunState } from './states.js';
 import { UserInputError } from './errors.js';
+import { describeIssues } from './validation-message.js';
 
 const str = (max = 2000) => z.string().min(1).max(max);
+
+/** Conclusions GitHub reports for a completed check run or suite (lower case). */
+export const CHECK_CONCLUSIONS = ['success', 'neutral', 'skipped', 'failure', 'cancelled', 'timed_out', 'action_required', 'stale', 'startup_failure'] as const;
+export const CheckConclusionSchema = z.enum(CHECK_CONCLUSIONS);
+/** States of a submitted pull request review (lower case, as GitHub's webhook sends them). */
+export const REVIEW_STATES = ['approved', 'changes_requested', 'commented', 'dismissed'] as const;
+export const ReviewStateSchema = z.enum(REVIEW_STATES);
 
 /** Payload schema of each SPEC §2 event type. Unknown keys are kept (stored verbatim) but the named ones are checked. */
 export const EVENT_PAYLOADS = {
@@ -23,10 +31,10 @@ export const EVENT_PAYLOADS = {
     to_state: z.enum(['FAILED_RETRYABLE', 'NEEDS_HUMAN_REVIEW', 'FAILED_TERMINAL']).optional(),
   }),
   'github.check.completed': z.looseObject({
-    conclusion: str(64),
+    conclusion: CheckConclusionSchema,
     pr_number: z.number().int().positive().optional(),
   }),
-  'github.review.submitted': z.looseObject({ state: str(64) }),
+  'github.review.submitted': z.looseObject({ state: ReviewStateSchema }),
   'command.mark.done': z.looseObject({}),
   'command.pause': z.looseObject({}),
   'command.resume': z.looseObject({ target_state: RunStateSchema }),
@@ -108,9 +116,7 @@ export function validatePayload(eventType: string, payload: unknown): { type: Ev
   const type = eventType as EventType;
   const parsed = EVENT_PAYLOADS[type].safeParse(payload ?? {});
   if (!parsed.success) {
-    const issues = parsed.error.issues
-      .map((i) => `${i.path.length ? i.path.join('.') : 'payload'}: ${i.message}`)
-      .join('; ');
+    const issues = describeIssues(parsed.error, payload ?? {});
     throw new UserInputError(`invalid payload for ${type}: ${issues}`);
   }
   return { type, payload: parsed.data as Payload };

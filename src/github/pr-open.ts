@@ -243,7 +243,8 @@ export async function requestOpenPr(app: App, input: RequestInput, ctx: Pick<Too
 export interface ApproveInput {
   run_id: string;
   confirm: boolean;
-  token: string;
+  /** The confirm token; may be left out when the person confirms through the client (elicitation). */
+  token?: string;
   request_id?: string;
   allow_expired: boolean;
   allow_dod_bypass: boolean;
@@ -260,7 +261,7 @@ export interface ApproveOutcome {
   evidence: Evidence | null;
 }
 
-export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<ToolContext, 'entry' | 'actor'>): Promise<ApproveOutcome> {
+export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<ToolContext, 'entry' | 'actor' | 'confirmWithPerson'>): Promise<ApproveOutcome> {
   if (input.confirm !== true) throw new UserInputError('approve-open-pr opens a pull request on GitHub; pass confirm: true (--confirm) to go ahead');
   const run = app.service.getRun(input.run_id);
   const arts = app.service.listArtifacts(run.run_id, 'pr_open_request');
@@ -271,7 +272,16 @@ export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<Too
     if (!found) throw new UserInputError(`unknown request ${input.request_id} for ${run.run_id}; its requests: ${arts.map((a) => requestFrom(a).request_id).join(', ')}`);
     throw new RefusedError(`request ${found.request_id} was superseded by ${request.request_id}; approve the latest request with its token`);
   }
-  if (input.token.trim().toUpperCase() !== request.token.toUpperCase()) {
+  if (input.token === undefined) {
+    if (!ctx.confirmWithPerson) {
+      throw new UserInputError('invalid input for approve-open-pr: token: required (the confirm token request-open-pr gave); only an MCP client that supports elicitation may leave it out and confirm with the person instead');
+    }
+    const where = `${run.owner}/${run.repo}`;
+    const yes = await ctx.confirmWithPerson(
+      `Open the pull request "${request.title}" on ${where} for ${run.run_id} (request ${request.request_id})? This creates a real pull request on GitHub.`,
+    );
+    if (!yes) throw new RefusedError(`the person did not confirm opening the pull request for ${run.run_id}; nothing was changed`);
+  } else if (input.token.trim().toUpperCase() !== request.token.toUpperCase()) {
     throw new RefusedError(`the confirm token does not match request ${request.request_id}; use the token request-open-pr gave (case does not matter)`);
   }
   if (Date.now() > Date.parse(request.expires_at) && !input.allow_expired) {

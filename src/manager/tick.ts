@@ -27,7 +27,7 @@ import { decide, type RuleDecision, type RunFacts } from './rules.js';
 export const TickInputSchema = z.object({
   run_id: RunIdSchema.optional().describe('Only this run (in any state); default: every non-terminal run'),
   decision_mode: DecisionModeSchema.default('rules').describe(
-    'rules: SPEC rules decide; llm: the model decides by calling a tool; hybrid: the model\'s call runs only when it agrees with the rules',
+    'rules: the built-in rules decide; llm: the model decides by calling a tool; hybrid: the model\'s call runs only when it agrees with the rules',
   ),
   dry_run: z.boolean().default(false).describe('Decide and record, but execute nothing'),
   max_actions: z
@@ -311,7 +311,7 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
         // The same zod check the registry would apply, so a dry run shows a call that would be refused.
         const tool = d.tool ? registry.get(d.tool) : undefined;
         const check = tool ? effectiveInput(tool).safeParse(d.args) : undefined;
-        const error = !tool ? `tool ${d.tool} is not registered` : check && !check.success ? formatZodError(check.error, tool.name) : null;
+        const error = !tool ? `tool ${d.tool} is not registered` : check && !check.success ? formatZodError(check.error, tool.name, d.args) : null;
         record(d, { ...base, ...withModel, source: res.source, outcome: error && res.source === 'model' && mode === 'llm' ? 'refused' : 'dry_run', error });
         break;
       }

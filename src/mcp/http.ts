@@ -1,12 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { hostname, networkInterfaces } from 'node:os';
 import { hostHeaderValidation, originValidation, toNodeHandler } from '@modelcontextprotocol/node';
 import { createMcpHandler } from '@modelcontextprotocol/server';
 import type { App } from '../app.js';
 import { ConfigurationError } from '../core/errors.js';
 import { createMcpServer } from './server.js';
 import { createBoardRoutes } from '../board/http.js';
+import type { Toolset } from './toolsets.js';
 
 export interface HttpServerOptions {
   app: App;
@@ -15,6 +17,8 @@ export interface HttpServerOptions {
   /** Bearer token; default AGENTPR_MCP_TOKEN. Required to bind a non-loopback address. */
   token?: string;
   readOnly?: boolean;
+  /** Expose only these toolsets (default all). */
+  toolsets?: readonly Toolset[];
   /** Extra Host/Origin hostnames to accept besides loopback and the bind host (AGENTPR_MCP_ALLOWED_HOSTS). */
   allowedHosts?: string[];
   path?: string;
@@ -34,6 +38,23 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 export function isLoopbackHost(host: string): boolean {
   return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function bracketed(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/**
+ * A wildcard bind (0.0.0.0, ::) answers on every interface: its addresses and the machine's name
+ * are Host values a remote client uses as written. A DNS name of the machine (agentpr.example.com)
+ * goes in AGENTPR_MCP_ALLOWED_HOSTS.
+ */
+export function machineHostnames(): string[] {
+  const names = [hostname()];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) names.push(a.family === 'IPv6' ? `[${a.address.split('%')[0]}]` : a.address);
+  }
+  return names;
 }
 
 function sha256(text: string): Buffer {
@@ -69,13 +90,13 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     );
   }
   const extra = opts.allowedHosts ?? (process.env.AGENTPR_MCP_ALLOWED_HOSTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  const hostnames = [...new Set(['localhost', '127.0.0.1', '[::1]', ...(host === '0.0.0.0' || host === '::' ? [] : [host.includes(':') && !host.startsWith('[') ? `[${host}]` : host]), ...extra])];
+  const hostnames = [...new Set(['localhost', '127.0.0.1', '[::1]', ...(host === '0.0.0.0' || host === '::' ? machineHostnames() : [bracketed(host)]), ...extra])];
   const validateHost = hostHeaderValidation(hostnames);
   const validateOrigin = originValidation(hostnames);
   const maxBody = opts.maxBodyBytes ?? 4 * 1024 * 1024;
   const log = app.logger.child({ component: 'mcp-http' });
 
-  const handler = createMcpHandler(() => createMcpServer(app, { readOnly: opts.readOnly }), {
+  const handler = createMcpHandler(() => createMcpServer(app, { readOnly: opts.readOnly, toolsets: opts.toolsets }), {
     legacy: 'stateless',
     maxRequestBodySize: maxBody,
     onerror: (err) => log.warn({ err: err.message }, 'mcp request rejected'),

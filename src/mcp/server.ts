@@ -1,4 +1,5 @@
-import { McpServer, ResourceTemplate, type CallToolResult, type ServerContext } from '@modelcontextprotocol/server';
+import { McpServer, ResourceNotFoundError, ResourceTemplate, type CallToolResult, type ServerContext, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
+import type { z } from 'zod';
 import type { App } from '../app.js';
 import { Registry, effectiveInput, type Tier, type ToolContext } from '../registry.js';
 import type { ResourceDefinition } from '../resources.js';
@@ -6,10 +7,15 @@ import { RESOURCES } from '../../resources/index.js';
 import { TOOLS } from '../../tools/index.js';
 import { VERSION } from '../version.js';
 import { boardToolMeta, registerBoardApp } from '../board/mcp-app.js';
+import { toolsetOf, type Toolset } from './toolsets.js';
+import { completers, enableSubscriptions, forwardStepLogs, paginateResourceList, registerPrompts } from './protocol.js';
+import { NotFoundError } from '../core/errors.js';
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
   readOnly?: boolean;
+  /** Register only the tools of these toolsets (default: every toolset). */
+  toolsets?: readonly Toolset[];
   /** Push resources/list_changed when runs or artifacts change (long-lived connections only). */
   notifyChanges?: boolean;
   registry?: Registry;
@@ -19,6 +25,40 @@ export interface McpServerOptions {
 export const SERVER_INSTRUCTIONS = `agentpr-mcp orchestrates AI coding agent runs against GitHub repositories.
 Each run moves through an explicit state machine (QUEUED -> DISCOVERY -> PLAN_READY -> IMPLEMENTING -> LOCAL_VALIDATING -> PUSHED -> CI_WAIT -> REVIEW_WAIT -> DONE, with PAUSED, NEEDS_HUMAN_REVIEW and FAILED_* on the side).
 Start with list-runs or show-run; create-run makes a run; every state change is an idempotent event. Resources: agentpr://runs, agentpr://runs/{run_id}, agentpr://runs/{run_id}/events.`;
+
+/**
+ * The tool's input schema as MCP lists it, with validation left to the registry: the SDK would
+ * otherwise answer its own "Input validation error: ..." text, and a caller should read the same
+ * message ("invalid input for <tool>: <field>: ...; allowed: ...") over MCP as on the CLI.
+ */
+function listedOnly(schema: z.ZodObject): StandardSchemaWithJSON<Record<string, unknown>> {
+  const std = schema['~standard'];
+  return {
+    '~standard': {
+      version: 1,
+      vendor: 'agentpr',
+      validate: (value: unknown) => ({ value: (value ?? {}) as Record<string, unknown> }),
+      jsonSchema: std.jsonSchema as StandardSchemaWithJSON<Record<string, unknown>>['~standard']['jsonSchema'],
+    },
+  };
+}
+
+/** A yes/no question to the person through form elicitation, when the client declared it. */
+function confirmFor(server: McpServer, ctx: ServerContext): ToolContext['confirmWithPerson'] {
+  if (!server.server.getClientCapabilities()?.elicitation) return undefined;
+  return async (message) => {
+    const answer = await ctx.mcpReq.elicitInput({
+      mode: 'form',
+      message,
+      requestedSchema: {
+        type: 'object',
+        properties: { confirm: { type: 'boolean', title: 'Yes, go ahead', description: message } },
+        required: ['confirm'],
+      },
+    });
+    return answer.action === 'accept' && answer.content?.confirm === true;
+  };
+}
 
 function progressFor(ctx: ServerContext): ToolContext['progress'] {
   const token = ctx.mcpReq._meta?.progressToken;
@@ -37,38 +77,56 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
   const maxTier: Tier = opts.readOnly ? 'read' : 'admin';
   const server = new McpServer(
     { name: 'agentpr-mcp', version: VERSION },
-    { capabilities: { logging: {}, resources: { listChanged: true }, tools: { listChanged: false } }, instructions: SERVER_INSTRUCTIONS },
+    { capabilities: { logging: {}, resources: { listChanged: true }, tools: { listChanged: false }, prompts: { listChanged: false } }, instructions: SERVER_INSTRUCTIONS },
   );
 
-  for (const tool of registry.visible(maxTier)) {
+  const sets = opts.toolsets ? new Set(opts.toolsets) : undefined;
+  for (const tool of registry.visible(maxTier).filter((t) => !sets || sets.has(toolsetOf(t)))) {
     server.registerTool(
       tool.name,
       {
         title: tool.title,
         description: tool.description,
-        inputSchema: effectiveInput(tool),
+        inputSchema: listedOnly(effectiveInput(tool)),
         outputSchema: tool.output,
         annotations: { title: tool.title, ...tool.annotations },
         _meta: boardToolMeta(tool.name),
       },
       async (args: unknown, ctx: ServerContext): Promise<CallToolResult> => {
         const clientName = server.server.getClientVersion()?.name;
+        // Steps (write and admin tools) log their start, finish and failure as notifications/message.
+        const log = tool.tier === 'read' ? undefined : (level: 'info' | 'warning' | 'error', message: string) => ctx.mcpReq.log(level, { message, tool: tool.name }, 'agentpr').catch(() => undefined);
+        await log?.('info', `${tool.name} started`);
         const outcome = await registry.call(
           tool.name,
           args,
-          { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx) },
+          { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx), confirmWithPerson: confirmFor(server, ctx) },
           { maxTier },
         );
-        if (!outcome.ok) return { isError: true, content: [{ type: 'text', text: outcome.error }] };
+        if (!outcome.ok) {
+          await log?.(outcome.code === 'internal' || outcome.code === 'configuration' ? 'error' : 'warning', `${tool.name} ${outcome.code === 'invalid_input' ? 'rejected' : 'failed'}: ${outcome.error}`);
+          return { isError: true, content: [{ type: 'text', text: outcome.error }] };
+        }
+        const failed = outcome.data.ok === false;
+        await log?.(failed ? 'warning' : 'info', `${tool.name} ${failed ? 'reported a failure' : 'finished'}: ${outcome.text.split('\n')[0]}`);
         return { content: [{ type: 'text', text: outcome.text }], structuredContent: outcome.data };
       },
     );
   }
 
-  for (const res of opts.resources ?? RESOURCES) {
+  const resources = opts.resources ?? RESOURCES;
+  const complete = completers(app);
+  for (const res of resources) {
     const read = (uri: URL, vars: Record<string, string>) => {
       const params = Object.fromEntries(uri.searchParams.entries());
-      const content = res.read(app, uri, { ...params, ...vars });
+      let content;
+      try {
+        content = res.read(app, uri, { ...params, ...vars });
+      } catch (err) {
+        // An unknown run (or a digest not written yet) is resource-not-found, with the reason.
+        if (err instanceof NotFoundError) throw new ResourceNotFoundError(uri.href, `${uri.href}: ${err.message}`);
+        throw err;
+      }
       return { contents: [{ uri: uri.href, mimeType: content.mimeType, text: content.text }] };
     };
     const meta = { title: res.title, description: res.description, mimeType: res.mimeType };
@@ -76,6 +134,7 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
       const list = res.list;
       const template = new ResourceTemplate(res.uri, {
         list: list ? () => ({ resources: list(app) }) : undefined,
+        ...(res.uri.includes('{run_id}') ? { complete: { run_id: complete.run_id } } : {}),
       });
       server.registerResource(res.name, template, meta, (uri, vars) => {
         const flat: Record<string, string> = {};
@@ -88,8 +147,12 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
   }
 
   registerBoardApp(server);
+  if (resources.length) paginateResourceList(server);
+  registerPrompts(server, app);
 
   if (opts.notifyChanges) {
+    const detachSubscriptions = enableSubscriptions(server, app);
+    const detachLogs = forwardStepLogs(server, app);
     const changed = () => {
       if (server.isConnected()) server.sendResourceListChanged();
     };
@@ -102,6 +165,8 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
     server.server.onclose = () => {
       app.service.off('run', changed);
       app.service.off('artifact', onArtifact);
+      detachSubscriptions();
+      detachLogs();
       prevClose?.();
     };
   }

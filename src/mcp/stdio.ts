@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // The `agentpr-mcp` bin: MCP over stdio.
-import { errorMessage } from '../core/errors.js';
+import { UsageError } from '../core/errors.js';
+import { withHint } from '../core/system-errors.js';
 import { parseStdioArgs, serveStdio } from './serve-stdio.js';
 
 try {
-  await serveStdio(parseStdioArgs(process.argv.slice(2)));
+  const invocation = parseStdioArgs(process.argv.slice(2));
+  if (invocation.kind === 'print') process.stdout.write(invocation.text);
+  else await serveStdio(invocation.opts);
 } catch (err) {
-  process.stderr.write(`agentpr-mcp: ${errorMessage(err)}\n`);
-  process.exit(1);
+  process.stderr.write(`agentpr-mcp: ${withHint(err)}\n`);
+  process.exit(err instanceof UsageError ? 2 : 1);
 }

@@ -774,6 +774,11 @@ export interface StartOptions {
    * time out long calls, and a 15-minute worker must not die with them.
    */
   signal?: AbortSignal;
+  /**
+   * When the caller's signal aborts while it still waits, stop the worker (an MCP client that
+   * cancels its call) instead of letting the step go on.
+   */
+  stopOnCallerAbort?: boolean;
 }
 
 export interface StartedStep {
@@ -783,6 +788,8 @@ export interface StartedStep {
   reports_dir: string;
   /** Settles when the step is recorded; never rejects. */
   done: Promise<AgentStepOutcome>;
+  /** The caller stops waiting: no more progress, and its signal no longer stops the worker. */
+  detach: () => void;
 }
 
 /**
@@ -823,6 +830,11 @@ export async function startAgentStep(app: App, req: AgentStepRequest, opts: Star
   };
   const onCallerAbort = () => {
     ex.progress = undefined;
+    if (opts.stopOnCallerAbort) {
+      app.logger.info({ run_id: run.run_id, attempt_no: attempt.attempt_no }, 'caller cancelled; stopping the agent step');
+      abort.abort('the caller cancelled the call');
+      return;
+    }
     app.logger.info({ run_id: run.run_id, attempt_no: attempt.attempt_no }, 'caller stopped waiting; the agent step continues in the server');
   };
   opts.signal?.addEventListener('abort', onCallerAbort, { once: true });
@@ -846,5 +858,9 @@ export async function startAgentStep(app: App, req: AgentStepRequest, opts: Star
       resolveDone();
     }
   })();
-  return { run_id: run.run_id, attempt_no: attempt.attempt_no, state: run.state, reports_dir: ex.reportsDir, done };
+  const detach = () => {
+    ex.progress = undefined;
+    opts.signal?.removeEventListener('abort', onCallerAbort);
+  };
+  return { run_id: run.run_id, attempt_no: attempt.attempt_no, state: run.state, reports_dir: ex.reportsDir, done, detach };
 }

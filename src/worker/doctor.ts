@@ -213,8 +213,10 @@ export const GATE_EXTRA_CHECKS: Readonly<Record<string, readonly DoctorCheckName
   'run-preflight': ['workspace_root'],
 };
 
-export function gateChecksFor(toolName: string): DoctorCheckName[] {
-  return checksFor({ checks: [...GATE_BASE_CHECKS, ...(GATE_EXTRA_CHECKS[toolName] ?? [])] });
+export function gateChecksFor(toolName: string, args: Record<string, unknown> = {}): DoctorCheckName[] {
+  // A dry run decides and reports but starts nothing, so it does not need the codex binary.
+  const extra = (GATE_EXTRA_CHECKS[toolName] ?? []).filter((c) => !(c === 'codex' && args.dry_run === true));
+  return checksFor({ checks: [...GATE_BASE_CHECKS, ...extra] });
 }
 
 export function formatRefusal(toolName: string, report: DoctorReport): string {
@@ -224,9 +226,9 @@ export function formatRefusal(toolName: string, report: DoctorReport): string {
 
 /** The pre-call hook: refuses a write/admin call while a required check fails. */
 export function doctorGate(app: App): PreCallHook {
-  return async (tool, _args, ctx) => {
+  return async (tool, args, ctx) => {
     if (ctx.skipDoctor) return;
-    const report = await runDoctor(app, { checks: gateChecksFor(tool.name), useCache: true });
+    const report = await runDoctor(app, { checks: gateChecksFor(tool.name, args), useCache: true });
     if (!report.ok) {
       app.logger.warn({ tool: tool.name, failed: report.failed }, 'startup doctor refused a call');
       throw new RefusedError(formatRefusal(tool.name, report));

@@ -175,7 +175,7 @@ describe('board data and actions', () => {
     expect(((await notJson.json()) as { error: string }).error).toMatch(/^the body is not JSON tool input/);
     const invalid = await post('retry', JSON.stringify({ run_id: run }));
     expect(invalid.status).toBe(400);
-    expect(((await invalid.json()) as { error: string }).error).toMatch(/^invalid input for retry: target_state: Invalid option/);
+    expect(((await invalid.json()) as { error: string }).error).toMatch(/^invalid input for retry: target_state: '?nothing'? is not allowed; allowed: QUEUED/);
     const conflict = await post('resume', JSON.stringify({ run_id: run, target_state: 'DONE' }));
     expect(conflict.status).toBe(409);
 

@@ -11,6 +11,8 @@ import { analyzeAttempt, computeDiffStats, digestToJson } from '../../src/analys
 import { agentPolicyFor } from '../../src/policy.js';
 import { githubOwnerFromUrl } from '../../src/github/pr-open.js';
 import { pushedRun } from './runs.js';
+import { Client, InMemoryTransport } from '@modelcontextprotocol/client';
+import { createMcpServer } from '../../src/mcp/server.js';
 
 const OWNER = 'octo-org';
 const REPO = 'widgets';
@@ -278,5 +280,68 @@ describe('PR open gate: request-open-pr / approve-open-pr', () => {
     const appr = await call('approve-open-pr', { run_id: run.run_id, token: 'ABCDEF', confirm: true });
     expect(appr.ok).toBe(false);
     if (!appr.ok) expect(appr.error).toMatch(/no PR open request/);
+  });
+});
+
+describe('approve-open-pr confirmed through MCP elicitation', () => {
+  let ctx: ReturnType<typeof makeTestApp>;
+  let gh: FakeGitHub;
+
+  beforeEach(async () => {
+    gh = await new FakeGitHub().start();
+    gh.repo(OWNER, REPO, 'main');
+    ctx = makeTestApp({ env: { GITHUB_API_URL: gh.url, GITHUB_TOKEN: gh.token, AGENTPR_GITHUB_TOKEN: '' } });
+  });
+  afterEach(async () => {
+    await ctx.cleanup();
+    await gh.stop();
+  });
+
+  /** A real SDK client that declares form elicitation and answers each question with `answer`. */
+  async function elicitingClient(answer: 'yes' | 'no' | 'decline', asked: string[]) {
+    const server = createMcpServer(ctx.app);
+    const [serverSide, clientSide] = InMemoryTransport.createLinkedPair();
+    await server.connect(serverSide);
+    const client = new Client({ name: 'eliciting', version: '1' }, { capabilities: { elicitation: { form: {} } } });
+    client.setRequestHandler('elicitation/create', (request) => {
+      asked.push(request.params.message);
+      if (answer === 'decline') return { action: 'decline' };
+      return { action: 'accept', content: { confirm: answer === 'yes' } };
+    });
+    await client.connect(clientSide);
+    return { client, close: async () => { await client.close(); await server.close(); } };
+  }
+
+  it('without a token the person is asked; yes opens the PR, no refuses and changes nothing', async () => {
+    const s = await setupPushedRun(ctx.app);
+    const registry = new Registry(TOOLS);
+    const req = await registry.call('request-open-pr', { run_id: s.runId, title: 'Fix typo in README' }, { app: ctx.app, entry: 'mcp' });
+    expect(req.ok).toBe(true);
+
+    const asked: string[] = [];
+    const no = await elicitingClient('no', asked);
+    const refused = (await no.client.callTool({ name: 'approve-open-pr', arguments: { run_id: s.runId, confirm: true } })) as { isError?: boolean; content: Array<{ text: string }> };
+    await no.close();
+    expect(refused.isError).toBe(true);
+    expect(refused.content[0]!.text).toContain('the person did not confirm');
+    expect(asked[0]).toContain('Open the pull request "Fix typo in README" on octo-org/widgets');
+    expect(gh.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
+    expect(ctx.app.service.getRun(s.runId).state).toBe('PUSHED');
+
+    const yes = await elicitingClient('yes', asked);
+    const opened = (await yes.client.callTool({ name: 'approve-open-pr', arguments: { run_id: s.runId, confirm: true } })) as { isError?: boolean; structuredContent?: Record<string, unknown>; content: Array<{ text: string }> };
+    await yes.close();
+    expect(opened.isError, opened.content[0]?.text).toBeFalsy();
+    expect(opened.structuredContent).toMatchObject({ status: 'opened', run: { state: 'CI_WAIT' } });
+  });
+
+  it('a client without elicitation (and the CLI) still needs the token', async () => {
+    const s = await setupPushedRun(ctx.app);
+    const registry = new Registry(TOOLS);
+    await registry.call('request-open-pr', { run_id: s.runId, title: 'Fix typo in README' }, { app: ctx.app, entry: 'mcp' });
+    const r = await registry.call('approve-open-pr', { run_id: s.runId, confirm: true }, { app: ctx.app, entry: 'cli' });
+    expect(r).toMatchObject({ ok: false, code: 'invalid_input' });
+    expect(!r.ok && r.error).toContain('token: required');
+    expect(ctx.app.service.getRun(s.runId).state).toBe('PUSHED');
   });
 });

@@ -1,3 +1,5 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { dbFingerprint } from '../helpers/db.js';
 import { connectInMemory, resourceText, textOf, useInMemoryClient, type ToolCallResult } from '../helpers/mcp.js';
@@ -13,6 +15,9 @@ describe('MCP over the in-memory transport', () => {
     expect(created.isError).toBeFalsy();
     const runId = (created.structuredContent!.run as { run_id: string }).run_id;
     expect(textOf(created)).toContain(`created ${runId} for octo/hello in QUEUED`);
+    const workspace = (created.structuredContent!.run as { workspace_dir: string }).workspace_dir;
+    mkdirSync(join(workspace, 'contracts'), { recursive: true });
+    writeFileSync(join(workspace, 'contracts', 'c.md'), '# contract\n');
 
     const steps: Array<[string, Record<string, unknown>, string]> = [
       ['start-discovery', {}, 'DISCOVERY'],
@@ -67,7 +72,7 @@ describe('MCP over the in-memory transport', () => {
   test.each([
     ['unknown run', 'pause', { run_id: 'run_000000000000' }, /unknown run 'run_000000000000'/],
     ['malformed run id', 'pause', { run_id: 'nope' }, /run_id must look like 'run_' followed by 12 hex digits/],
-    ['unknown event type', 'apply-event', { run_id: 'RUN', event_type: 'bogus.event' }, /unknown event type 'bogus.event'; allowed: command.run.create/],
+    ['unknown event type', 'apply-event', { run_id: 'RUN', event_type: 'bogus.event' }, /event_type: 'bogus.event' is not allowed; allowed: command.start.discovery/],
     ['illegal transition', 'mark-done', { run_id: 'RUN' }, /illegal transition QUEUED -> DONE/],
     ['wrong type', 'link-pr', { run_id: 'RUN', pr_number: 'forty-two' }, /pr_number/],
     ['missing field', 'resume', { run_id: 'RUN' }, /target_state/],

@@ -204,7 +204,9 @@ describe('run-agent-step through the registry', () => {
       expect(!ro.ok && ro.error).toMatch(/sandbox 'read-only'.*cannot run an integration step/);
       const both = await h.call('run-agent-step', { run_id: runId, prompt: 'x', prompt_file: '/tmp/x' });
       expect(!both.ok && both.error).toMatch(/exactly one of prompt/);
-      ok(await h.call('mark-plan-ready', { run_id: runId, contract_path: '/tmp/c.md' }));
+      const contract = join(h.app.config.home, 'c.md');
+      writeFileSync(contract, '# contract\n');
+      ok(await h.call('mark-plan-ready', { run_id: runId, contract_path: contract }));
       const mid = dbFingerprint(h.app.db);
       const wrong = await h.call('run-agent-step', { run_id: runId, prompt: 'x' });
       expect(!wrong.ok && wrong.error).toMatch(/PLAN_READY: start-implementation first/);
