@@ -2,12 +2,32 @@ import { z } from 'zod';
 import type { App } from './app.js';
 import { ConfigurationError, UserInputError, errorMessage } from './core/errors.js';
 import { TransitionError } from './core/states.js';
+import { resolveAllowedPath, type Trust } from './trust.js';
 
 export type Tier = 'read' | 'write' | 'admin';
 export const TIER_RANK: Record<Tier, number> = { read: 0, write: 1, admin: 2 };
 
 /** The way in a call came through; recorded in approvals and audits. */
 export type Entry = 'mcp' | 'cli' | 'telegram' | 'manager' | 'webhook' | 'internal';
+
+/**
+ * Trust per entry, in one place (docs/security.md): the CLI is the operator; MCP acts for the
+ * operator but is driven by an assistant model; Telegram, the manager model and the webhook are
+ * remote. 'internal' is agentpr calling itself with values it chose.
+ */
+export const ENTRY_TRUST: Readonly<Record<Entry, Trust>> = {
+  cli: 'operator',
+  internal: 'operator',
+  mcp: 'assistant',
+  telegram: 'remote',
+  manager: 'remote',
+  webhook: 'remote',
+};
+
+/** Directories path inputs from non-operator entries may name: the data home, the workspace root, policy security.file_roots. */
+export function allowedFileRoots(app: App): string[] {
+  return [app.config.home, app.config.workspaceRoot, ...app.policy.security.file_roots];
+}
 
 export interface ToolAnnotations {
   readOnlyHint?: boolean;
@@ -50,6 +70,11 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   output: O;
   /** CLI hints: fields that may be given positionally, in order. */
   cli?: { positional?: string[] };
+  /**
+   * Input fields that name a file or directory on this host (a string or an array of strings).
+   * From every entry but the operator's they resolve, symlinks first, below allowedFileRoots().
+   */
+  paths?: readonly string[];
   // Method syntax on purpose: parameters are then checked bivariantly, so every concrete tool is an AnyTool.
   handler(args: z.output<I>, ctx: ToolContext): Promise<ToolResult<z.input<O>>> | ToolResult<z.input<O>>;
 }
@@ -160,6 +185,7 @@ export class Registry {
     delete args.skip_doctor;
     const log = ctx.app.logger.child({ tool: name, entry: ctx.entry, ...(typeof args.run_id === 'string' ? { run_id: args.run_id } : {}) });
     try {
+      if (tool.paths && ENTRY_TRUST[ctx.entry] !== 'operator') checkPathInputs(tool.paths, args, allowedFileRoots(ctx.app));
       if (tool.tier !== 'read') {
         for (const hook of ctx.app.preCallHooks) await hook(tool, args, { ...ctx, skipDoctor });
       }
@@ -181,5 +207,14 @@ export class Registry {
       log.error({ err }, 'tool handler failed');
       return { ok: false, tool, code: 'internal', error: `${name} failed: ${message}` };
     }
+  }
+}
+
+/** Replaces each path input with its checked real path (throws UserInputError on the first refusal). */
+function checkPathInputs(fields: readonly string[], args: Record<string, unknown>, roots: string[]): void {
+  for (const field of fields) {
+    const v = args[field];
+    if (typeof v === 'string') args[field] = resolveAllowedPath(v, roots, { field });
+    else if (Array.isArray(v)) args[field] = v.map((p, i) => (typeof p === 'string' ? resolveAllowedPath(p, roots, { field: `${field}[${i}]` }) : p));
   }
 }

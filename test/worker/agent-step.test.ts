@@ -202,9 +202,12 @@ describe('run-agent-step through the registry', () => {
       const before = dbFingerprint(h.app.db);
       const ro = await h.call('run-agent-step', { run_id: runId, prompt: 'x', sandbox: 'read-only' });
       expect(!ro.ok && ro.error).toMatch(/sandbox 'read-only'.*cannot run an integration step/);
-      const both = await h.call('run-agent-step', { run_id: runId, prompt: 'x', prompt_file: '/tmp/x' });
+      const promptFile = join(h.app.config.home, 'prompt.md');
+      writeFileSync(promptFile, 'x');
+      const both = await h.call('run-agent-step', { run_id: runId, prompt: 'x', prompt_file: promptFile });
       expect(!both.ok && both.error).toMatch(/exactly one of prompt/);
-      ok(await h.call('mark-plan-ready', { run_id: runId, contract_path: '/tmp/c.md' }));
+      writeFileSync(join(h.app.config.home, 'c.md'), '# contract\n');
+      ok(await h.call('mark-plan-ready', { run_id: runId, contract_path: join(h.app.config.home, 'c.md') }));
       const mid = dbFingerprint(h.app.db);
       const wrong = await h.call('run-agent-step', { run_id: runId, prompt: 'x' });
       expect(!wrong.ok && wrong.error).toMatch(/PLAN_READY: start-implementation first/);
