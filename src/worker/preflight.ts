@@ -2,6 +2,7 @@ import { accessSync, constants, existsSync, realpathSync, rmSync, statSync, writ
 import { basename, delimiter, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { loadExeca } from '../exec.js';
 import { errorMessage } from '../core/errors.js';
+import { ignoredRepoOverrides } from './env.js';
 
 /**
  * Repository preflight (SPEC §4, seed constraints 5 and 7): can a worker run in this clone?
@@ -39,6 +40,8 @@ export interface PreflightReport {
   toolchain: string[];
   checks: PreflightCheck[];
   failed: PreflightCheckName[];
+  /** Findings that do not fail preflight but the operator should know (a repository overrides file agentpr ignores). */
+  warnings: string[];
   duration_ms: number;
 }
 
@@ -283,6 +286,13 @@ export async function runPreflight(opts: { repoDir: string; workspaceRoot: strin
     }
   }
   const failed = checks.filter((c) => !c.ok).map((c) => c.name);
+  const warnings: string[] = [];
+  const repoOverrides = ignoredRepoOverrides(repoDir);
+  if (repoOverrides) {
+    warnings.push(
+      `${repoOverrides} is ignored: worker environment overrides come only from the operator (AGENTPR_RUNTIME_ENV_OVERRIDES or runtime_env_overrides.json in the agentpr home)`,
+    );
+  }
   return {
     schema: 'agentpr.preflight_report.v1',
     ok: failed.length === 0,
@@ -292,6 +302,7 @@ export async function runPreflight(opts: { repoDir: string; workspaceRoot: strin
     toolchain: tools,
     checks,
     failed,
+    warnings,
     duration_ms: Date.now() - started,
   };
 }
