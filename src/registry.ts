@@ -133,6 +133,8 @@ export type CallOutcome =
 export interface CallOptions {
   /** The highest tier the caller may use (Telegram chats, the manager LLM); default admin. */
   maxTier?: Tier;
+  /** The only tools this call may reach (plain chat text: the curated set in telegram/text-intent.ts). */
+  only?: readonly string[];
 }
 
 /** Thrown by pre-call hooks (the doctor) to refuse a call before anything changes. */
@@ -177,6 +179,9 @@ export class Registry {
     const maxTier = opts.maxTier ?? 'admin';
     if (TIER_RANK[tool.tier] > TIER_RANK[maxTier]) {
       return { ok: false, tool, code: 'forbidden', error: `${name} is a ${tool.tier}-tier tool; this caller may use ${maxTier}-tier tools only` };
+    }
+    if (opts.only && !opts.only.includes(name)) {
+      return { ok: false, tool, code: 'forbidden', error: `${name} cannot be reached from this entry; it may use ${opts.only.join(', ')}` };
     }
     const parsed = effectiveInput(tool).safeParse(rawArgs ?? {});
     if (!parsed.success) return { ok: false, tool, code: 'invalid_input', error: formatZodError(parsed.error, name) };
