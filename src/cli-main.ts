@@ -227,7 +227,7 @@ function mainHelp(registry: Registry): string {
     '',
     'Other commands:',
     `  ${'init-db'.padEnd(28)} create the data home and database, apply migrations`,
-    `  ${'serve'.padEnd(28)} MCP server: stdio (default) or --http [--host 127.0.0.1] [--port 8765] [--read-only]`,
+    `  ${'serve'.padEnd(28)} MCP server: stdio (default) or --http [--host 127.0.0.1] [--port 8765] [--no-auth] [--read-only]`,
     ...COMMANDS.map((c) => `  ${c.name.padEnd(28)} ${c.summary}`),
     '',
     'Run `agentpr <command> --help` for its options.',
@@ -263,26 +263,29 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
   let host: string | undefined;
   let port: number | undefined;
   let readOnly = false;
+  let noAuth = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--http') http = true;
+    else if (a === '--no-auth') noAuth = true;
     else if (a === '--read-only') readOnly = true;
     else if (a === '--host') host = argv[++i];
     else if (a === '--port') {
       port = Number(argv[++i]);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port expects a port number 0-65535, got '${argv[i]}'`);
     } else if (a === '--help') {
-      io.stdout('usage: agentpr serve [--http [--host 127.0.0.1] [--port 8765]] [--read-only]\n');
+      io.stdout('usage: agentpr serve [--http [--host 127.0.0.1] [--port 8765] [--no-auth]] [--read-only]\n');
       return 0;
-    } else throw new UsageError(`unknown option ${a} for serve; allowed: --http, --host, --port, --read-only`);
+    } else throw new UsageError(`unknown option ${a} for serve; allowed: --http, --host, --port, --no-auth, --read-only`);
   }
   const app = openApp();
   if (!http) {
     await serveStdio({ readOnly }, app);
     return await new Promise<number>(() => undefined); // runs until stdin closes (serveStdio exits)
   }
-  const running = await startHttpServer({ app, host, port, readOnly });
-  io.stderr(`agentpr: MCP Streamable HTTP on ${running.url}${readOnly ? ' (read-only)' : ''}\n`);
+  const running = await startHttpServer({ app, host, port, readOnly, noAuth, stderr: io.stderr });
+  const auth = running.auth === 'none' ? ' WITHOUT a token (--no-auth)' : running.tokenFile ? ` (token in ${running.tokenFile})` : ' (token from AGENTPR_MCP_TOKEN)';
+  io.stderr(`agentpr: MCP Streamable HTTP on ${running.url}${readOnly ? ' (read-only)' : ''}${auth}\n`);
   return await new Promise<number>((resolve) => {
     const stop = () => {
       void running.close().then(async () => {
