@@ -1,4 +1,5 @@
 import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import { GIT_PUSH_CREDENTIALS, safeGitEnv } from './git-safety.js';
 import { dirname, join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { loadExeca } from '../exec.js';
@@ -78,7 +79,7 @@ export async function runScript(opts: {
   const started = Date.now();
   const child = (await loadExeca()).execa('bash', [opts.script, ...opts.args], {
     cwd: opts.cwd,
-    env: { ...opts.env, GIT_TERMINAL_PROMPT: '0' },
+    env: safeGitEnv(opts.env, { credentials: GIT_PUSH_CREDENTIALS }),
     extendEnv: false,
     stdin: 'ignore',
     detached: true,

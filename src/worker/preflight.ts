@@ -3,6 +3,7 @@ import { basename, delimiter, dirname, isAbsolute, join, relative, resolve, sep 
 import { loadExeca } from '../exec.js';
 import { errorMessage } from '../core/errors.js';
 import { ignoredRepoOverrides } from './env.js';
+import { safeGitEnv } from './git-safety.js';
 
 /**
  * Repository preflight (SPEC §4, seed constraints 5 and 7): can a worker run in this clone?
@@ -82,7 +83,7 @@ export function checkWorkspaceInsideRoot(repoDir: string, workspaceRoot: string)
 }
 
 async function git(repoDir: string, args: string[], env?: NodeJS.ProcessEnv) {
-  return (await loadExeca()).execa('git', args, { cwd: repoDir, env: { ...(env ?? process.env), GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' }, extendEnv: false, reject: false, stdin: 'ignore', timeout: 30_000 });
+  return (await loadExeca()).execa('git', args, { cwd: repoDir, env: { ...safeGitEnv(env ?? process.env), LC_ALL: 'C' }, extendEnv: false, reject: false, stdin: 'ignore', timeout: 30_000 });
 }
 
 async function checkRepoPresent(repoDir: string, env?: NodeJS.ProcessEnv): Promise<PreflightCheck> {
