@@ -38,7 +38,7 @@ describe('secrets loaded from files are not in /proc/<pid>/environ', () => {
     const home = tempDir('agentpr-proc-');
     const file = join(home, 'mcp.secret');
     writeFileSync(file, `${SECRET}\n`, { mode: 0o600 });
-    const env = { ...process.env, AGENTPR_HOME: home, AGENTPR_POLICY_FILE: '', AGENTPR_MCP_TOKEN_FILE: file };
+    const env: NodeJS.ProcessEnv = { ...process.env, AGENTPR_HOME: home, AGENTPR_POLICY_FILE: '', AGENTPR_MCP_TOKEN_FILE: file };
     delete env.AGENTPR_MCP_TOKEN;
     const { pid, url } = await serve(env);
     expect((await ping(url, SECRET)).status).toBe(200);
@@ -51,7 +51,7 @@ describe('secrets loaded from files are not in /proc/<pid>/environ', () => {
     const home = tempDir('agentpr-proc-');
     const file = join(home, 'mcp.secret');
     writeFileSync(file, `${SECRET}\n`, { mode: 0o644 });
-    const env = { ...process.env, AGENTPR_HOME: home, AGENTPR_POLICY_FILE: '', AGENTPR_MCP_TOKEN_FILE: file };
+    const env: NodeJS.ProcessEnv = { ...process.env, AGENTPR_HOME: home, AGENTPR_POLICY_FILE: '', AGENTPR_MCP_TOKEN_FILE: file };
     delete env.AGENTPR_MCP_TOKEN;
     await expect(serve(env)).rejects.toThrow(/can be read by other users \(mode 644\); chmod 600 it/);
   });
