@@ -125,3 +125,12 @@ describe('values that reach an argv', () => {
     expect(!f.ok && f.error).toContain("fork_url must not start with '-'");
   });
 });
+
+describe('apply-event cannot smuggle a contract path past the roots', () => {
+  it('worker.discovery.completed with contract_path=/etc/shadow from MCP is refused', async () => {
+    const r = await registry.call('apply-event', { run_id: runId, event_type: 'worker.discovery.completed', payload: { contract_path: '/etc/shadow' } }, { app, entry: 'mcp', skipDoctor: true });
+    expect(r).toMatchObject({ ok: false, code: 'invalid_input' });
+    expect(!r.ok && r.error).toContain('payload.contract_path: /etc/shadow is outside the allowed roots');
+    expect(state()).toBe('DISCOVERY');
+  });
+});
