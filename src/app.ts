@@ -5,6 +5,7 @@ import { openDatabase, type DB } from './store/db.js';
 import { Service } from './service.js';
 import type { AnyTool, ToolContext } from './registry.js';
 import { loadPolicyWithSource } from './policy-file.js';
+import { loadSecretFiles } from './secrets.js';
 import type { Policy } from './policy.js';
 import { doctorGate } from './worker/doctor.js';
 import { reconcileOrphanedAttempts } from './worker/reconcile.js';
@@ -65,6 +66,8 @@ export interface CreateAppOptions extends ConfigOverrides {
 }
 
 export function createApp(opts: CreateAppOptions = {}): App {
+  // Before anything reads a secret: NAME_FILE / $CREDENTIALS_DIRECTORY keep them out of /proc/<pid>/environ.
+  loadSecretFiles(opts.env ?? process.env);
   const config = resolveConfig(opts, opts.env);
   const app = new App(config, opts.logger ?? createLogger(), opts.env ?? process.env);
   if (opts.doctorGate !== false) app.preCallHooks.push(doctorGate(app));

@@ -231,7 +231,7 @@ function mainHelp(registry: Registry): string {
     '',
     'Other commands:',
     `  ${'init-db'.padEnd(28)} create the data home and database, apply migrations`,
-    `  ${'serve'.padEnd(28)} MCP server: stdio (default) or --http [--host 127.0.0.1] [--port 8765] [--read-only] [--toolsets LIST]`,
+    `  ${'serve'.padEnd(28)} MCP server: stdio (default) or --http [--host 127.0.0.1] [--port 8765] [--no-auth] [--read-only] [--toolsets LIST]`,
     ...COMMANDS.map((c) => `  ${c.name.padEnd(28)} ${c.summary}`),
     '',
     'Run `agentpr <command> --help` for its options.',
@@ -270,6 +270,7 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
   let port: number | undefined;
   let readOnly: boolean | undefined;
   let toolsets: Toolset[] | undefined;
+  let noAuth = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (example: string) => {
@@ -278,6 +279,7 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
       return v;
     };
     if (a === '--http') http = true;
+    else if (a === '--no-auth') noAuth = true;
     else if (a === '--read-only') readOnly = true;
     else if (a === '--host') host = value('127.0.0.1');
     else if (a === '--toolsets') toolsets = parseToolsets(value('core,github'), '--toolsets');
@@ -288,7 +290,7 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
     } else if (a === '--help' || a === '-h') {
       io.stdout(SERVE_USAGE);
       return 0;
-    } else throw new UsageError(`unknown option ${a} for serve; allowed: --http, --host, --port, --read-only, --toolsets`);
+    } else throw new UsageError(`unknown option ${a} for serve; allowed: --http, --host, --port, --no-auth, --read-only, --toolsets`);
   }
   const exposure = serverExposure({ readOnly, toolsets });
   const app = openApp();
@@ -296,8 +298,9 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
     await serveStdio(exposure, app);
     return await new Promise<number>(() => undefined); // runs until stdin closes (serveStdio exits)
   }
-  const running = await startHttpServer({ app, host, port, ...exposure });
-  io.stderr(`agentpr: MCP Streamable HTTP on ${running.url}${exposure.readOnly ? ' (read-only)' : ''}${exposure.toolsets ? ` (toolsets ${exposure.toolsets.join(',')})` : ''} — run board at ${new URL('/', running.url).href}\n`);
+  const running = await startHttpServer({ app, host, port, ...exposure, noAuth, stderr: io.stderr });
+  const auth = running.auth === 'none' ? ' WITHOUT a token (--no-auth)' : running.tokenFile ? ` (token in ${running.tokenFile})` : ' (token from AGENTPR_MCP_TOKEN)';
+  io.stderr(`agentpr: MCP Streamable HTTP on ${running.url}${exposure.readOnly ? ' (read-only)' : ''}${exposure.toolsets ? ` (toolsets ${exposure.toolsets.join(',')})` : ''}${auth} — run board at ${new URL('/', running.url).href}\n`);
   return await new Promise<number>((resolve) => {
     const stop = () => {
       void running.close().then(async () => {
@@ -310,9 +313,10 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
   });
 }
 
-const SERVE_USAGE = `usage: agentpr serve [--http [--host 127.0.0.1] [--port 8765]] [--read-only] [--toolsets LIST]
+const SERVE_USAGE = `usage: agentpr serve [--http [--host 127.0.0.1] [--port 8765] [--no-auth]] [--read-only] [--toolsets LIST]
 MCP server: stdio by default, Streamable HTTP at /mcp with --http.
   --http also serves the run board at / (same token; see docs/board.md)
+  --no-auth         HTTP on loopback without a token (a warning is printed)
   --read-only       expose only read tools (env AGENTPR_READ_ONLY=1)
   --toolsets LIST   expose only these toolsets, comma-separated: ${TOOLSETS.join(', ')} (env AGENTPR_TOOLSETS)
 Flags override the environment.

@@ -9,7 +9,7 @@ export const STATE_AFTER_VERDICT = ['UNCHANGED', 'LOCAL_VALIDATING', 'FAILED_RET
 
 export const RunAgentStepPolicySchema = z.strictObject({
   codex_sandbox: z.enum(['read-only', 'workspace-write', 'danger-full-access']).default('workspace-write'),
-  codex_model: z.string().min(1).optional(),
+  codex_model: z.string().min(1).refine((v) => !v.startsWith('-'), "codex_model must not start with '-' (it would be read as an option)").optional(),
   skills_mode: z.enum(['off', 'agentpr']).default('off'),
   max_agent_seconds: z.number().int().min(1).max(86_400).default(900),
   max_changed_files: z.number().int().min(0).default(6),
@@ -42,6 +42,14 @@ export const WebhookPolicySchema = z.strictObject({
   audit_log_file: z.string().min(1).default('github_webhook_audit.jsonl'),
 });
 
+/** Operator-only settings of the trust boundaries (docs/security.md). */
+export const SecurityPolicySchema = z.strictObject({
+  /** Extra directories path inputs from MCP, Telegram and the manager may name (besides the agentpr home and the workspace root). */
+  file_roots: z.array(z.string().min(1).refine((p) => p.startsWith('/'), 'file_roots entries must be absolute paths')).default([]),
+  /** Worker environment names an operator override file may set although they change how programs start or connect (NODE_OPTIONS, *_BASE_URL, ...). */
+  env_override_allowlist: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _')).default([]),
+});
+
 export const ManagerPolicySchema = z.strictObject({
   max_actions_per_tick: z.number().int().min(1).default(20),
   max_concurrent_agent_steps: z.number().int().min(1).default(1),
@@ -65,6 +73,7 @@ export const PolicySchema = z.strictObject({
   telegram_bot: TelegramPolicySchema.default(() => TelegramPolicySchema.parse({})),
   github_webhook: WebhookPolicySchema.default(() => WebhookPolicySchema.parse({})),
   manager: ManagerPolicySchema.default(() => ManagerPolicySchema.parse({})),
+  security: SecurityPolicySchema.default(() => SecurityPolicySchema.parse({})),
 });
 export type Policy = z.infer<typeof PolicySchema>;
 

@@ -3,12 +3,32 @@ import type { App } from './app.js';
 import { ConfigurationError, UserInputError, errorMessage } from './core/errors.js';
 import { TransitionError } from './core/states.js';
 import { describeIssues } from './core/validation-message.js';
+import { resolveAllowedPath, type Trust } from './trust.js';
 
 export type Tier = 'read' | 'write' | 'admin';
 export const TIER_RANK: Record<Tier, number> = { read: 0, write: 1, admin: 2 };
 
 /** The way in a call came through; recorded in approvals and audits. */
 export type Entry = 'mcp' | 'cli' | 'telegram' | 'manager' | 'webhook' | 'internal';
+
+/**
+ * Trust per entry, in one place (docs/security.md): the CLI is the operator; MCP acts for the
+ * operator but is driven by an assistant model; Telegram, the manager model and the webhook are
+ * remote. 'internal' is agentpr calling itself with values it chose.
+ */
+export const ENTRY_TRUST: Readonly<Record<Entry, Trust>> = {
+  cli: 'operator',
+  internal: 'operator',
+  mcp: 'assistant',
+  telegram: 'remote',
+  manager: 'remote',
+  webhook: 'remote',
+};
+
+/** Directories path inputs from non-operator entries may name: the data home, the workspace root, policy security.file_roots. */
+export function allowedFileRoots(app: App): string[] {
+  return [app.config.home, app.config.workspaceRoot, ...app.policy.security.file_roots];
+}
 
 export interface ToolAnnotations {
   readOnlyHint?: boolean;
@@ -56,6 +76,11 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   output: O;
   /** CLI hints: fields that may be given positionally, in order. */
   cli?: { positional?: string[] };
+  /**
+   * Input fields that name a file or directory on this host (a string or an array of strings).
+   * From every entry but the operator's they resolve, symlinks first, below allowedFileRoots().
+   */
+  paths?: readonly string[];
   // Method syntax on purpose: parameters are then checked bivariantly, so every concrete tool is an AnyTool.
   handler(args: z.output<I>, ctx: ToolContext): Promise<ToolResult<z.input<O>>> | ToolResult<z.input<O>>;
 }
@@ -108,6 +133,8 @@ export type CallOutcome =
 export interface CallOptions {
   /** The highest tier the caller may use (Telegram chats, the manager LLM); default admin. */
   maxTier?: Tier;
+  /** The only tools this call may reach (plain chat text: the curated set in telegram/text-intent.ts). */
+  only?: readonly string[];
 }
 
 /** Thrown by pre-call hooks (the doctor) to refuse a call before anything changes. */
@@ -153,6 +180,9 @@ export class Registry {
     if (TIER_RANK[tool.tier] > TIER_RANK[maxTier]) {
       return { ok: false, tool, code: 'forbidden', error: `${name} is a ${tool.tier}-tier tool; this caller may use ${maxTier}-tier tools only` };
     }
+    if (opts.only && !opts.only.includes(name)) {
+      return { ok: false, tool, code: 'forbidden', error: `${name} cannot be reached from this entry; it may use ${opts.only.join(', ')}` };
+    }
     const parsed = effectiveInput(tool).safeParse(rawArgs ?? {});
     if (!parsed.success) return { ok: false, tool, code: 'invalid_input', error: formatZodError(parsed.error, name, rawArgs ?? {}) };
     const args = { ...(parsed.data as Record<string, unknown>) };
@@ -160,6 +190,11 @@ export class Registry {
     delete args.skip_doctor;
     const log = ctx.app.logger.child({ tool: name, entry: ctx.entry, ...(typeof args.run_id === 'string' ? { run_id: args.run_id } : {}) });
     try {
+      if (tool.paths && ENTRY_TRUST[ctx.entry] !== 'operator') {
+        // A relative path is read from the run's workspace, so it is checked from there too.
+        const cwd = typeof args.run_id === 'string' ? ctx.app.service.findRun(args.run_id)?.workspace_dir ?? undefined : undefined;
+        checkPathInputs(tool.paths, args, allowedFileRoots(ctx.app), cwd);
+      }
       if (tool.tier !== 'read') {
         for (const hook of ctx.app.preCallHooks) await hook(tool, args, { ...ctx, skipDoctor });
       }
@@ -181,5 +216,16 @@ export class Registry {
       log.error({ err }, 'tool handler failed');
       return { ok: false, tool, code: 'internal', error: `${name} failed: ${message}` };
     }
+  }
+}
+
+/** Replaces each path input with its checked real path (throws UserInputError on the first refusal). */
+function checkPathInputs(fields: readonly string[], args: Record<string, unknown>, roots: string[], cwd?: string): void {
+  for (const field of fields) {
+    const v = args[field];
+    // A web address is not a file on this host (mark-plan-ready stores a contract URI as given).
+    if (typeof v === 'string' && /^https?:\/\//i.test(v)) continue;
+    if (typeof v === 'string') args[field] = resolveAllowedPath(v, roots, { field, cwd });
+    else if (Array.isArray(v)) args[field] = v.map((p, i) => (typeof p === 'string' ? resolveAllowedPath(p, roots, { field: `${field}[${i}]`, cwd }) : p));
   }
 }

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { scrubSecrets } from './logger.js';
 import { join, resolve } from 'node:path';
 import type { Statement } from 'better-sqlite3';
 import type { DB } from './store/db.js';
@@ -463,7 +464,8 @@ export class Service extends EventEmitter<ServiceEvents> {
       });
       let lastError = run.last_error;
       if (effect.outcome !== 'ignored') {
-        if (effect.lastError !== undefined) lastError = effect.lastError;
+        // last_error is shown everywhere (Telegram, MCP, the manager model): never a credential.
+        if (effect.lastError !== undefined) lastError = effect.lastError === null ? null : scrubSecrets(effect.lastError);
         if (effect.to !== run.state || lastError !== run.last_error || effect.prNumber !== undefined) {
           this.st.updateState.run(effect.to, lastError, now, run.run_id);
         }

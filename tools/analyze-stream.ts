@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { defineTool } from '../src/registry.js';
 import { OwnerSchema, RepoSchema, RunIdSchema } from '../src/core/models.js';
 import { RunStateSchema } from '../src/core/states.js';
-import { UserInputError } from '../src/core/errors.js';
+import { scrubSecrets } from '../src/logger.js';
 import { RepoOverrideSchema, agentPolicyFor } from '../src/policy.js';
 import { analyzeAttempt, computeDiffStats, renderInsight, RunDigestSchema } from '../src/analysis/index.js';
 
@@ -18,6 +18,7 @@ export const analyzeStream = defineTool({
   tier: 'read',
   annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
   cli: { positional: ['path'] },
+  paths: ['path', 'worktree'],
   input: z.object({
     path: z.string().min(1).max(4096).describe('Path of the stream file (.jsonl, one codex event per line)'),
     exit_code: z.number().int().nullable().default(0).describe('Exit code of the codex process (null = killed by a signal); default 0'),
@@ -37,14 +38,8 @@ export const analyzeStream = defineTool({
     keep_stream: z.boolean(),
     target_state: z.string(),
   }),
-  handler: async (args, { app, entry }) => {
-    // Remote entries (Telegram, the manager LLM, HTTP) may only read streams the orchestrator stored.
-    if (entry !== 'cli' && entry !== 'internal' && entry !== 'mcp') {
-      await assertInside(args.path, [app.config.home, app.config.workspaceRoot]);
-    }
-    if (args.worktree && entry !== 'cli' && entry !== 'internal' && entry !== 'mcp') {
-      await assertInside(args.worktree, [app.config.workspaceRoot]);
-    }
+  handler: async (args, { app }) => {
+    // Path inputs are checked by the registry (below the allowed roots from every entry but the CLI).
     const base = agentPolicyFor(app.policy, args.owner, args.repo);
     const overrides = Object.fromEntries(Object.entries(args.policy ?? {}).filter(([, v]) => v !== undefined));
     const policy = { ...base, ...overrides };
@@ -64,8 +59,9 @@ export const analyzeStream = defineTool({
       artifacts: { agent_event_stream: resolve(args.path) },
     });
     // Without a run id the retention sample still needs a key; the digest shows none.
-    const digest = args.run_id ? a.digest : { ...a.digest, run: { ...a.digest.run, run_id: null } };
-    const insight = args.run_id ? a.insightMarkdown : renderInsight(digest);
+    const named = args.run_id ? a.digest : { ...a.digest, run: { ...a.digest.run, run_id: null } };
+    const digest = { ...named, events: { ...named.events, parse_error_samples: await unparsedSamples(named.events.parse_error_samples, args.path, app.config.reportsDir, app.env) } };
+    const insight = args.run_id && digest.events.parse_error_samples === named.events.parse_error_samples ? a.insightMarkdown : renderInsight(digest);
     return {
       data: { digest, insight_markdown: insight, keep_stream: a.keepStream, target_state: a.targetState },
       text: insight,
@@ -73,17 +69,18 @@ export const analyzeStream = defineTool({
   },
 });
 
-async function assertInside(path: string, roots: string[]): Promise<void> {
-  let real: string;
-  try {
-    real = await realpath(resolve(path));
-  } catch {
-    throw new UserInputError(`stream file not found: ${path}; pass the path of a stored codex --json stream`);
-  }
-  for (const root of roots) {
-    const r = await realpath(root).catch(() => resolve(root));
-    const rel = relative(r, real);
-    if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) return;
-  }
-  throw new UserInputError(`${path} is outside the agentpr home and workspace root; from this entry only stored streams can be analysed`);
+type Sample = { line: number; reason: string; excerpt: string };
+
+/**
+ * Lines that are not codex events may be any file's content (a key, a password file): only a
+ * stream agentpr stored itself (below reports/) shows them, secret-scrubbed; any other file shows
+ * the line number and reason alone.
+ */
+async function unparsedSamples(samples: Sample[], path: string, reportsDir: string, env: NodeJS.ProcessEnv): Promise<Sample[]> {
+  if (!samples.length) return samples;
+  const real = await realpath(resolve(path)).catch(() => resolve(path));
+  const root = await realpath(reportsDir).catch(() => resolve(reportsDir));
+  const rel = relative(root, real);
+  const stored = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  return samples.map((s) => ({ ...s, excerpt: stored ? scrubSecrets(s.excerpt, env) : '' }));
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { defineTool } from '../src/registry.js';
+import { ENTRY_TRUST, allowedFileRoots, defineTool } from '../src/registry.js';
+import { resolveAllowedPath } from '../src/trust.js';
 import { ApplyResultSchema, RunIdSchema } from '../src/core/models.js';
 import { EVENT_TYPES, type EventType } from '../src/core/events.js';
 import { UserInputError } from '../src/core/errors.js';
@@ -20,7 +21,11 @@ export const applyEvent = defineTool({
     idempotency_key: IdempotencyKeySchema,
   }),
   output: ApplyResultSchema,
-  handler: (args, { app }) => {
+  handler: (args, { app, entry }) => {
+    // The contract is later copied into the worker's clone: the same roots as mark-plan-ready.
+    if (args.event_type === 'worker.discovery.completed' && typeof args.payload.contract_path === 'string' && ENTRY_TRUST[entry] !== 'operator') {
+      args.payload.contract_path = resolveAllowedPath(args.payload.contract_path, allowedFileRoots(app), { field: 'payload.contract_path' });
+    }
     const payloadBytes = Buffer.byteLength(JSON.stringify(args.payload));
     if (payloadBytes > 64 * 1024) {
       throw new UserInputError(`payload is ${payloadBytes} bytes; the limit is 65536 bytes`);

@@ -9,6 +9,7 @@ export const managerTick = defineTool({
     'Decide the next step for one run or every non-terminal run (the built-in rules, or a model in llm/hybrid mode) and, unless dry_run, execute it through the same tools (start-discovery, run-prepare, mark-plan-ready, start-implementation, run-agent-step, run-finish, retry, sync-github). A run advances until it waits for a person or a limit is reached. Returns every decision with its reason and outcome; decisions are stored and shown by inspect-run.',
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
+  paths: ['prompt_file'],
   input: TickInputSchema,
   output: TickReportSchema,
   handler: async (args, ctx) => {

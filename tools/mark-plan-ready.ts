@@ -1,13 +1,14 @@
 import { statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { eventTool } from './_event-tool.js';
 import { UserInputError } from '../src/core/errors.js';
+import { eventTool } from './_event-tool.js';
 
 /** A URI such as https://... or file://... is recorded as given; a path must name a file. */
 const URI = /^[a-z][a-z0-9+.-]*:\/\//i;
 
-export const markPlanReady = eventTool({
+export const markPlanReady = {
+  ...eventTool({
   name: 'mark-plan-ready',
   title: 'Mark plan ready',
   description:
@@ -33,4 +34,6 @@ export const markPlanReady = eventTool({
     }
     return { ...payload, contract_path: path };
   },
-});
+  }),
+  paths: ['contract_path'],
+};

@@ -11,6 +11,7 @@ export const requestOpenPrTool = defineTool({
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   cli: { positional: ['run_id'] },
+  paths: ['body_file'],
   input: z.object({
     run_id: RunIdSchema,
     title: z

@@ -1,6 +1,7 @@
 import { UserInputError } from '../src/core/errors.js';
 import { z } from 'zod';
 import { defineTool } from '../src/registry.js';
+import { notAnOption } from '../src/trust.js';
 import { RunIdSchema } from '../src/core/models.js';
 import { RunStateSchema } from '../src/core/states.js';
 import { MAX_PROMPT_CHARS, startAgentStep } from '../src/worker/agent-step.js';
@@ -46,13 +47,14 @@ export const runAgentStep = defineTool({
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   cli: { positional: ['run_id'] },
+  paths: ['prompt_file', 'allowed_read_only_roots'],
   input: z.object({
     run_id: RunIdSchema,
     prompt: z.string().min(1).max(MAX_PROMPT_CHARS).optional().describe('The task for the worker (or prompt_file)'),
     prompt_file: z.string().min(1).max(4096).optional().describe('Path of a text file with the task (or prompt)'),
     max_agent_seconds: z.number().int().min(1).max(86_400).optional().describe('Hard timeout; default: the run budget, else policy run_agent_step.max_agent_seconds'),
     sandbox: z.enum(['read-only', 'workspace-write', 'danger-full-access']).optional().describe("codex --sandbox; default from policy; 'read-only' is refused"),
-    model: z.string().min(1).max(200).optional().describe('codex --model; default from policy (codex_model) or codex itself'),
+    model: notAnOption(z.string().min(1).max(200), 'model').optional().describe('codex --model; default from policy (codex_model) or codex itself'),
     allowed_read_only_roots: z.array(z.string().min(1).max(4096)).max(50).optional().describe('Absolute paths outside the repo the worker may read (added to the policy list)'),
     wait: z.boolean().default(true).describe('Wait for the verdict (default); false returns at once and the step continues in the server'),
     return_after_seconds: z

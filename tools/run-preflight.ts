@@ -24,6 +24,7 @@ export const runPreflightTool = defineTool({
     failed: z.array(z.string()),
     toolchain: z.array(z.string()),
     checks: z.array(CheckSchema),
+    warnings: z.array(z.string()),
     report_path: z.string(),
     artifact_id: z.number().int(),
   }),
@@ -57,6 +58,7 @@ export const runPreflightTool = defineTool({
     const text = [
       `${run.run_id}: preflight ${report.ok ? 'ok' : `FAILED (${report.failed.join(', ')})`} for ${report.repo_dir}`,
       ...report.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.message}${c.fix ? `\n       fix: ${c.fix}` : ''}`),
+      ...report.warnings.map((w) => `  warning: ${w}`),
       `report: ${reportPath}`,
     ].join('\n');
     return {
@@ -67,6 +69,7 @@ export const runPreflightTool = defineTool({
         failed: report.failed,
         toolchain: report.toolchain,
         checks: report.checks,
+        warnings: report.warnings,
         report_path: reportPath,
         artifact_id: artifact.artifact_id,
       },

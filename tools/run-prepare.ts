@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineTool } from '../src/registry.js';
+import { notAnOption } from '../src/trust.js';
 import { RunIdSchema } from '../src/core/models.js';
 import { runPrepare } from '../src/worker/forge.js';
 import { ForgeOutcomeSchema, describeForge } from './_forge-output.js';
@@ -20,8 +21,8 @@ export const runPrepareTool = defineTool({
   cli: { positional: ['run_id'] },
   input: z.object({
     run_id: RunIdSchema,
-    upstream_url: z.string().min(1).max(4096).optional().describe('Upstream git remote (default https://github.com/<owner>/<repo>.git)'),
-    fork_url: z.string().min(1).max(4096).optional().describe('The git remote to push to (your fork); with either URL, gh is not used'),
+    upstream_url: notAnOption(z.string().min(1).max(4096), 'upstream_url').optional().describe('Upstream git remote (default https://github.com/<owner>/<repo>.git)'),
+    fork_url: notAnOption(z.string().min(1).max(4096), 'fork_url').optional().describe('The git remote to push to (your fork); with either URL, gh is not used'),
     base: BranchName.optional().describe('Base branch (default: the upstream default branch)'),
     feature: BranchName.optional().describe('Feature branch (default feature/forge-<UTC timestamp>); an existing one is rebased'),
     timeout_sec: z.number().int().min(1).max(7200).optional().describe('Kill the script after this many seconds (default 900)'),

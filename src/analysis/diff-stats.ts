@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import { safeGitEnv } from '../worker/git-safety.js';
 import { join } from 'node:path';
 import { loadExeca } from '../exec.js';
 import { UserInputError } from '../core/errors.js';
@@ -45,7 +46,7 @@ const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
 const MAX_FILES_LISTED = 200;
 
 async function git(dir: string, args: string[]): Promise<string> {
-  const r = await (await loadExeca()).execa('git', ['-C', dir, ...args], { reject: false, stripFinalNewline: false, env: { GIT_OPTIONAL_LOCKS: '0' } });
+  const r = await (await loadExeca()).execa('git', ['-C', dir, ...args], { reject: false, stripFinalNewline: false, env: { ...safeGitEnv(process.env), GIT_OPTIONAL_LOCKS: '0' }, extendEnv: false });
   if (r.exitCode !== 0) {
     throw new UserInputError(`git ${args.join(' ')} failed in ${dir} (exit ${r.exitCode}): ${String(r.stderr).trim() || 'no message'}; is it a git worktree?`);
   }
@@ -54,9 +55,9 @@ async function git(dir: string, args: string[]): Promise<string> {
 
 /** The worktree's HEAD commit, or null when the repository has no commits yet. */
 export async function readHeadSha(dir: string): Promise<string | null> {
-  const r = await (await loadExeca()).execa('git', ['-C', dir, 'rev-parse', '--verify', '-q', 'HEAD'], { reject: false });
+  const r = await (await loadExeca()).execa('git', ['-C', dir, 'rev-parse', '--verify', '-q', 'HEAD'], { reject: false, env: safeGitEnv(process.env), extendEnv: false });
   if (r.exitCode === 0) return String(r.stdout).trim();
-  const inside = await (await loadExeca()).execa('git', ['-C', dir, 'rev-parse', '--is-inside-work-tree'], { reject: false });
+  const inside = await (await loadExeca()).execa('git', ['-C', dir, 'rev-parse', '--is-inside-work-tree'], { reject: false, env: safeGitEnv(process.env), extendEnv: false });
   if (inside.exitCode !== 0) throw new UserInputError(`not a git worktree: ${dir}; the diff budget needs the run's clone`);
   return null;
 }

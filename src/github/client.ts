@@ -1,4 +1,5 @@
 import type { Octokit, RequestError } from 'octokit';
+import { scrubSecrets } from '../logger.js';
 
 type OctokitModule = typeof import('octokit');
 let octokitModule: Promise<OctokitModule> | undefined;
@@ -250,7 +251,7 @@ function describeRequestError(err: RequestError, what: string, settings: GitHubS
           : err.status >= 500 || err.status === 0
             ? `; GitHub (${settings.apiUrl}) failed or could not be reached, try again later`
             : '';
-  return `GitHub ${what} failed with HTTP ${err.status}: ${detail}${hint}`;
+  return scrubSecrets(`GitHub ${what} failed with HTTP ${err.status}: ${detail}${hint}`);
 }
 
 function errorsText(errors: unknown): string {

@@ -1,4 +1,5 @@
 import { randomInt, randomBytes } from 'node:crypto';
+import { GIT_PUSH_CREDENTIALS, safeGitEnv } from '../worker/git-safety.js';
 import { readFileSync } from 'node:fs';
 import { loadExeca } from '../exec.js';
 import { z } from 'zod';
@@ -75,7 +76,8 @@ async function git(dir: string, args: string[], timeoutMs = 30_000): Promise<{ o
     timeout: timeoutMs,
     stdin: 'ignore',
     // A remote that asks for credentials must fail, not hang on a prompt.
-    env: { GIT_TERMINAL_PROMPT: '0', GIT_OPTIONAL_LOCKS: '0' },
+    env: { ...safeGitEnv(process.env, { credentials: GIT_PUSH_CREDENTIALS }), GIT_OPTIONAL_LOCKS: '0' },
+    extendEnv: false,
   });
   return { ok: r.exitCode === 0, out: String(r.stdout ?? '').trim(), err: String(r.stderr ?? r.message ?? '').trim() };
 }

@@ -23,6 +23,7 @@ import {
 import { gatherFacts, readJsonFile } from './facts.js';
 import { createManagerLlm, trimDigest, type ManagerLlm, type ModelProposal } from './llm.js';
 import { decide, type RuleDecision, type RunFacts } from './rules.js';
+import { checkProposal } from './proposal-check.js';
 
 export const TickInputSchema = z.object({
   run_id: RunIdSchema.optional().describe('Only this run (in any state); default: every non-terminal run'),
@@ -145,12 +146,13 @@ function isFile(path: string): boolean {
 }
 
 type Resolution =
-  | { kind: 'execute'; decision: Decision; materialize?: MaterializeContract; source: 'rules' | 'model'; disagreement: boolean; fallback?: RuleDecision }
-  | { kind: 'stop'; decision: Decision; source: 'rules' | 'model'; outcome: 'waiting' | 'noop' | 'skipped' | 'refused'; error: string | null; disagreement: boolean };
+  | { kind: 'execute'; decision: Decision; materialize?: MaterializeContract; source: 'rules' | 'model'; disagreement: boolean; fallback?: RuleDecision; refusal?: string }
+  | { kind: 'stop'; decision: Decision; source: 'rules' | 'model'; outcome: 'waiting' | 'noop' | 'skipped' | 'refused'; error: string | null; disagreement: boolean; refusal?: string };
 
 /**
- * Combines the rules' decision with the model's proposal. llm: the model's valid call wins;
- * hybrid: it runs only when its action class equals the rules', otherwise the rules win.
+ * Combines the rules' decision with the model's proposal. llm: the model may take the rules' step
+ * (with the rules' arguments) or hold the run for a person; anything else is refused and recorded.
+ * hybrid: the same, except that a refused or disagreeing proposal leaves the decision to the rules.
  */
 function resolve(mode: DecisionMode, facts: RunFacts, rule: RuleDecision, proposal: ModelProposal | null, modelError: string | null): Resolution {
   const rulesExec = (note: string | null, disagreement = false): Resolution =>
@@ -188,9 +190,14 @@ function resolve(mode: DecisionMode, facts: RunFacts, rule: RuleDecision, propos
   if (proposal.tool === null) {
     return { kind: 'stop', decision: { ...rule, action: 'wait_human', tool: null, args: {}, reason }, source: 'model', outcome: 'waiting', error: null, disagreement };
   }
-  const decision: Decision = { ...rule, action: modelAction, tool: proposal.tool, args: proposal.args ?? {}, reason };
-  const mat = rule.materialize && proposal.args?.contract_path === rule.materialize.path ? rule.materialize : undefined;
-  return { kind: 'execute', decision, materialize: mat, source: 'model', disagreement, fallback: mode === 'hybrid' ? rule : undefined };
+  // The model may take the rules' step or hold the run; every argument is the rules' (see proposal-check.ts).
+  const check = checkProposal(rule, proposal.tool, modelAction, proposal.args ?? {});
+  if (!check.ok) {
+    if (mode === 'hybrid') return { ...rulesExec(`model's call refused: ${check.reason}; rules decided`, true), refusal: check.reason };
+    return { kind: 'stop', decision: rule, source: 'model', outcome: 'refused', error: check.reason, disagreement: true, refusal: check.reason };
+  }
+  const decision: Decision = { ...rule, action: modelAction, tool: proposal.tool, args: check.args, reason };
+  return { kind: 'execute', decision, materialize: rule.materialize, source: 'model', disagreement, fallback: mode === 'hybrid' ? rule : undefined };
 }
 
 function proposalView(llm: ManagerLlm, p: ModelProposal | null, error: string | null): ModelProposalView {
@@ -281,6 +288,7 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
         }
         proposal = proposalView(llm, p, err);
         res = resolve(mode, facts, rule, p, err);
+        if (res.refusal) proposal = { ...proposal, error: res.refusal };
       } else {
         res = { kind: 'execute', decision: rule, materialize: rule.materialize, source: 'rules', disagreement: false };
       }

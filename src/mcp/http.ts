@@ -1,8 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
-import { hostHeaderValidation, originValidation, toNodeHandler } from '@modelcontextprotocol/node';
+import { hostHeaderValidation, toNodeHandler } from '@modelcontextprotocol/node';
 import { createMcpHandler } from '@modelcontextprotocol/server';
 import type { App } from '../app.js';
 import { ConfigurationError } from '../core/errors.js';
@@ -14,8 +16,14 @@ export interface HttpServerOptions {
   app: App;
   host?: string;
   port?: number;
-  /** Bearer token; default AGENTPR_MCP_TOKEN. Required to bind a non-loopback address. */
+  /** Bearer token; default AGENTPR_MCP_TOKEN, else the token file in the data home (generated on first start). */
   token?: string;
+  /** Serve without a token (loopback only; logged as a warning). */
+  noAuth?: boolean;
+  /** Browser origins accepted besides the server's own (AGENTPR_MCP_ALLOWED_ORIGINS), e.g. https://app.example.com. */
+  allowedOrigins?: string[];
+  /** Where the one-time token notice goes (default process stderr). */
+  stderr?: (text: string) => void;
   readOnly?: boolean;
   /** Expose only these toolsets (default all). */
   toolsets?: readonly Toolset[];
@@ -31,7 +39,32 @@ export interface RunningHttpServer {
   host: string;
   port: number;
   server: Server;
+  /** 'bearer' unless started with noAuth. */
+  auth: 'bearer' | 'none';
+  /** The token file used, when the token came from the data home. */
+  tokenFile?: string;
   close: () => Promise<void>;
+}
+
+export const MCP_TOKEN_FILE = 'mcp_token';
+
+/**
+ * The HTTP token kept in the data home, as Jupyter does: generated on first start (32 random
+ * bytes, hex), written 0600; a file other users can read is narrowed to 0600 again.
+ */
+export function loadOrCreateToken(home: string): { token: string; file: string; created: boolean } {
+  const file = join(home, MCP_TOKEN_FILE);
+  try {
+    const token = randomBytes(32).toString('hex');
+    writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    return { token, file, created: true };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigurationError(`cannot write the MCP token file ${file}: ${(err as Error).message}`);
+  }
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  const token = readFileSync(file, 'utf8').trim();
+  if (token.length < 16) throw new ConfigurationError(`the MCP token file ${file} holds no usable token (16+ characters); delete it to generate a new one`);
+  return { token, file, created: false };
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
@@ -75,24 +108,31 @@ function answer(res: ServerResponse, status: number, body: Record<string, unknow
 
 /**
  * Streamable HTTP at /mcp (stateless: a fresh McpServer per request through the SDK's
- * createMcpHandler). Guards, in order: path, Host/Origin allow-list (DNS rebinding -> 403),
- * bearer token (401).
+ * createMcpHandler). Guards, in order: path, Host allow-list and Origin (this server's own or a
+ * configured one; DNS rebinding and other local pages -> 403), bearer token (401, on by default).
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<RunningHttpServer> {
   const { app } = opts;
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 8765;
   const path = opts.path ?? '/mcp';
-  const token = opts.token ?? (process.env.AGENTPR_MCP_TOKEN || undefined);
-  if (!isLoopbackHost(host) && !token) {
-    throw new ConfigurationError(
-      `refusing to bind ${host}: a non-loopback address needs AGENTPR_MCP_TOKEN set (clients then send Authorization: Bearer <token>); or bind 127.0.0.1`,
-    );
+  let token = opts.token || app.env.AGENTPR_MCP_TOKEN || undefined;
+  let stored: ReturnType<typeof loadOrCreateToken> | undefined;
+  if (opts.noAuth) {
+    if (!isLoopbackHost(host)) {
+      throw new ConfigurationError(`refusing to bind ${host} without a token: --no-auth is for loopback addresses only; drop --no-auth (a token is generated) or bind 127.0.0.1`);
+    }
+    token = undefined;
+  } else if (!token) {
+    stored = loadOrCreateToken(app.config.home);
+    token = stored.token;
   }
   const extra = opts.allowedHosts ?? (process.env.AGENTPR_MCP_ALLOWED_HOSTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   const hostnames = [...new Set(['localhost', '127.0.0.1', '[::1]', ...(host === '0.0.0.0' || host === '::' ? machineHostnames() : [bracketed(host)]), ...extra])];
   const validateHost = hostHeaderValidation(hostnames);
-  const validateOrigin = originValidation(hostnames);
+  const extraOrigins = new Set(
+    (opts.allowedOrigins ?? (app.env.AGENTPR_MCP_ALLOWED_ORIGINS ?? '').split(',')).map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean),
+  );
   const maxBody = opts.maxBodyBytes ?? 4 * 1024 * 1024;
   const log = app.logger.child({ component: 'mcp-http' });
 
@@ -116,11 +156,21 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
 
   // The run board (/, /board/...) shares the guards and the token; see src/board/http.ts.
   const board = createBoardRoutes({ app, token, readOnly: opts.readOnly, log: app.logger.child({ component: 'board-http' }) });
+  // A browser page may call only from this server's own origin (scheme, host and port) or a
+  // configured one; any other localhost port is another program's page.
+  const originAllowed = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const origin = req.headers.origin;
+    if (origin === undefined) return true;
+    const own = (server.address() as AddressInfo | null)?.port;
+    const allowed = extraOrigins.has(origin) || hostnames.some((h) => origin === `http://${h}:${own}`);
+    if (!allowed) answer(res, 403, { error: `origin ${origin} is not allowed; pages must come from this server's own origin or AGENTPR_MCP_ALLOWED_ORIGINS` });
+    return allowed;
+  };
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== path && board.handles(url.pathname)) {
-      if (!validateHost(req, res) || !validateOrigin(req, res)) return;
+      if (!validateHost(req, res) || !originAllowed(req, res)) return;
       board.handle(req, res, url);
       return;
     }
@@ -128,12 +178,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
       answer(res, 404, { error: `not found; the MCP endpoint is ${path}` });
       return;
     }
-    if (!validateHost(req, res) || !validateOrigin(req, res)) {
+    if (!validateHost(req, res) || !originAllowed(req, res)) {
       log.warn({ host: req.headers.host, origin: req.headers.origin }, 'rejected Host/Origin');
       return;
     }
     if (token && !bearerMatches(req.headers.authorization, token)) {
-      answer(res, 401, { error: 'missing or wrong bearer token; send Authorization: Bearer <AGENTPR_MCP_TOKEN>' }, { 'www-authenticate': 'Bearer' });
+      answer(res, 401, { error: `missing or wrong bearer token; send Authorization: Bearer <token> (AGENTPR_MCP_TOKEN, or the token in ${join(app.config.home, MCP_TOKEN_FILE)})` }, { 'www-authenticate': 'Bearer' });
       return;
     }
     nodeHandler(req, res).catch((err: unknown) => {
@@ -155,12 +205,21 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${shownHost}:${addr.port}${path}`;
-  log.info({ url, readOnly: Boolean(opts.readOnly), auth: token ? 'bearer' : 'none' }, 'MCP HTTP server listening');
+  log.info({ url, readOnly: Boolean(opts.readOnly), auth: token ? 'bearer' : 'none', token_file: stored?.file }, 'MCP HTTP server listening');
+  if (opts.noAuth) log.warn({ url }, 'MCP HTTP server without a token (--no-auth): every local user and program can call every tool');
+  if (stored?.created) {
+    // Printed once, when generated; later starts read it from the file.
+    (opts.stderr ?? ((t: string) => process.stderr.write(t)))(
+      `agentpr: generated the MCP HTTP token, stored in ${stored.file} (mode 0600); clients send Authorization: Bearer <token>\n  ${url}\n  token: ${stored.token}\n`,
+    );
+  }
   return {
     url,
     host: addr.address,
     port: addr.port,
     server,
+    auth: token ? 'bearer' : 'none',
+    ...(stored ? { tokenFile: stored.file } : {}),
     close: async () => {
       app.service.off('run', onRun);
       app.service.off('artifact', onArtifact);

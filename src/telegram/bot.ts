@@ -16,6 +16,7 @@ import { chatTier, minTier, telegramPolicyOf, type TelegramBotConfig, type Teleg
 import { clip, formatFailure, formatList, formatStatus, helpText } from './format.js';
 import { nlTools, routeWithLlm } from './llm-router.js';
 import { matchRules } from './rules.js';
+import { PendingWrites, TEXT_TOOLS, describeWrite, isConfirmation, rulesRetryTarget, textArgs, CONFIRM_WINDOW_MS } from './text-intent.js';
 import { SlidingWindowLimiter } from './rate-limit.js';
 
 export interface TelegramBotOptions {
@@ -45,6 +46,8 @@ interface Turn {
   reclaimed: boolean;
   /** Shown before the reply when plain text was mapped by the rules. */
   prefix?: string;
+  /** Plain text (not a command): only TEXT_TOOLS are reachable. */
+  textRouted?: boolean;
 }
 
 type GrammySignal = Parameters<Api['getUpdates']>[1];
@@ -70,6 +73,9 @@ export class TelegramBot {
   /** Chats already told they are not allowed (they get one refusal, then silence). */
   private readonly refused = new Set<number>();
   private readonly log: App['logger'];
+  /** Writes from plain text waiting for the same person's "yes". */
+  private readonly pendingWrites = new PendingWrites();
+  private readonly now: () => number;
   private me?: { id: number; username: string };
   private offset?: number;
   private stopping = false;
@@ -82,6 +88,7 @@ export class TelegramBot {
     this.registry = new Registry(opts.tools ?? TOOLS);
     this.policy = opts.policy ?? telegramPolicyOf(opts.app);
     this.log = opts.app.logger.child({ component: 'telegram' });
+    this.now = opts.now ?? Date.now;
     this.limiter = new SlidingWindowLimiter(
       { windowMs: this.policy.rate_limit_window_sec * 1000, global: this.policy.rate_limit_global, perChat: this.policy.rate_limit_per_chat },
       opts.now,
@@ -328,7 +335,54 @@ export class TelegramBot {
       return;
     }
     turn.maxTier = minTier(tier, 'write');
-    await this.finish(turn, await this.routeText(text, turn));
+    turn.textRouted = true;
+    const offered = this.pendingWrites.take(chatId, turn.userId, this.now());
+    if (offered && isConfirmation(text)) {
+      entry.route = 'rules';
+      if (offered === 'expired') {
+        await this.finish(turn, { kind: 'reply', outcome: 'error', text: `That confirmation came after ${CONFIRM_WINDOW_MS / 1000}s; nothing was done. Ask again.`, note: 'confirmation expired' });
+        return;
+      }
+      entry.note = `confirmed: ${describeWrite(offered)}`;
+      await this.finish(turn, offered);
+      return;
+    }
+    await this.finish(turn, this.confirmFirst(turn, await this.routeText(text, turn)));
+  }
+
+  /**
+   * A plan from plain text: only the curated tools with agentpr's arguments, and a write waits for
+   * the same person's "yes" (text-intent.ts).
+   */
+  private confirmFirst(turn: Turn, plan: Plan): Plan {
+    let call: Extract<Plan, { kind: 'call' }>;
+    if (plan.kind === 'ask_state' && plan.command === 'retry') {
+      call = { kind: 'call', command: 'retry', tool: 'retry', args: { run_id: plan.run_id }, view: 'text' };
+    } else if (plan.kind === 'call') {
+      call = { ...plan, args: textArgs(plan.tool, plan.args) };
+    } else {
+      return plan;
+    }
+    if (!TEXT_TOOLS.includes(call.tool)) {
+      return { kind: 'reply', outcome: 'unauthorized', text: `${call.tool} is not available from plain text; nothing was done. /help lists the commands.`, note: `${call.tool} refused from text` };
+    }
+    if (call.tool === 'retry') {
+      const target = rulesRetryTarget(this.app, String(call.args.run_id));
+      if (!target.ok) return { kind: 'reply', outcome: 'error', text: `${target.reason}; nothing was done. /retry <run_id> <STATE> retries to a state you choose.` };
+      call.args.target_state = target.target;
+    }
+    const tool = this.registry.get(call.tool);
+    if (!tool || tool.tier === 'read' || call.tool === 'manager-tick') return call;
+    if (turn.userId === null) {
+      return { kind: 'reply', outcome: 'unauthorized', text: 'A change from plain text needs a confirmation from a person; use the command instead. /help lists them.' };
+    }
+    this.pendingWrites.offer(turn.chatId, turn.userId, call, this.now());
+    turn.entry.note = joinNote(turn.entry.note, `awaiting confirmation: ${describeWrite(call)}`);
+    return {
+      kind: 'reply',
+      outcome: 'ok',
+      text: `Reply "yes" (or 确认) within ${CONFIRM_WINDOW_MS / 1000}s to ${describeWrite(call)}. Anything else cancels it; nothing has changed yet.`,
+    };
   }
 
   /** Natural language → a plan, by the configured mode (SPEC §10). */
@@ -349,7 +403,7 @@ export class TelegramBot {
     if (mode !== 'rules' && this.llm) {
       const notes: string[] = [];
       try {
-        const offered = nlTools(this.registry.visible(turn.maxTier));
+        const offered = nlTools(this.registry.visible(turn.maxTier)).filter((t) => TEXT_TOOLS.includes(t.name));
         const routed = await routeWithLlm(text, offered, {
           client: await this.llm,
           model: this.config.llm?.model ?? 'gpt-4o-mini',
@@ -484,7 +538,7 @@ export class TelegramBot {
       callArgs,
       // The stop signal lets a long tool (manager-tick) end after its current action on SIGTERM.
       { app: this.app, entry: 'telegram', actor: `telegram:${turn.userId ?? turn.chatId}`, signal: this.abort.signal },
-      { maxTier: turn.maxTier },
+      { maxTier: turn.maxTier, ...(turn.textRouted ? { only: TEXT_TOOLS } : {}) },
     );
     if (!outcome.ok) {
       entry.outcome = outcome.code === 'forbidden' ? 'unauthorized' : 'error';

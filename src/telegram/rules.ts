@@ -1,10 +1,12 @@
 import { RUN_STATES, type RunState } from '../core/states.js';
 import type { ParsedCommand } from './commands.js';
+import { isNegation, isQuestion } from './text-intent.js';
 
 /**
  * Keyword rules for plain text, English and Chinese (SPEC §10 `rules`): help, list, status/show,
  * pause, resume/retry, manager tick, pending PRs. A match is turned into the equivalent slash
  * command, so text and commands share one path. Approval is recognised only to be refused.
+ * Questions and negations map to reads only (text-intent.ts).
  */
 export type RuleMatch = { kind: 'command'; command: ParsedCommand } | { kind: 'approval' } | null;
 
@@ -54,6 +56,15 @@ const K = {
   page: /\bpage\s*(\d+)\b|第\s*(\d+)\s*页/i,
 };
 
+function listCommand(t: string): RuleMatch {
+  const args: string[] = [];
+  const state = findState(t);
+  if (state) args.push(state);
+  const page = K.page.exec(t);
+  if (page) args.push(page[1] ?? page[2] ?? '1');
+  return cmd('list', args);
+}
+
 function cmd(name: string, args: string[] = []): RuleMatch {
   return { kind: 'command', command: { name, args } };
 }
@@ -64,6 +75,14 @@ export function matchRules(text: string): RuleMatch {
   if (K.approval.test(t)) return { kind: 'approval' };
   const run = RUN_ID.exec(t)?.[0]?.toLowerCase();
   if (K.help.test(t) && !run) return cmd('help');
+  // Questions and negations never write: "run_X 推进得怎么样了？", "what does tick do?", "do not pause X".
+  if (isQuestion(t) || isNegation(t)) {
+    if (run) return cmd(K.show.test(t) ? 'show' : 'status', [run]);
+    if (K.pending.test(t) && /\bprs?\b|pull request|PR/i.test(t)) return cmd('pending_pr');
+    if (K.list.test(t) && !K.tick.test(t)) return listCommand(t);
+    const asksAboutACommand = [K.tick, K.pause, K.retry, K.resume, K.show, K.status, K.list].some((re) => re.test(t));
+    return asksAboutACommand ? cmd('help') : null;
+  }
   if (K.tick.test(t)) return cmd('tick', run ? [run] : []);
   if (run) {
     if (K.pause.test(t) && !K.resume.test(t)) return cmd('pause', [run]);
@@ -73,14 +92,7 @@ export function matchRules(text: string): RuleMatch {
     return cmd('status', [run]);
   }
   if (K.pending.test(t) && /\bprs?\b|pull request|PR/i.test(t)) return cmd('pending_pr');
-  if (K.list.test(t)) {
-    const args: string[] = [];
-    const state = findState(t);
-    if (state) args.push(state);
-    const page = K.page.exec(t);
-    if (page) args.push(page[1] ?? page[2] ?? '1');
-    return cmd('list', args);
-  }
+  if (K.list.test(t)) return listCommand(t);
   // A write named without a run: the command's usage asks which run.
   if (K.pause.test(t)) return cmd('pause');
   if (K.retry.test(t)) return cmd('retry');

@@ -21,7 +21,7 @@ import {
   type UsageTotals,
 } from '../analysis/index.js';
 import { activeSteps, type ActiveAgentStep } from './active.js';
-import { RUNTIME_ENV_OVERRIDES_FILE, buildRuntimeEnv, excludeRuntimeDir, loadEnvOverrides, type LoadedEnvOverrides } from './env.js';
+import { buildRuntimeEnv, excludeRuntimeDir, loadEnvOverrides, type LoadedEnvOverrides } from './env.js';
 import { artifactFor, readDigestFile } from './inspect.js';
 import { attemptOwnerMetadata, procStart } from './reconcile.js';
 import {
@@ -124,7 +124,7 @@ export function checkWorkspace(app: App, run: RunView): string {
   return ws;
 }
 
-/** Uncommitted changes, ignoring the worker's runtime dir and overrides file ("XY path" entries). */
+/** Uncommitted changes ("XY path" entries); the runtime dir is excluded through .git/info/exclude. */
 async function uncommitted(repoDir: string): Promise<string[]> {
   let paths: string[];
   try {
@@ -132,7 +132,7 @@ async function uncommitted(repoDir: string): Promise<string[]> {
   } catch (err) {
     throw new RefusedError(`workspace_not_a_git_repo: ${errorMessage(err)}; nothing was changed. Run run-prepare to clone the repository.`);
   }
-  return paths.filter((p) => p.slice(p.indexOf(' ') + 1) !== RUNTIME_ENV_OVERRIDES_FILE);
+  return paths;
 }
 
 function readPrompt(req: AgentStepRequest): { prompt: string; source: string } {
@@ -226,7 +226,7 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
     }
   }
   const codexBin = resolveCodexBin(app.env);
-  const envOverrides = loadEnvOverrides(repoDir, app.config.home, app.env);
+  const envOverrides = loadEnvOverrides(repoDir, app.config.home, app.env, app.policy.security.env_override_allowlist);
   const active = activeSteps(app).get(run.run_id);
   if (active) {
     throw new RefusedError(`an agent step is already running for ${run.run_id} (attempt ${active.attempt_no}, since ${active.started_at}); wait for it or look at inspect-run.`);

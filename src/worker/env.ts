@@ -14,7 +14,7 @@ import { SECRET_ENV_VARS, SECRET_LIST_ENV_VARS } from '../logger.js';
  *   download caches that are pure caches (GOMODCACHE, npm, pip, uv, ...) move as well.
  *   CARGO_HOME does not: it also holds installed binaries and credentials.
  * The runtime directory is added to `.git/info/exclude`, so it never shows as a change or gets
- * committed by finish.sh.
+ * committed by finish.sh. Overrides come from the operator only (see loadEnvOverrides).
  */
 export const RUNTIME_DIR_NAME = '.agentpr_runtime';
 
@@ -57,8 +57,8 @@ export const RUNTIME_ENV_OVERRIDES_FILE = 'runtime_env_overrides.json';
  * secrets, GitHub token, Telegram bot token, manager/LLM keys) and the GitHub tokens. The agent runs
  * arbitrary commands whose output is kept under reports/ (an `env` would print them), and with a
  * GitHub or MCP token it could open or approve a pull request itself, around the double
- * confirmation. OPENAI_API_KEY stays: it is codex's own login. An override file that names one of
- * these sets it again on purpose.
+ * confirmation. OPENAI_API_KEY stays: it is codex's own login. The operator's override file may name
+ * one of these to set it again on purpose.
  */
 export const WORKER_WITHHELD_ENV: readonly string[] = [...SECRET_ENV_VARS, ...SECRET_LIST_ENV_VARS].filter((k) => k !== 'OPENAI_API_KEY');
 
@@ -85,31 +85,70 @@ export function readEnvOverrides(file: string): RuntimeEnvOverrides {
 }
 
 /**
- * Where overrides are looked for, applied in this order: the operator's file
- * (AGENTPR_RUNTIME_ENV_OVERRIDES, else <agentpr home>/runtime_env_overrides.json), then the
- * repository's own `<repo>/runtime_env_overrides.json`.
+ * Names that change how programs start, what they load or where they connect. An override file may
+ * set one only when the operator's policy lists it in security.env_override_allowlist: a value
+ * like NODE_OPTIONS=--require ... runs code in the codex launcher, OPENAI_BASE_URL sends the API key
+ * elsewhere.
  */
-export function overrideFiles(repoDir: string, home: string, env: NodeJS.ProcessEnv): string[] {
-  const files: string[] = [];
+const LAUNCH_ENV_EXACT = new Set([
+  'PATH', 'HOME', 'SHELL', 'ENV', 'BASH_ENV', 'ZDOTDIR', 'PROMPT_COMMAND', 'IFS', 'CDPATH', 'GCONV_PATH', 'HOSTALIASES', 'LOCALDOMAIN', 'RESOLV_HOST_CONF',
+  'CODEX_HOME', 'XDG_CONFIG_HOME', 'XDG_RUNTIME_DIR',
+  'NODE_OPTIONS', 'NODE_PATH', 'NODE_EXTRA_CA_CERTS', 'NODE_TLS_REJECT_UNAUTHORIZED',
+  'PYTHONSTARTUP', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONINSPECT', 'PYTHONUSERBASE',
+  'PERL5OPT', 'PERL5LIB', 'PERLLIB', 'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS',
+  'SSL_CERT_FILE', 'SSL_CERT_DIR', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'SSH_AUTH_SOCK', 'SSH_ASKPASS', 'EDITOR', 'VISUAL', 'PAGER',
+]);
+const LAUNCH_ENV_PATTERNS: readonly RegExp[] = [/^LD_/, /^DYLD_/, /^GIT_/, /^OPENAI_/, /^CODEX_/, /_BASE_URL$/, /_URL$/, /_PROXY$/i, /^NPM_CONFIG_/i, /^AGENTPR_/];
+
+/** True for a name an override file may set only when the policy allowlists it. */
+export function isLaunchEnvName(name: string): boolean {
+  return LAUNCH_ENV_EXACT.has(name) || LAUNCH_ENV_PATTERNS.some((re) => re.test(name));
+}
+
+/**
+ * The operator's override file: AGENTPR_RUNTIME_ENV_OVERRIDES, else
+ * <agentpr home>/runtime_env_overrides.json. A file of that name in the clone is never read: the
+ * upstream and the worker both write there.
+ */
+export function overrideFiles(home: string, env: NodeJS.ProcessEnv): string[] {
   const global = env.AGENTPR_RUNTIME_ENV_OVERRIDES ? resolve(env.AGENTPR_RUNTIME_ENV_OVERRIDES) : join(home, RUNTIME_ENV_OVERRIDES_FILE);
   if (env.AGENTPR_RUNTIME_ENV_OVERRIDES && !existsSync(global)) {
     throw new ConfigurationError(`AGENTPR_RUNTIME_ENV_OVERRIDES points at ${global}, which does not exist; fix the path or unset it`);
   }
-  if (existsSync(global)) files.push(global);
+  return existsSync(global) ? [global] : [];
+}
+
+/** A runtime_env_overrides.json in the clone, which agentpr ignores (preflight warns about it). */
+export function ignoredRepoOverrides(repoDir: string): string | undefined {
   const local = join(resolve(repoDir), RUNTIME_ENV_OVERRIDES_FILE);
-  if (existsSync(local)) files.push(local);
-  return files;
+  return existsSync(local) ? local : undefined;
 }
 
 export interface LoadedEnvOverrides {
   files: string[];
   overrides: RuntimeEnvOverrides[];
+  /** The clone's own overrides file, present and ignored. */
+  ignored?: string;
 }
 
-/** Finds and validates the override files (a bad one is a ConfigurationError naming it). */
-export function loadEnvOverrides(repoDir: string, home: string, env: NodeJS.ProcessEnv): LoadedEnvOverrides {
-  const files = overrideFiles(repoDir, home, env);
-  return { files, overrides: files.map(readEnvOverrides) };
+/**
+ * Finds and validates the operator's override file (a bad one is a ConfigurationError naming it).
+ * A name that changes how programs start or connect is refused unless `allow` lists it.
+ */
+export function loadEnvOverrides(repoDir: string, home: string, env: NodeJS.ProcessEnv, allow: readonly string[] = []): LoadedEnvOverrides {
+  const files = overrideFiles(home, env);
+  const overrides = files.map(readEnvOverrides);
+  files.forEach((file, i) => {
+    const refused = Object.entries(overrides[i]!.env)
+      .filter(([name, v]) => v !== null && isLaunchEnvName(name) && !allow.includes(name))
+      .map(([name]) => name);
+    if (refused.length) {
+      throw new ConfigurationError(
+        `runtime env overrides ${file} set ${refused.join(', ')}, which change how programs start or where they connect; remove them, or list them in the policy's security.env_override_allowlist if you mean it`,
+      );
+    }
+  });
+  return { files, overrides, ignored: ignoredRepoOverrides(repoDir) };
 }
 
 export interface RuntimeEnv {
@@ -161,7 +200,7 @@ export function excludeRuntimeDir(repoDir: string): void {
   if (!existsSync(gitDir)) return;
   const infoDir = join(gitDir, 'info');
   const exclude = join(infoDir, 'exclude');
-  const lines = [`/${RUNTIME_DIR_NAME}/`, `/${RUNTIME_ENV_OVERRIDES_FILE}`];
+  const lines = [`/${RUNTIME_DIR_NAME}/`];
   try {
     mkdirSync(infoDir, { recursive: true });
     const current = existsSync(exclude) ? readFileSync(exclude, 'utf8') : '';

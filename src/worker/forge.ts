@@ -1,4 +1,6 @@
 import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import { scrubSecrets } from '../logger.js';
+import { GIT_PUSH_CREDENTIALS, safeGitEnv } from './git-safety.js';
 import { dirname, join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { loadExeca } from '../exec.js';
@@ -78,7 +80,7 @@ export async function runScript(opts: {
   const started = Date.now();
   const child = (await loadExeca()).execa('bash', [opts.script, ...opts.args], {
     cwd: opts.cwd,
-    env: { ...opts.env, GIT_TERMINAL_PROMPT: '0' },
+    env: safeGitEnv(opts.env, { credentials: GIT_PUSH_CREDENTIALS }),
     extendEnv: false,
     stdin: 'ignore',
     detached: true,
@@ -190,7 +192,7 @@ function outcome(step: 'prepare' | 'finish', attempt: AttemptView, r: ScriptResu
 
 function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { event_type: string; payload: Record<string, unknown> } | null, stepName: 'prepare' | 'finish', metadata: Record<string, unknown>): { state: RunState; last_error: string | null; error?: string } {
   const ok = r.exitCode === 0 && !r.timedOut;
-  const errorText = ok ? undefined : lastLine(r.stderr) || `${stepName}.sh exited ${r.exitCode ?? r.signal}`;
+  const errorText = ok ? undefined : scrubSecrets(lastLine(r.stderr) || `${stepName}.sh exited ${r.exitCode ?? r.signal}`, app.env);
   const finish = () =>
     app.service.finishAttempt(attempt.attempt_id, {
       status: ok ? 'succeeded' : r.timedOut ? 'timed_out' : 'failed',

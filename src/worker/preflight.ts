@@ -2,6 +2,8 @@ import { accessSync, constants, existsSync, realpathSync, rmSync, statSync, writ
 import { basename, delimiter, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { loadExeca } from '../exec.js';
 import { errorMessage } from '../core/errors.js';
+import { ignoredRepoOverrides } from './env.js';
+import { safeGitEnv } from './git-safety.js';
 
 /**
  * Repository preflight (SPEC §4, seed constraints 5 and 7): can a worker run in this clone?
@@ -39,6 +41,8 @@ export interface PreflightReport {
   toolchain: string[];
   checks: PreflightCheck[];
   failed: PreflightCheckName[];
+  /** Findings that do not fail preflight but the operator should know (a repository overrides file agentpr ignores). */
+  warnings: string[];
   duration_ms: number;
 }
 
@@ -79,7 +83,7 @@ export function checkWorkspaceInsideRoot(repoDir: string, workspaceRoot: string)
 }
 
 async function git(repoDir: string, args: string[], env?: NodeJS.ProcessEnv) {
-  return (await loadExeca()).execa('git', args, { cwd: repoDir, env: { ...(env ?? process.env), GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' }, extendEnv: false, reject: false, stdin: 'ignore', timeout: 30_000 });
+  return (await loadExeca()).execa('git', args, { cwd: repoDir, env: { ...safeGitEnv(env ?? process.env), LC_ALL: 'C' }, extendEnv: false, reject: false, stdin: 'ignore', timeout: 30_000 });
 }
 
 async function checkRepoPresent(repoDir: string, env?: NodeJS.ProcessEnv): Promise<PreflightCheck> {
@@ -283,6 +287,13 @@ export async function runPreflight(opts: { repoDir: string; workspaceRoot: strin
     }
   }
   const failed = checks.filter((c) => !c.ok).map((c) => c.name);
+  const warnings: string[] = [];
+  const repoOverrides = ignoredRepoOverrides(repoDir);
+  if (repoOverrides) {
+    warnings.push(
+      `${repoOverrides} is ignored: worker environment overrides come only from the operator (AGENTPR_RUNTIME_ENV_OVERRIDES or runtime_env_overrides.json in the agentpr home)`,
+    );
+  }
   return {
     schema: 'agentpr.preflight_report.v1',
     ok: failed.length === 0,
@@ -292,6 +303,7 @@ export async function runPreflight(opts: { repoDir: string; workspaceRoot: strin
     toolchain: tools,
     checks,
     failed,
+    warnings,
     duration_ms: Date.now() - started,
   };
 }

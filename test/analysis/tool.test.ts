@@ -49,7 +49,7 @@ describe('analyze-stream tool', () => {
   it('remote entries may read only streams under the agentpr home or workspace root', async () => {
     const outside = await registry.call('analyze-stream', { path: DEXTER2 }, { app, entry: 'telegram' });
     expect(outside).toMatchObject({ ok: false, code: 'invalid_input' });
-    expect(!outside.ok && outside.error).toContain('outside the agentpr home and workspace root');
+    expect(!outside.ok && outside.error).toContain('is outside the allowed roots');
     const stored = join(home, 'reports', 'run_0123456789ab');
     mkdirSync(stored, { recursive: true });
     copyFileSync(DEXTER2, join(stored, 'agent_1.jsonl'));

@@ -127,7 +127,7 @@ describe('manager LLM (function calling over the registry)', () => {
     const report = await runTick(app, registry, { decision_mode: 'llm', run_id: id });
     expect(report.decisions).toHaveLength(1);
     expect(report.decisions[0]).toMatchObject({ action: 'retry', source: 'model', outcome: 'refused', executed: false });
-    expect(report.decisions[0]!.error).toMatch(/invalid input for retry: target_state/);
+    expect(report.decisions[0]!.error).toMatch(/the model set target_state="SOMEWHERE" \(rules: "DISCOVERY"\)/);
     expect(report.actions_executed).toBe(0);
     expect(app.service.getRun(id).state).toBe('FAILED_RETRYABLE');
     expect(app.service.listEvents(id).map((e) => e.event_type)).not.toContain('command.retry');
@@ -157,7 +157,8 @@ describe('manager LLM (function calling over the registry)', () => {
     fake.reply(toolCall('retry', { run_id: id, target_state: 'SOMEWHERE' }));
     const report = await runTick(app, registry, { decision_mode: 'hybrid', run_id: id, max_actions: 1 });
     expect(report.decisions[0]).toMatchObject({ action: 'retry', args: { run_id: id, target_state: 'DISCOVERY' }, source: 'rules', outcome: 'executed' });
-    expect(report.decisions[0]!.model_proposal!.error).toMatch(/invalid input for retry/);
+    expect(report.decisions[0]!.model_proposal!.error).toMatch(/the model set target_state="SOMEWHERE"/);
+    expect(report.decisions[0]).toMatchObject({ disagreement: true });
     expect(app.service.getRun(id).state).toBe('DISCOVERY');
   });
 
@@ -177,14 +178,14 @@ describe('manager LLM (function calling over the registry)', () => {
     expect(app.service.getRun(other).state).toBe('PLAN_READY');
   });
 
-  it('llm: an action that does not move the run ends the run\'s turn in this tick', async () => {
+  it('llm: a step the rules do not allow for the run is refused, and the model is not asked again this tick', async () => {
     const id = app.service.createRun({ owner: 'acme', repo: 'loop' }).run_id;
     app.service.applyEvent({ run_id: id, event_type: 'command.start.discovery' });
     fake.handler = () => toolCall('start-discovery', { run_id: id });
     try {
       const report = await runTick(app, registry, { decision_mode: 'llm', run_id: id });
-      // The run did not move, so the tick leaves it for the next one instead of asking again.
-      expect(report.decisions.map((d) => [d.action, d.outcome, d.state_after])).toEqual([['start_discovery', 'executed', 'DISCOVERY']]);
+      expect(report.decisions.map((d) => [d.action, d.outcome, d.state_after])).toEqual([['run_prepare', 'refused', null]]);
+      expect(report.decisions[0]!.error).toMatch(/the rules allow run-prepare for .* in DISCOVERY, not start-discovery/);
       expect(fake.requests).toHaveLength(1);
     } finally {
       fake.handler = undefined;
@@ -202,12 +203,11 @@ describe('manager LLM (function calling over the registry)', () => {
     }
   });
 
-  it('dry run in llm mode shows a call the schema would refuse without executing anything', async () => {
+  it('dry run in llm mode: the model picks the step, the rules give its arguments; nothing is executed', async () => {
     const id = failedRetryable();
     fake.reply(toolCall('retry', { run_id: id }));
     const report = await runTick(app, registry, { decision_mode: 'llm', run_id: id, dry_run: true });
-    expect(report.decisions[0]).toMatchObject({ outcome: 'refused', executed: false });
-    expect(report.decisions[0]!.error).toMatch(/invalid input for retry: target_state/);
+    expect(report.decisions[0]).toMatchObject({ outcome: 'dry_run', executed: false, source: 'model', args: { run_id: id, target_state: 'DISCOVERY' } });
     expect(app.service.getRun(id).state).toBe('FAILED_RETRYABLE');
   });
 });

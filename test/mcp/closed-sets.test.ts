@@ -101,9 +101,10 @@ describe('closed sets are enums, and a wrong value is named with the allowed one
   test('mark-plan-ready refuses a contract file that does not exist, and stores a relative one absolute', async () => {
     const runId = await runIn('DISCOVERY');
     const before = dbFingerprint(ctx.app.db);
-    const missing = await call('mark-plan-ready', { run_id: runId, contract_path: '/nonexistent/contract.md' });
+    const absent = join(ctx.app.config.home, 'nonexistent', 'contract.md');
+    const missing = await call('mark-plan-ready', { run_id: runId, contract_path: absent });
     expect(missing.isError).toBe(true);
-    expect(textOf(missing)).toContain("contract_path: '/nonexistent/contract.md' is not a file");
+    expect(textOf(missing)).toMatch(/contract_path: .*nonexistent\/contract\.md (is not a file|does not exist)/);
     expect(dbFingerprint(ctx.app.db)).toBe(before);
     const workspace = ((await call('show-run', { run_id: runId })).structuredContent!.run as { workspace_dir: string }).workspace_dir;
     mkdirSync(join(workspace, 'docs'), { recursive: true });

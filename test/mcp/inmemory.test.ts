@@ -6,6 +6,14 @@ import { connectInMemory, resourceText, textOf, useInMemoryClient, type ToolCall
 
 const ctx = useInMemoryClient({ per: 'each' });
 
+/** A contract file below the data home (path inputs from MCP must lie below the allowed roots). */
+function contractFile(): string {
+  mkdirSync(join(ctx.app.config.home, 'contracts'), { recursive: true });
+  const path = join(ctx.app.config.home, 'contracts', 'c.md');
+  writeFileSync(path, '# contract\n');
+  return path;
+}
+
 const call = async (name: string, args: Record<string, unknown>) =>
   (await ctx.client.callTool({ name, arguments: args })) as ToolCallResult;
 
@@ -21,7 +29,7 @@ describe('MCP over the in-memory transport', () => {
 
     const steps: Array<[string, Record<string, unknown>, string]> = [
       ['start-discovery', {}, 'DISCOVERY'],
-      ['mark-plan-ready', { contract_path: 'contracts/c.md' }, 'PLAN_READY'],
+      ['mark-plan-ready', { contract_path: contractFile() }, 'PLAN_READY'],
       ['start-implementation', {}, 'IMPLEMENTING'],
       ['mark-local-validated', {}, 'LOCAL_VALIDATING'],
       ['apply-event', { event_type: 'worker.push.completed', payload: { branch: 'feature/x' } }, 'PUSHED'],

@@ -77,7 +77,7 @@ describe('HTTP: Streamable HTTP at /mcp on 127.0.0.1', () => {
   const TOKEN = 'test-token-0123456789';
   beforeAll(async () => {
     ({ app, cleanup } = makeTestApp());
-    open = await startHttpServer({ app, port: 0, token: '' });
+    open = await startHttpServer({ app, port: 0, noAuth: true });
     guarded = await startHttpServer({ app, port: 0, token: TOKEN });
   });
   afterAll(async () => {
@@ -142,7 +142,9 @@ describe('HTTP: Streamable HTTP at /mcp on 127.0.0.1', () => {
       });
     expect(await send({ host: 'evil.example.com' })).toBe(403);
     expect(await send({ origin: 'http://evil.example.com' })).toBe(403);
-    expect(await send({ origin: 'http://localhost:3000' })).not.toBe(403);
+    // Another local program's page (any other port) is refused; the server's own origin is not.
+    expect(await send({ origin: 'http://localhost:3000' })).toBe(403);
+    expect(await send({ origin: new URL(open.url).origin })).not.toBe(403);
   });
 
   test('wrong path 404; malformed JSON-RPC answered with an error and the server keeps serving', async () => {
@@ -169,12 +171,12 @@ describe('HTTP: Streamable HTTP at /mcp on 127.0.0.1', () => {
     await client.close();
   });
 
-  test('refuses to bind a non-loopback address without a token', async () => {
-    await expect(startHttpServer({ app, host: '0.0.0.0', port: 0, token: '' })).rejects.toThrow(/needs AGENTPR_MCP_TOKEN/);
+  test('refuses to bind a non-loopback address with --no-auth', async () => {
+    await expect(startHttpServer({ app, host: '0.0.0.0', port: 0, noAuth: true })).rejects.toThrow(/--no-auth is for loopback addresses only/);
   });
 
   test('read-only over HTTP hides write tools', async () => {
-    const ro = await startHttpServer({ app, port: 0, token: '', readOnly: true });
+    const ro = await startHttpServer({ app, port: 0, noAuth: true, readOnly: true });
     const client = new Client({ name: 'http-test', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(ro.url)));
     const names = (await client.listTools()).tools.map((t) => t.name);

@@ -129,7 +129,7 @@ test('no secret value reaches a log line, an audit file, a report or a tool resu
   };
   const runId = ((await call('create-run', { owner: 'octo', repo: 'demo' })).run as { run_id: string }).run_id;
   await call('run-prepare', { run_id: runId });
-  const contract = join(h.tmp, 'contract.md');
+  const contract = join(h.home, 'contract.md');
   writeFileSync(contract, '# Contract\n\nAppend a greeting to src/greeting.txt; validate with npm test.\n');
   await call('mark-plan-ready', { run_id: runId, contract_path: contract });
   await call('start-implementation', { run_id: runId });

@@ -154,12 +154,13 @@ describe('audit log', () => {
     const err = await h.say(WRITE_CHAT, `/pause ${run.run_id}x`);
     const unauthorized = await h.say(STRANGER, '/list');
     const text = await h.say(WRITE_CHAT, `resume ${run.run_id} discovery`);
+    const confirmed = await h.say(WRITE_CHAT, 'yes');
     h.tg.pushUpdate({ update_id: 990_000, edited_message: { message_id: 1, chat: { id: WRITE_CHAT, type: 'private' }, date: 0, text: 'x' } });
     await h.tg.settled();
     const raw = readFileSync(h.bot.auditPath, 'utf8');
     expect(raw).not.toContain(h.tg.token);
     const lines = raw.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toHaveLength(5);
+    expect(lines).toHaveLength(6);
     const keys = ['ts', 'update_id', 'chat_id', 'user_id', 'chat_tier', 'kind', 'command', 'text', 'route', 'tool', 'tier', 'args', 'outcome', 'code', 'error', 'duplicate', 'note'];
     for (const l of lines) expect(Object.keys(l).sort()).toEqual([...keys].sort());
     const byUpdate = (id: number) => lines.find((l) => l.update_id === id)!;
@@ -177,7 +178,8 @@ describe('audit log', () => {
     expect(byUpdate(ok.update_id).args).toMatchObject({ run_id: run.run_id, idempotency_key: expect.stringMatching(/^telegram:\d+:\d+$/) });
     expect(byUpdate(err.update_id)).toMatchObject({ outcome: 'error', code: 'invalid_input', tool: 'pause' });
     expect(byUpdate(unauthorized.update_id)).toMatchObject({ outcome: 'unauthorized', chat_tier: null, command: '/list', tool: null });
-    expect(byUpdate(text.update_id)).toMatchObject({ kind: 'text', route: 'rules', tool: 'resume', text: `resume ${run.run_id} discovery`, outcome: 'ok' });
+    expect(byUpdate(text.update_id)).toMatchObject({ kind: 'text', route: 'rules', tool: null, text: `resume ${run.run_id} discovery`, outcome: 'ok' });
+    expect(byUpdate(confirmed.update_id)).toMatchObject({ kind: 'text', route: 'rules', tool: 'resume', text: 'yes', outcome: 'ok' });
     expect(byUpdate(990_000)).toMatchObject({ kind: 'other', outcome: 'ok', note: 'ignored: edited_message update' });
     expect(Date.parse(String(byUpdate(ok.update_id).ts))).not.toBeNaN();
   });

@@ -48,6 +48,8 @@ export interface HarnessOptions {
   nlMode?: NlMode;
   llm?: FakeOpenAI;
   llmTimeoutSec?: number;
+  /** The bot's clock (rate limits, confirmation windows). */
+  now?: () => number;
   policy?: Partial<TelegramPolicy>;
   access?: { read?: number[]; write?: number[]; admin?: number[]; any?: boolean };
   /** Replace tools by name (stand-ins) or add new ones. */
@@ -107,7 +109,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const replaced = [...(opts.realApprove ? [] : [standInApprove(approveCalls)]), ...(opts.extraTools ?? [])];
   const tools = [...TOOLS.filter((t) => !replaced.some((r) => r.name === t.name)), ...replaced].filter((t) => !opts.omitTools?.includes(t.name));
   const policy: TelegramPolicy = { ...app.policy.telegram_bot, poll_timeout_sec: 5, idle_sleep_sec: 0, ...opts.policy };
-  const newBot = () => new TelegramBot({ app, config, tools, policy });
+  const newBot = () => new TelegramBot({ app, config, tools, policy, ...(opts.now ? { now: opts.now } : {}) });
   let bot = newBot();
   if (!opts.manual) void bot.start();
 

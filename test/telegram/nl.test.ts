@@ -64,10 +64,14 @@ describe('rules mode over the wire', () => {
   test('English and Chinese text run the same tools as the commands', async () => {
     h = await startHarness({ nlMode: 'rules' });
     const run = h.run();
-    const paused = await h.say(WRITE_CHAT, `please pause ${run.run_id}`);
-    expect(paused.replies).toEqual([`(as /pause ${run.run_id})\n${run.run_id}: QUEUED -> PAUSED (command.pause)`]);
-    const resumed = await h.say(WRITE_CHAT, `继续 ${run.run_id} 发现`);
-    expect(resumed.replies[0]).toBe(`(as /resume ${run.run_id} DISCOVERY)\n${run.run_id}: PAUSED -> DISCOVERY (command.resume)`);
+    // A write from text waits for the same person's "yes".
+    const offer = await h.say(WRITE_CHAT, `please pause ${run.run_id}`);
+    expect(offer.replies).toEqual([`(as /pause ${run.run_id})\nReply "yes" (or 确认) within 120s to pause ${run.run_id}. Anything else cancels it; nothing has changed yet.`]);
+    const paused = await h.say(WRITE_CHAT, 'yes');
+    expect(paused.replies).toEqual([`${run.run_id}: QUEUED -> PAUSED (command.pause)`]);
+    await h.say(WRITE_CHAT, `继续 ${run.run_id} 发现`);
+    const resumed = await h.say(WRITE_CHAT, '确认');
+    expect(resumed.replies[0]).toBe(`${run.run_id}: PAUSED -> DISCOVERY (command.resume)`);
     const status = await h.say(WRITE_CHAT, `${run.run_id} 状态怎么样`);
     expect(status.replies[0]).toContain(`${run.run_id} octo/demo: DISCOVERY`);
     const list = await h.say(WRITE_CHAT, '列出所有任务');
@@ -78,7 +82,9 @@ describe('rules mode over the wire', () => {
     expect(unknown.replies[0]).toMatch(/^I did not understand that/);
     const lines = h.audit();
     expect(lines.filter((l) => l.kind === 'text').map((l) => [l.route, l.tool])).toEqual([
+      ['rules', null],
       ['rules', 'pause'],
+      ['rules', null],
       ['rules', 'resume'],
       ['rules', 'show-run'],
       ['rules', 'list-runs'],
@@ -107,21 +113,21 @@ describe('llm mode', () => {
     h = await startHarness({ nlMode: 'llm', llm });
     const run = h.run();
     llm.reply(toolCall('pause', { run_id: run.run_id }));
-    const reply = await h.say(ADMIN_CHAT, 'could you put the demo run on hold');
-    expect(reply.replies).toEqual([
-      `→ pause {"run_id":"${run.run_id}"}\n(chosen by the model from your message; running it now)`,
-      `${run.run_id}: QUEUED -> PAUSED (command.pause)`,
-    ]);
+    const offer = await h.say(ADMIN_CHAT, 'please put the demo run on hold');
+    expect(offer.replies).toEqual([`Reply "yes" (or 确认) within 120s to pause ${run.run_id}. Anything else cancels it; nothing has changed yet.`]);
+    const reply = await h.say(ADMIN_CHAT, 'yes');
+    expect(reply.replies).toEqual([`${run.run_id}: QUEUED -> PAUSED (command.pause)`]);
     const sent = llm.requests[0]!.body;
     expect(sent.model).toBe('fake-model-1');
-    expect(sent.messages.at(-1)).toEqual({ role: 'user', content: 'could you put the demo run on hold' });
+    expect(sent.messages.at(-1)).toEqual({ role: 'user', content: 'please put the demo run on hold' });
     const names = sent.tools!.map((t) => t.function.name);
     expect(names).toContain('pause');
     expect(names).toContain('list-runs');
     expect(names).not.toContain('approve-open-pr');
     const pause = sent.tools!.find((t) => t.function.name === 'pause')!;
     expect(Object.keys(pause.function.parameters!.properties as object)).toEqual(['run_id']);
-    expect(h.audit().at(-1)).toMatchObject({ route: 'llm', tool: 'pause', tier: 'write', outcome: 'ok', chat_tier: 'admin' });
+    expect(names.sort()).toEqual(['inspect-run', 'list-runs', 'manager-tick', 'pause', 'resume', 'retry', 'show-run']);
+    expect(h.audit().at(-1)).toMatchObject({ tool: 'pause', tier: 'write', outcome: 'ok', chat_tier: 'admin' });
   });
 
   test('a read chosen by the model runs without an echo', async () => {
@@ -151,7 +157,8 @@ describe('llm mode', () => {
     const run = h.run();
     llm.reply(toolCall('retry', { run_id: run.run_id, target_state: 'LATER' }));
     const bad = await h.say(WRITE_CHAT, 'retry the demo run later');
-    expect(bad.replies.at(-1)).toMatch(/^Invalid input: invalid input for retry: target_state/);
+    // From text, retry goes to the rules' target whatever the model said; a QUEUED run is not retried.
+    expect(bad.replies.at(-1)).toMatch(/^the rules would not retry run_\w+ now \(QUEUED: .*\); nothing was done/);
     llm.reply(toolCall('pause', { run_id: run.run_id, skip_doctor: true }));
     const skip = await h.say(WRITE_CHAT, 'pause the demo run, skip checks');
     expect(skip.replies).toEqual([`The model's choice was refused, nothing was done: the model set 'skip_doctor' for pause, which this caller does not allow`]);
@@ -181,14 +188,16 @@ describe('hybrid mode', () => {
 
     llm.reply(errorReply(503, 'service unavailable'));
     const fallback = await h.say(WRITE_CHAT, `pause ${run.run_id}`);
-    expect(fallback.replies).toEqual([`(as /pause ${run.run_id})\n${run.run_id}: QUEUED -> PAUSED (command.pause)`]);
+    expect(fallback.replies[0]).toContain(`Reply "yes" (or 确认) within 120s to pause ${run.run_id}.`);
+    expect(h.audit().at(-1)!.note).toMatch(/^llm failed: .*; fell back to rules; awaiting confirmation: pause run_\w+$/);
+    expect((await h.say(WRITE_CHAT, 'yes')).replies).toEqual([`${run.run_id}: QUEUED -> PAUSED (command.pause)`]);
     expect(h.audit().at(-1)).toMatchObject({ route: 'rules', tool: 'pause', outcome: 'ok' });
-    expect(h.audit().at(-1)!.note).toMatch(/^llm failed: .*; fell back to rules$/);
 
     llm.reply(textReply('不太确定你的意思'));
-    const none = await h.say(WRITE_CHAT, `继续 ${run.run_id} 发现`);
+    await h.say(WRITE_CHAT, `继续 ${run.run_id} 发现`);
+    expect(h.audit().at(-1)!.note).toBe('llm chose no tool; fell back to rules; awaiting confirmation: resume run_' + run.run_id.slice(4) + ' to DISCOVERY');
+    const none = await h.say(WRITE_CHAT, '确认');
     expect(none.replies[0]).toContain(`${run.run_id}: PAUSED -> DISCOVERY`);
-    expect(h.audit().at(-1)!.note).toBe('llm chose no tool; fell back to rules');
 
     llm.reply(toolCall('list-runs', { state: 'DISCOVERY' }));
     const byModel = await h.say(WRITE_CHAT, 'which runs are exploring right now?');

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { dbFingerprint } from '../helpers/db.js';
@@ -38,7 +38,10 @@ describe('run-agent-step through the registry', () => {
     const record = join(h.tmp, 'record.json');
     h.setEnv({ FAKE_CODEX_SCENARIO: scenario('discovery-smoke'), FAKE_CODEX_RECORD: record });
 
-    const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'Survey the repository.', allowed_read_only_roots: ['/opt/reference'] })) as StepData;
+    // From MCP a read root must lie below the allowed roots (here the data home).
+    const reference = join(h.home, 'reference');
+    mkdirSync(reference);
+    const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'Survey the repository.', allowed_read_only_roots: [reference] })) as StepData;
     expect(r).toMatchObject({ status: 'finished', state_before: 'DISCOVERY', state_after: 'DISCOVERY', grade: 'PASS', reason_code: 'runtime_success', event: null });
     const events = h.app.service.listEvents(runId).map((e) => e.event_type);
     expect(events).toEqual(['command.run.create', 'command.start.discovery']);
@@ -49,7 +52,7 @@ describe('run-agent-step through the registry', () => {
     const prompt = rec.argv[rec.argv.length - 1]!;
     expect(prompt).toMatch(/^SAFETY CONTRACT/);
     expect(prompt).toContain(`Work only inside the repository at ${workspace}`);
-    expect(prompt).toContain('/opt/reference');
+    expect(prompt).toContain(reference);
     expect(prompt.endsWith('\n---\n\nSurvey the repository.')).toBe(true);
     expect(rec.cwd).toBe(workspace);
     const rt = join(workspace, '.agentpr_runtime');
@@ -202,7 +205,9 @@ describe('run-agent-step through the registry', () => {
       const before = dbFingerprint(h.app.db);
       const ro = await h.call('run-agent-step', { run_id: runId, prompt: 'x', sandbox: 'read-only' });
       expect(!ro.ok && ro.error).toMatch(/sandbox 'read-only'.*cannot run an integration step/);
-      const both = await h.call('run-agent-step', { run_id: runId, prompt: 'x', prompt_file: '/tmp/x' });
+      const promptFile = join(h.app.config.home, 'prompt.md');
+      writeFileSync(promptFile, 'x');
+      const both = await h.call('run-agent-step', { run_id: runId, prompt: 'x', prompt_file: promptFile });
       expect(!both.ok && both.error).toMatch(/exactly one of prompt/);
       const contract = join(h.app.config.home, 'c.md');
       writeFileSync(contract, '# contract\n');

@@ -89,7 +89,7 @@ export async function preparedRun(h: Harness, repo = 'demo'): Promise<{ runId: s
 
 /** Moves a prepared DISCOVERY run to IMPLEMENTING with a contract file. */
 export async function toImplementing(h: Harness, runId: string): Promise<string> {
-  const contract = join(h.tmp, 'contract.md');
+  const contract = join(h.app.config.home, 'contract.md');
   writeFileSync(contract, '# Contract\n\nAppend a greeting to src/greeting.txt; validate with npm test.\n');
   ok(await h.call('mark-plan-ready', { run_id: runId, contract_path: contract }));
   ok(await h.call('start-implementation', { run_id: runId }));

@@ -54,7 +54,7 @@ describe('the worker through the real MCP client', () => {
     // A new digest changes the resource list.
     expect(listChanged).toBeGreaterThan(changedBeforeDigest);
 
-    const contract = join(h.tmp, 'contract.md');
+    const contract = join(h.home, 'contract.md');
     await import('node:fs').then((fs) => fs.writeFileSync(contract, '# Contract\nAppend a greeting.\n'));
     expect((await call('mark-plan-ready', { run_id: runId, contract_path: contract })).state).toBe('PLAN_READY');
     expect((await call('start-implementation', { run_id: runId })).state).toBe('IMPLEMENTING');

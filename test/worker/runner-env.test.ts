@@ -56,19 +56,21 @@ describe('runtime env', () => {
     writeFileSync(join(home, 'runtime_env_overrides.json'), JSON.stringify({ mode: 'extend', env: { BUNDLE_PATH: '{runtime}/bundle', XDG_DATA_HOME: null } }));
     writeFileSync(join(repo, 'runtime_env_overrides.json'), JSON.stringify({ env: { REPO_ROOT: '{repo}' } }));
     const loaded = loadEnvOverrides(repo, home, {});
-    expect(loaded.files).toEqual([join(home, 'runtime_env_overrides.json'), join(repo, 'runtime_env_overrides.json')]);
+    // The clone's own file is never read: only the operator's.
+    expect(loaded.files).toEqual([join(home, 'runtime_env_overrides.json')]);
+    expect(loaded.ignored).toBe(join(repo, 'runtime_env_overrides.json'));
     const ext = buildRuntimeEnv(repo, { baseEnv: { XDG_DATA_HOME: '/home/u/.local/share' }, overrides: loaded });
     expect(ext.env.BUNDLE_PATH).toBe(join(rt, 'bundle'));
-    expect(ext.env.REPO_ROOT).toBe(repo);
+    expect(ext.env.REPO_ROOT).toBeUndefined();
     expect('XDG_DATA_HOME' in ext.env).toBe(false);
     expect(ext.env.XDG_CACHE_HOME).toBe(join(rt, 'cache'));
 
-    writeFileSync(join(repo, 'runtime_env_overrides.json'), JSON.stringify({ mode: 'replace', env: { TMPDIR: '{runtime}/t' } }));
-    const rep = buildRuntimeEnv(repo, { baseEnv: {}, overrides: loadEnvOverrides(repo, tempDir(), {}) });
+    writeFileSync(join(home, 'runtime_env_overrides.json'), JSON.stringify({ mode: 'replace', env: { TMPDIR: '{runtime}/t' } }));
+    const rep = buildRuntimeEnv(repo, { baseEnv: {}, overrides: loadEnvOverrides(repo, home, {}) });
     expect(rep.applied).toEqual({ TMPDIR: join(rt, 't'), AGENTPR_RUNTIME_DIR: rt });
 
-    writeFileSync(join(repo, 'runtime_env_overrides.json'), JSON.stringify({ mode: 'merge', env: { 'BAD NAME': 'x' } }));
-    expect(() => loadEnvOverrides(repo, tempDir(), {})).toThrow(/invalid runtime env overrides .*runtime_env_overrides\.json: mode: .*; env\.BAD NAME/);
+    writeFileSync(join(home, 'runtime_env_overrides.json'), JSON.stringify({ mode: 'merge', env: { 'BAD NAME': 'x' } }));
+    expect(() => loadEnvOverrides(repo, home, {})).toThrow(/invalid runtime env overrides .*runtime_env_overrides\.json: mode: .*; env\.BAD NAME/);
   });
 
   test('the runtime dir is excluded from git status', () => {
