@@ -139,6 +139,9 @@ export function iterationHints(d: RunDigest): string[] {
     case 'runtime_hard_failure':
       hints.push('The worker failed on its environment (permissions, auth, missing binary or repo); fix that before another attempt.');
       break;
+    case 'runtime_config_error':
+      hints.push('Codex refused its setup (a flag, the provider key variable, config.toml or the model); fix it as the evidence says (see docs/worker.md, "Pointing codex at a provider"), run `doctor`, then retry.');
+      break;
     case 'runtime_unknown_failure':
       hints.push('The worker exited non-zero with no known pattern; read the stderr log and the raw event stream kept for this attempt.');
       break;

@@ -24,9 +24,10 @@ import { activeSteps, type ActiveAgentStep } from './active.js';
 import { RUNTIME_ENV_OVERRIDES_FILE, buildRuntimeEnv, excludeRuntimeDir, loadEnvOverrides, type LoadedEnvOverrides } from './env.js';
 import { artifactFor, readDigestFile } from './inspect.js';
 import { attemptOwnerMetadata, procStart } from './reconcile.js';
+import { buildAgentArgs, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
+import { compareRepo, snapshotRepo, type RepoSnapshot } from './repo-state.js';
 import {
   assertRunnableSandbox,
-  buildCodexArgs,
   composePrompt,
   lastMessagePath,
   resolveCodexBin,
@@ -50,7 +51,7 @@ import {
 /** SPEC §4: states a worker step may start from (QUEUED is first moved to DISCOVERY). */
 export const AGENT_STEP_STATES: readonly RunState[] = ['DISCOVERY', 'IMPLEMENTING', 'LOCAL_VALIDATING', 'ITERATING'];
 
-/** Linux caps one argv string at 128 KiB; the prompt travels as one. */
+/** The longest prompt accepted (it travels on the worker's stdin, never in argv). */
 export const MAX_PROMPT_CHARS = 100_000;
 const MAX_PROMPT_FILE_BYTES = 256 * 1024;
 const PROGRESS_INTERVAL_MS = 2_000;
@@ -65,6 +66,8 @@ export interface AgentStepRequest {
   sandbox?: Sandbox;
   model?: string;
   allowed_read_only_roots?: string[];
+  /** Extra codex exec flags for this call, after the policy's codex_extra_args; flags agentpr owns are refused. */
+  codex_args?: string[];
   /** Kill grace after SIGTERM (tests shorten it). */
   kill_grace_ms?: number;
 }
@@ -104,6 +107,12 @@ interface Plan {
   promptSource: string;
   repoDir: string;
   codexBin: string;
+  /** What `codex --version` and `codex exec --help` said. */
+  probe: AgentProbe;
+  /** The worker's argv (the prompt is not in it: it goes on stdin). */
+  args: string[];
+  /** Operator flags in args (policy codex_extra_args + the call's codex_args). */
+  extraArgs: string[];
   skillsPlan: string[];
   killGraceMs: number;
   envOverrides: LoadedEnvOverrides;
@@ -158,7 +167,7 @@ function readPrompt(req: AgentStepRequest): { prompt: string; source: string } {
   }
   if (!prompt.trim()) throw new UserInputError(`the prompt (from ${source}) is empty; say what the worker should do`);
   if (prompt.length > MAX_PROMPT_CHARS) {
-    throw new UserInputError(`the prompt (from ${source}) has ${prompt.length} characters; the limit is ${MAX_PROMPT_CHARS} (it is passed as one command-line argument). Put details in a file in the repository and refer to it.`);
+    throw new UserInputError(`the prompt (from ${source}) has ${prompt.length} characters; the limit is ${MAX_PROMPT_CHARS}. Put details in a file in the repository and refer to it.`);
   }
   return { prompt, source };
 }
@@ -226,6 +235,13 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
     }
   }
   const codexBin = resolveCodexBin(app.env);
+  const policyExtra = policy.codex_extra_args;
+  checkExtraArgs(policyExtra, `policy run_agent_step.codex_extra_args for ${run.owner}/${run.repo}`);
+  checkExtraArgs(req.codex_args ?? [], 'codex_args');
+  const extraArgs = [...policyExtra, ...(req.codex_args ?? [])];
+  const model = req.model ?? policy.codex_model;
+  const probe = await probeAgent(codexBin, app.env);
+  const args = buildAgentArgs(probe, { sandbox, model, lastMessagePath: lastMessagePath(repoDir), extraArgs });
   const envOverrides = loadEnvOverrides(repoDir, app.config.home, app.env);
   const active = activeSteps(app).get(run.run_id);
   if (active) {
@@ -236,13 +252,16 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
     stage,
     policy,
     sandbox,
-    model: req.model ?? policy.codex_model,
+    model,
     maxAgentSeconds: req.max_agent_seconds ?? budgetSeconds(run) ?? policy.max_agent_seconds,
     readOnlyRoots: [...new Set(roots.map((r) => resolve(r)))],
     prompt,
     promptSource: source,
     repoDir,
     codexBin,
+    probe,
+    args,
+    extraArgs,
     skillsPlan,
     killGraceMs: req.kill_grace_ms ?? killGraceFromEnv(app.env) ?? 5000,
     envOverrides,
@@ -278,6 +297,8 @@ function startAttempt(app: App, plan: Plan): { attempt: AttemptView; run: RunVie
       stage: plan.stage,
       sandbox: plan.sandbox,
       model: plan.model ?? null,
+      codex_version: plan.probe.version,
+      codex_extra_args: plan.extraArgs,
       max_agent_seconds: plan.maxAgentSeconds,
       skills_mode: plan.policy.skills_mode,
       prompt_source: plan.promptSource,
@@ -370,9 +391,13 @@ interface WorkerFacts {
   lastMessageCopy: string | null;
   taskPacketPath: string | null;
   envApplied: Record<string, string | null>;
+  /** Names of the variables the override files set or removed (their values are never written to reports). */
+  envOverridden: string[];
   envOverrideFiles: string[];
-  /** argv without the prompt (stored separately in prompt.txt). */
+  /** argv (the prompt is in prompt.txt and went on stdin). */
   args: string[];
+  /** HEAD and refs before the worker ran. */
+  repoBefore: RepoSnapshot | null;
   promptSha1: string;
   promptPath: string;
 }
@@ -414,9 +439,15 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
   const fullPrompt = composePrompt(safetyContract({ repoDir: plan.repoDir, readOnlyRoots: roots }), body);
   const lastMessage = lastMessagePath(plan.repoDir);
   rmSync(lastMessage, { force: true });
-  const args = buildCodexArgs({ sandbox: plan.sandbox, model: plan.model, lastMessagePath: lastMessage, prompt: fullPrompt });
+  const args = plan.args;
   const promptPath = join(dir, 'prompt.txt');
   writeFileSync(promptPath, fullPrompt);
+  let repoBefore: RepoSnapshot | null = null;
+  try {
+    repoBefore = await snapshotRepo(plan.repoDir);
+  } catch (err) {
+    app.logger.warn({ run_id: ex.run.run_id, err: errorMessage(err) }, 'could not read the repository state before the worker');
+  }
 
   let proc: RunProcessResult | null = null;
   if (!preflight.ok) {
@@ -449,6 +480,7 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
         stderrPath,
         timeoutMs: plan.maxAgentSeconds * 1000,
         killGraceMs: plan.killGraceMs,
+        stdinFile: promptPath,
         stamp: stampLine,
         signal: ex.abort.signal,
         onSpawn: (pid) => {
@@ -477,9 +509,16 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
     send(true);
   }
   let lastMessageCopy: string | null = null;
-  if (existsSync(lastMessage)) {
+  if (existsSync(lastMessage) && statSync(lastMessage).size > 0) {
     lastMessageCopy = join(dir, 'last_message.txt');
     copyFileSync(lastMessage, lastMessageCopy);
+  } else {
+    // codex leaves the -o file empty (or absent) after a failed or killed turn: keep the last agent_message instead.
+    const fallback = acc.result().final_message;
+    if (fallback) {
+      lastMessageCopy = join(dir, 'last_message.txt');
+      writeFileSync(lastMessageCopy, fallback);
+    }
   }
   return {
     proc,
@@ -490,8 +529,10 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
     lastMessageCopy,
     taskPacketPath,
     envApplied: rtEnv.applied,
+    envOverridden: [...new Set(plan.envOverrides.overrides.flatMap((o) => Object.keys(o.env)))].sort(),
     envOverrideFiles: rtEnv.overrideFiles,
-    args: args.slice(0, -1),
+    args,
+    repoBefore,
     promptSha1: sha1(fullPrompt),
     promptPath,
   };
@@ -550,9 +591,18 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
   const durationMs = proc ? proc.durationMs : Date.now() - Date.parse(attempt.started_at);
   let diffStats: DiffStats | null = null;
   try {
-    diffStats = await computeDiffStats(plan.repoDir);
+    // Against HEAD before the worker: what a sub-agent committed is still the change.
+    diffStats = await computeDiffStats(plan.repoDir, facts.repoBefore?.head ?? null);
   } catch (err) {
     app.logger.warn({ run_id: runId, err: errorMessage(err) }, 'diff stats unavailable');
+  }
+  let repoChanges: string[] = [];
+  if (facts.repoBefore && proc) {
+    try {
+      repoChanges = (await compareRepo(plan.repoDir, facts.repoBefore, await snapshotRepo(plan.repoDir))).map((c) => c.detail);
+    } catch (err) {
+      app.logger.warn({ run_id: runId, err: errorMessage(err) }, 'could not compare the repository state after the worker');
+    }
   }
   const stderrTail = readTail(facts.stderrPath, STDERR_TAIL_BYTES) + (proc?.spawnError ? `\n${proc.spawnError}` : '');
   const paths = {
@@ -588,6 +638,7 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
     durationMs,
     timedOut,
     stderrTail,
+    repoChanges,
     artifacts: paths,
   } as const;
   let analysis = analyzeParsed(facts.acc.result(), analysisInput);
@@ -609,7 +660,14 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
     sandbox: plan.sandbox,
     model: plan.model ?? null,
     max_agent_seconds: plan.maxAgentSeconds,
-    env: { applied: facts.envApplied, override_files: facts.envOverrideFiles },
+    codex_version: plan.probe.version,
+    // Override values may be secrets: names only. The template's entries are agentpr's own paths.
+    env: {
+      applied: Object.fromEntries(Object.entries(facts.envApplied).filter(([k]) => !facts.envOverridden.includes(k))),
+      overridden: facts.envOverridden,
+      override_files: facts.envOverrideFiles,
+    },
+    repo_changes: repoChanges,
     read_only_roots: plan.readOnlyRoots,
     preflight: facts.preflight,
     process: proc ?? { skipped: 'preflight failed' },
