@@ -138,6 +138,7 @@ export async function probeAgent(bin: string, env: NodeJS.ProcessEnv): Promise<A
 /** Forget cached probes (tests that swap a binary in place within one mtime tick). */
 export function clearProbeCache(): void {
   probeCache.clear();
+  acceptedCache.clear();
 }
 
 /** The first of `names` the binary lists, or null. */
@@ -209,7 +210,18 @@ export function acceptanceArgs(args: readonly string[]): string[] {
 }
 
 /** Whether the binary accepts the command line; the error line when it does not. */
+const acceptedCache = new Map<string, { ok: boolean; detail: string }>();
+
 export async function checkAccepted(bin: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ ok: boolean; detail: string }> {
+  const key = `${cacheKey(bin)}\0${args.join('\0')}`;
+  const hit = acceptedCache.get(key);
+  if (hit) return hit;
+  const result = await runAccepted(bin, args, env);
+  if (result.ok) acceptedCache.set(key, result);
+  return result;
+}
+
+async function runAccepted(bin: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ ok: boolean; detail: string }> {
   const { execa } = await loadExeca();
   const r = await execa(bin, acceptanceArgs(args), { env, extendEnv: false, timeout: PROBE_TIMEOUT_MS, reject: false, stdin: 'ignore' });
   if (r.exitCode === 0) return { ok: true, detail: 'accepted' };
