@@ -47,6 +47,11 @@ export const runAgentStep = defineTool({
     sandbox: z.enum(['read-only', 'workspace-write', 'danger-full-access']).optional().describe("codex --sandbox; default from policy; 'read-only' is refused"),
     model: z.string().min(1).max(200).optional().describe('codex --model; default from policy (codex_model) or codex itself'),
     allowed_read_only_roots: z.array(z.string().min(1).max(4096)).max(50).optional().describe('Absolute paths outside the repo the worker may read (added to the policy list)'),
+    codex_args: z
+      .array(z.string().min(1).max(4096))
+      .max(40)
+      .optional()
+      .describe('Extra codex exec flags after the policy codex_extra_args, e.g. ["-c", "model_reasoning_effort=\\"high\\""]; flags agentpr sets (--sandbox, --json, -o, --model, --cd, ...) are refused'),
     wait: z.boolean().default(true).describe('Wait for the verdict (default); false returns at once and the step continues in the server'),
   }),
   output: OutputSchema,
