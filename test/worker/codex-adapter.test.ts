@@ -177,8 +177,8 @@ describe('the repository is judged by git', () => {
     expect(git(workspace, ['rev-parse', 'HEAD']).trim()).not.toBe(headBefore);
     expect(r).toMatchObject({ grade: 'HUMAN_REVIEW', reason_code: 'agent_push_disallowed' });
     expect(r.evidence.join('\n')).toMatch(/git shows: HEAD moved from .* \(\w+ .*: sub-agent commit\)/);
-    const digest = JSON.parse(readFileSync(r.artifacts.find((a) => a.type === 'run_digest')!.uri, 'utf8')) as { diff: { changed_files: number; files: Array<{ path: string }> } };
-    expect(digest.diff.changed_files).toBe(1);
-    expect(digest.diff.files.map((f) => f.path)).toEqual(['src/greeting.txt']);
+    const digest = JSON.parse(readFileSync(r.artifacts.find((a) => a.type === 'run_digest')!.uri, 'utf8')) as { changes: { diff: { changed_files: number; files: Array<{ path: string }> } } };
+    expect(digest.changes.diff.changed_files).toBe(1);
+    expect(digest.changes.diff.files.map((f) => f.path)).toEqual(['src/greeting.txt']);
   });
 });
