@@ -1,0 +1,73 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, test } from 'vitest';
+import { parseToolArgs } from '../../src/cli-main.js';
+import { TOOLS } from '../../tools/index.js';
+import { makeHarness, ok, preparedRun, scenario, toImplementing, type Harness } from './harness.js';
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.cleanup();
+  h = undefined;
+});
+
+type Step = { grade: string; reason_code: string; artifacts: Array<{ type: string; uri: string }> };
+
+describe('small things the worker gets right', () => {
+  test('an empty -o file after a failed turn: the last agent_message of the stream is kept instead', async () => {
+    h = makeHarness();
+    const { runId } = await preparedRun(h);
+    await toImplementing(h, runId);
+    const sc = join(h.tmp, 'failed-turn.json');
+    writeFileSync(
+      sc,
+      JSON.stringify({
+        events: [
+          { type: 'thread.started', thread_id: 't1' },
+          { type: 'turn.started' },
+          { type: 'item.completed', item: { id: 'item_0', type: 'agent_message', text: 'I could not reach the model API; stopping.' } },
+          { type: 'error', message: 'We’re currently experiencing high demand, which may cause temporary errors.' },
+          { type: 'turn.failed', error: { message: 'We’re currently experiencing high demand, which may cause temporary errors.' } },
+        ],
+        last_message: '',
+        exit_code: 1,
+      }),
+    );
+    h.setEnv({ FAKE_CODEX_SCENARIO: sc });
+    const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'x' })) as Step;
+    expect(r).toMatchObject({ grade: 'RETRYABLE', reason_code: 'runtime_transient_failure' });
+    const last = r.artifacts.find((a) => a.type === 'agent_last_message');
+    expect(last).toBeDefined();
+    expect(readFileSync(last!.uri, 'utf8')).toBe('I could not reach the model API; stopping.');
+  });
+
+  test('runtime_report names override variables but never writes their values; no npm_config_store_dir', async () => {
+    h = makeHarness();
+    const { runId } = await preparedRun(h);
+    await toImplementing(h, runId);
+    const secret = 'sk-live-override-value-9f8e7d6c5b4a';
+    writeFileSync(join(h.home, 'runtime_env_overrides.json'), JSON.stringify({ env: { PRIVATE_REGISTRY_TOKEN: secret, CUSTOM_TOOL_HOME: '{runtime}/custom-tool' } }));
+    const record = join(h.tmp, 'record.json');
+    h.setEnv({ FAKE_CODEX_SCENARIO: scenario('implement-pass'), FAKE_CODEX_RECORD: record });
+    const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'x' })) as Step;
+    const reportPath = r.artifacts.find((a) => a.type === 'agent_runtime_report')!.uri;
+    const text = readFileSync(reportPath, 'utf8');
+    expect(text).not.toContain(secret);
+    const report = JSON.parse(text) as { env: { applied: Record<string, string | null>; overridden: string[] }; codex_version: string };
+    expect(report.env.overridden).toEqual(['CUSTOM_TOOL_HOME', 'PRIVATE_REGISTRY_TOKEN']);
+    expect(Object.keys(report.env.applied)).not.toContain('PRIVATE_REGISTRY_TOKEN');
+    expect(report.codex_version).toBe('0.171.0');
+    const rec = JSON.parse(readFileSync(record, 'utf8')) as { env: Record<string, string> };
+    expect(rec.env.npm_config_store_dir).toBeUndefined();
+    expect(report.env.applied.npm_config_store_dir).toBeUndefined();
+    // The digest and insight do not carry it either.
+    for (const a of r.artifacts) if (a.type !== 'agent_event_stream') expect(readFileSync(a.uri, 'utf8'), a.type).not.toContain(secret);
+  });
+
+  test('analyze-stream --exit-code null means killed by a signal, as its help says', () => {
+    const tool = TOOLS.find((t) => t.name === 'analyze-stream')!;
+    expect(parseToolArgs(tool, ['/tmp/s.jsonl', '--exit-code', 'null'])).toMatchObject({ exit_code: null });
+    expect(parseToolArgs(tool, ['/tmp/s.jsonl', '--exit-code=3'])).toMatchObject({ exit_code: 3 });
+    expect(() => parseToolArgs(tool, ['/tmp/s.jsonl', '--exit-code', 'none'])).toThrow(/--exit-code expects a number, got 'none'/);
+  });
+});
