@@ -4,6 +4,7 @@ import { defineTool } from '../src/registry.js';
 import { RunIdSchema } from '../src/core/models.js';
 import { RunStateSchema } from '../src/core/states.js';
 import { MAX_PROMPT_CHARS, startAgentStep } from '../src/worker/agent-step.js';
+import { STATE_AFTER_VERDICT } from '../src/policy.js';
 
 const OutputSchema = z.object({
   run_id: z.string(),
@@ -52,6 +53,16 @@ export const runAgentStep = defineTool({
       .max(40)
       .optional()
       .describe('Extra codex exec flags after the policy codex_extra_args, e.g. ["-c", "model_reasoning_effort=\\"high\\""]; flags agentpr sets (--sandbox, --json, -o, --model, --cd, ...) are refused'),
+    success_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy success_state for this call (recorded on the attempt)'),
+    on_retryable_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy on_retryable_state for this call'),
+    on_human_review_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy on_human_review_state for this call'),
+    min_test_commands: z.number().int().min(0).max(100).optional().describe('Override policy min_test_commands for this call'),
+    max_changed_files: z.number().int().min(0).max(100_000).optional().describe('Override policy max_changed_files for this call (0 = no budget)'),
+    max_added_lines: z.number().int().min(0).max(10_000_000).optional().describe('Override policy max_added_lines for this call (0 = no budget)'),
+    skills_mode: z.enum(['off', 'agentpr']).optional().describe('Override policy skills_mode for this call'),
+    allow_missing_skills: z.boolean().optional().describe('Run in skills mode even when skills of the stage plan are not installed'),
+    allow_dirty_worktree: z.boolean().optional().describe('Run although the worktree has uncommitted changes (they count in the diff budget)'),
+    skip_preflight: z.boolean().optional().describe('Skip the workspace preflight before the worker'),
     wait: z.boolean().default(true).describe('Wait for the verdict (default); false returns at once and the step continues in the server'),
   }),
   output: OutputSchema,

@@ -68,6 +68,20 @@ export interface AgentStepRequest {
   allowed_read_only_roots?: string[];
   /** Extra codex exec flags for this call, after the policy's codex_extra_args; flags agentpr owns are refused. */
   codex_args?: string[];
+  /** Per-call overrides of the run's policy and checks; each one given is recorded on the attempt. */
+  success_state?: RunAgentStepPolicy['success_state'];
+  on_retryable_state?: RunAgentStepPolicy['on_retryable_state'];
+  on_human_review_state?: RunAgentStepPolicy['on_human_review_state'];
+  min_test_commands?: number;
+  max_changed_files?: number;
+  max_added_lines?: number;
+  skills_mode?: RunAgentStepPolicy['skills_mode'];
+  /** Run in skills mode although skills of the stage's plan are not installed. */
+  allow_missing_skills?: boolean;
+  /** Run although the worktree has uncommitted changes (they then count in the diff budget). */
+  allow_dirty_worktree?: boolean;
+  /** Do not run the workspace preflight before the worker. */
+  skip_preflight?: boolean;
   /** Kill grace after SIGTERM (tests shorten it). */
   kill_grace_ms?: number;
 }
@@ -116,6 +130,20 @@ interface Plan {
   skillsPlan: string[];
   killGraceMs: number;
   envOverrides: LoadedEnvOverrides;
+  /** The per-call overrides given (names and values), recorded on the attempt. */
+  overrides: Record<string, unknown>;
+  skipPreflight: boolean;
+}
+
+/** Request fields that override the policy for one call. */
+const POLICY_OVERRIDES = ['success_state', 'on_retryable_state', 'on_human_review_state', 'min_test_commands', 'max_changed_files', 'max_added_lines', 'skills_mode'] as const;
+/** Request fields that relax a check for one call. */
+const CHECK_OVERRIDES = ['allow_missing_skills', 'allow_dirty_worktree', 'skip_preflight'] as const;
+
+function callOverrides(req: AgentStepRequest): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of [...POLICY_OVERRIDES, ...CHECK_OVERRIDES]) if (req[k] !== undefined) out[k] = req[k];
+  return out;
 }
 
 // ---- checks that refuse (nothing changes) ---------------------------------------------------------
@@ -209,7 +237,9 @@ function assertStartableState(run: RunView): void {
 async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   const run = app.service.getRun(req.run_id);
   assertStartableState(run);
-  const policy = agentPolicyFor(app.policy, run.owner, run.repo);
+  const overrides = callOverrides(req);
+  const policy: RunAgentStepPolicy = { ...agentPolicyFor(app.policy, run.owner, run.repo) };
+  for (const k of POLICY_OVERRIDES) if (req[k] !== undefined) (policy as Record<string, unknown>)[k] = req[k];
   const sandbox = req.sandbox ?? policy.codex_sandbox;
   assertRunnableSandbox(sandbox, req.sandbox ? 'the sandbox input' : `policy run_agent_step.codex_sandbox for ${run.owner}/${run.repo}`);
   const { prompt, source } = readPrompt(req);
@@ -218,7 +248,7 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   if (relativeRoot !== undefined) throw new UserInputError(`allowed_read_only_roots must be absolute paths; got '${relativeRoot}'`);
   const repoDir = checkWorkspace(app, run);
   const dirty = await uncommitted(repoDir);
-  if (dirty.length) {
+  if (dirty.length && !req.allow_dirty_worktree) {
     throw new RefusedError(
       `dirty_workspace_before_agent: ${repoDir} has ${dirty.length} uncommitted change(s) (${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ', ...' : ''}); nothing was changed. Commit, stash or discard them (or re-run run-prepare) before the worker runs.`,
     );
@@ -228,7 +258,7 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   if (policy.skills_mode === 'agentpr') {
     skillsPlan = stageSkillPlan(stage, policy);
     const missing = missingSkills(skillsPlan, app.env);
-    if (missing.length) {
+    if (missing.length && !req.allow_missing_skills) {
       throw new RefusedError(
         `skills_missing: skills mode needs ${missing.join(', ')} in ${installedSkillsDir(app.env)} for ${stage}; nothing was changed. Run install-skills (and check skills-status).`,
       );
@@ -265,6 +295,8 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
     skillsPlan,
     killGraceMs: req.kill_grace_ms ?? killGraceFromEnv(app.env) ?? 5000,
     envOverrides,
+    overrides,
+    skipPreflight: req.skip_preflight === true,
   };
 }
 
@@ -299,6 +331,7 @@ function startAttempt(app: App, plan: Plan): { attempt: AttemptView; run: RunVie
       model: plan.model ?? null,
       codex_version: plan.probe.version,
       codex_extra_args: plan.extraArgs,
+      overrides: plan.overrides,
       max_agent_seconds: plan.maxAgentSeconds,
       skills_mode: plan.policy.skills_mode,
       prompt_source: plan.promptSource,
@@ -413,7 +446,9 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
 
   excludeRuntimeDir(plan.repoDir);
   const rtEnv = buildRuntimeEnv(plan.repoDir, { baseEnv: app.env, overrides: plan.envOverrides });
-  const preflight = await workerPreflight(app, plan.repoDir, rtEnv.env);
+  const preflight: PreflightSummary = plan.skipPreflight
+    ? { ok: true, checks: [{ name: 'preflight', ok: true, message: 'skipped for this call (skip_preflight)' }] }
+    : await workerPreflight(app, plan.repoDir, rtEnv.env);
 
   let taskPacketPath: string | null = null;
   let body = plan.prompt;

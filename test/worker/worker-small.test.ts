@@ -70,4 +70,31 @@ describe('small things the worker gets right', () => {
     expect(parseToolArgs(tool, ['/tmp/s.jsonl', '--exit-code=3'])).toMatchObject({ exit_code: 3 });
     expect(() => parseToolArgs(tool, ['/tmp/s.jsonl', '--exit-code', 'none'])).toThrow(/--exit-code expects a number, got 'none'/);
   });
+
+  test('per-call overrides change this call only and are recorded on the attempt', async () => {
+    h = makeHarness();
+    const { runId, workspace } = await preparedRun(h);
+    await toImplementing(h, runId);
+    writeFileSync(join(workspace, 'notes.txt'), 'left over\n');
+    h.setEnv({ FAKE_CODEX_SCENARIO: scenario('implement-pass') });
+    const refused = await h.call('run-agent-step', { run_id: runId, prompt: 'x' });
+    expect(!refused.ok && refused.error).toMatch(/^dirty_workspace_before_agent/);
+    const r = ok(
+      await h.call('run-agent-step', { run_id: runId, prompt: 'x', allow_dirty_worktree: true, skip_preflight: true, success_state: 'UNCHANGED', min_test_commands: 2, max_added_lines: 500 }),
+    ) as Step & { state_after: string; evidence: string[] };
+    // min_test_commands 2 with one `npm test` in the stream: insufficient evidence, not the policy's 1.
+    expect(r).toMatchObject({ grade: 'HUMAN_REVIEW', reason_code: 'insufficient_test_evidence' });
+    expect(r.evidence[0]).toContain('min_test_commands is 2');
+    const attempt = h.app.service.listAttempts(runId, 'agent').at(-1)!;
+    expect(attempt.metadata.overrides).toEqual({ allow_dirty_worktree: true, skip_preflight: true, success_state: 'UNCHANGED', min_test_commands: 2, max_added_lines: 500 });
+  });
+
+  test('success_state override: PASS leaves the run where it is', async () => {
+    h = makeHarness();
+    const { runId } = await preparedRun(h);
+    await toImplementing(h, runId);
+    h.setEnv({ FAKE_CODEX_SCENARIO: scenario('implement-pass') });
+    const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'x', success_state: 'UNCHANGED' })) as Step & { state_after: string };
+    expect(r).toMatchObject({ grade: 'PASS', state_after: 'IMPLEMENTING' });
+  });
 });
