@@ -120,7 +120,7 @@ export async function probeAgent(bin: string, env: NodeJS.ProcessEnv): Promise<A
   const v = await execa(bin, ['--version'], opts);
   if (v.exitCode !== 0) {
     const why = v.timedOut ? `did not answer within ${PROBE_TIMEOUT_MS / 1000} s` : `exited ${v.exitCode ?? v.signal}: ${firstLine(v.stderr) || firstLine(v.stdout) || firstLine(v.message)}`;
-    throw new AgentCapabilityError(`${bin} --version ${why}; check that it is the Codex CLI (try '${bin} --version' in a shell) or set AGENTPR_CODEX_BIN`);
+    throw new AgentCapabilityError(`${bin} --version ${why}`);
   }
   const h = await execa(bin, ['exec', '--help'], opts);
   const helpText = String(h.stdout ?? '');
