@@ -67,7 +67,11 @@ async function setup(opts: { key?: string | null; model?: string } = {}): Promis
 const step = async (runId: string, extra: Record<string, unknown> = {}) =>
   ok(await h!.call('run-agent-step', { run_id: runId, prompt: 'Add a bye() helper next to greet() and run the tests.', max_agent_seconds: 120, ...extra })) as StepData;
 
-describe.skipIf(!HAVE_CODEX)('the real codex binary through run-agent-step', () => {
+const TITLE = HAVE_CODEX
+  ? 'the real codex binary through run-agent-step'
+  : `the real codex binary through run-agent-step (skipped: ${CODEX_BIN} is missing or @openai/codex ships no binary for ${process.platform}/${process.arch} in this install)`;
+
+describe.skipIf(!HAVE_CODEX)(TITLE, () => {
   test('doctor names the version and accepts the command line', async () => {
     await setup();
     const r = ok(await h!.call('doctor', {}));
