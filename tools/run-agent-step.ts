@@ -52,7 +52,7 @@ export const runAgentStep = defineTool({
       .array(z.string().min(1).max(4096))
       .max(40)
       .optional()
-      .describe('Extra codex exec flags after the policy codex_extra_args, e.g. ["-c", "model_reasoning_effort=\\"high\\""]; flags agentpr sets (--sandbox, --json, -o, --model, --cd, ...) are refused'),
+      .describe('Extra codex exec flags for this call, after the policy codex_extra_args: -c key=value for model_reasoning_effort, model_reasoning_summary, model_verbosity, model_context_window, model_auto_compact_token_limit, hide_agent_reasoning, show_raw_agent_reasoning; --ephemeral, --skip-git-repo-check, --strict-config. Anything else is refused'),
     success_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy success_state for this call (recorded on the attempt)'),
     on_retryable_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy on_retryable_state for this call'),
     on_human_review_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy on_human_review_state for this call'),

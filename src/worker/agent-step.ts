@@ -24,7 +24,7 @@ import { activeSteps, type ActiveAgentStep } from './active.js';
 import { RUNTIME_ENV_OVERRIDES_FILE, buildRuntimeEnv, excludeRuntimeDir, loadEnvOverrides, type LoadedEnvOverrides } from './env.js';
 import { artifactFor, readDigestFile } from './inspect.js';
 import { attemptOwnerMetadata, procStart } from './reconcile.js';
-import { buildAgentArgs, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
+import { buildAgentArgs, checkCallArgs, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
 import { compareRepo, snapshotRepo, type RepoSnapshot } from './repo-state.js';
 import {
   assertRunnableSandbox,
@@ -267,7 +267,7 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   const codexBin = resolveCodexBin(app.env);
   const policyExtra = policy.codex_extra_args;
   checkExtraArgs(policyExtra, `policy run_agent_step.codex_extra_args for ${run.owner}/${run.repo}`);
-  checkExtraArgs(req.codex_args ?? [], 'codex_args');
+  checkCallArgs(req.codex_args ?? [], 'codex_args');
   const extraArgs = [...policyExtra, ...(req.codex_args ?? [])];
   const model = req.model ?? policy.codex_model;
   const probe = await probeAgent(codexBin, app.env);

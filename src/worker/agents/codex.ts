@@ -171,6 +171,46 @@ export function checkExtraArgs(args: readonly string[], source: string): void {
   }
 }
 
+/**
+ * What a single call's codex_args may contain. A call comes from an MCP client, a chat or a model,
+ * so it gets an allowlist: `-c key=value` for model tuning keys only (never the sandbox,
+ * approvals, permissions, environment policy, providers, MCP servers, notify programs, hooks or
+ * profiles, which would let the caller choose what the policy chose), and a few harmless flags.
+ * The operator's policy codex_extra_args only has to leave agentpr's own flags alone.
+ */
+export const CALL_ALLOWED_FLAGS: readonly string[] = ['-c', '--config', '--ephemeral', '--skip-git-repo-check', '--strict-config'];
+export const CALL_ALLOWED_CONFIG_KEYS: readonly string[] = [
+  'model_reasoning_effort',
+  'model_reasoning_summary',
+  'model_verbosity',
+  'model_context_window',
+  'model_auto_compact_token_limit',
+  'hide_agent_reasoning',
+  'show_raw_agent_reasoning',
+];
+
+export function checkCallArgs(args: readonly string[], source = 'codex_args'): void {
+  checkExtraArgs(args, source);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const name = a.startsWith('--') ? a.split('=')[0]! : a.startsWith('-') ? a.slice(0, 2) : null;
+    if (name === null) throw new UserInputError(`${source}: '${a}' is not a flag; values follow their flag (e.g. -c model_reasoning_effort="high")`);
+    if (!CALL_ALLOWED_FLAGS.includes(name)) {
+      throw new UserInputError(`${source}: ${name} is not allowed per call; allowed: ${CALL_ALLOWED_FLAGS.join(', ')} (an operator can set other flags in policy run_agent_step.codex_extra_args)`);
+    }
+    if (name === '-c' || name === '--config') {
+      const inline = a.startsWith('--config=') ? a.slice('--config='.length) : a.length > 2 && name === '-c' ? a.slice(2) : undefined;
+      const value = inline ?? args[++i];
+      const key = value?.split('=')[0]?.trim() ?? '';
+      if (!value || !value.includes('=') || !CALL_ALLOWED_CONFIG_KEYS.includes(key)) {
+        throw new UserInputError(
+          `${source}: -c ${value ?? '(missing)'} is not allowed per call; -c takes key=value with key one of ${CALL_ALLOWED_CONFIG_KEYS.join(', ')} (sandbox, approvals, providers and programs are the policy's)`,
+        );
+      }
+    }
+  }
+}
+
 export interface AgentArgsOptions {
   sandbox: Sandbox;
   model?: string;
