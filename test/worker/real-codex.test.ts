@@ -114,6 +114,25 @@ describe.skipIf(!HAVE_CODEX)(TITLE, () => {
     expect(r).toMatchObject({ grade: 'HUMAN_REVIEW', reason_code: 'missing_test_evidence' });
   });
 
+  test("codex's workspace-write sandbox (bwrap) holds as root: the repository is writable, /var/tmp and .git are not", async () => {
+    const { runId, workspace } = await setup({ model: 'gpt-5.5' });
+    const outside = `/var/tmp/agentpr-sandbox-probe-${process.pid}-${Date.now()}`;
+    api!.reply(
+      { kind: 'exec', cmd: `touch inside.txt; echo inside=$?; touch ${outside}; echo outside=$?; touch .git/probe; echo git=$?` },
+      { kind: 'exec', cmd: 'node --test' },
+      { kind: 'message', text: 'Probed the sandbox.' },
+    );
+    const r = await step(runId);
+    const out = JSON.stringify(api!.requests[1]!.body.input);
+    expect(out).toContain('inside=0');
+    expect(out).toMatch(/outside=1/);
+    expect(out).toMatch(/git=1/);
+    expect(existsSync(outside)).toBe(false);
+    expect(existsSync(join(workspace, 'inside.txt'))).toBe(true);
+    expect(existsSync(join(workspace, '.git', 'probe'))).toBe(false);
+    expect(r.grade).toBe('PASS');
+  });
+
   test('a model that never finishes -> timeout, no process left', async () => {
     const { runId } = await setup();
     api!.fallback = { kind: 'hang' };
