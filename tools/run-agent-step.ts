@@ -63,6 +63,12 @@ export const runAgentStep = defineTool({
     allow_missing_skills: z.boolean().optional().describe('Run in skills mode even when skills of the stage plan are not installed'),
     allow_dirty_worktree: z.boolean().optional().describe('Run although the worktree has uncommitted changes (they count in the diff budget)'),
     skip_preflight: z.boolean().optional().describe('Skip the workspace preflight before the worker'),
+    task_packet_file: z
+      .string()
+      .min(1)
+      .max(4096)
+      .optional()
+      .describe('Skills mode: an agentpr.task_packet.v1 JSON file whose skills plan and contract replace the stage defaults (run, attempt, limits and paths stay agentpr\'s)'),
     wait: z.boolean().default(true).describe('Wait for the verdict (default); false returns at once and the step continues in the server'),
   }),
   output: OutputSchema,

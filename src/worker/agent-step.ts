@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { UserInputError, errorMessage } from '../core/errors.js';
@@ -38,6 +38,8 @@ import {
 } from './runner.js';
 import { checkWorkspaceInsideRoot, dirtyPaths, runPreflight } from './preflight.js';
 import {
+  TASK_PACKET_SCHEMA,
+  TaskPacketSchema,
   buildTaskPacket,
   installedSkillsDir,
   materializeContract,
@@ -82,6 +84,11 @@ export interface AgentStepRequest {
   allow_dirty_worktree?: boolean;
   /** Do not run the workspace preflight before the worker. */
   skip_preflight?: boolean;
+  /**
+   * Skills mode: an agentpr.task_packet.v1 file whose skills plan and contract are used instead of
+   * the stage's; agentpr keeps its own run, attempt, limits and paths in the packet.
+   */
+  task_packet_file?: string;
   /** Kill grace after SIGTERM (tests shorten it). */
   kill_grace_ms?: number;
 }
@@ -133,12 +140,58 @@ interface Plan {
   /** The per-call overrides given (names and values), recorded on the attempt. */
   overrides: Record<string, unknown>;
   skipPreflight: boolean;
+  /** From task_packet_file: the contract to hand the worker instead of the run's. */
+  packetContract: string | null;
+}
+
+/** Reads and checks a task_packet_file; returns its skills plan and contract path. */
+function readTaskPacketFile(file: string, skillsMode: string): { plan: string[]; contract: string | null } {
+  if (skillsMode !== 'agentpr') throw new UserInputError(`task_packet_file needs skills mode (policy skills_mode or the skills_mode input 'agentpr'); it is '${skillsMode}'`);
+  const path = resolve(file);
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    throw new UserInputError(`task_packet_file ${path} does not exist; give the path of an ${TASK_PACKET_SCHEMA} JSON file`);
+  }
+  if (size > MAX_PROMPT_FILE_BYTES) throw new UserInputError(`task_packet_file ${path} is ${size} bytes; the limit is ${MAX_PROMPT_FILE_BYTES}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new UserInputError(`task_packet_file ${path} is not valid JSON (${errorMessage(err)})`);
+  }
+  const parsed = TaskPacketSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UserInputError(`task_packet_file ${path} is not an ${TASK_PACKET_SCHEMA} packet: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+  }
+  const names = parsed.data.skills.plan.map((p) => p.name);
+  const bad = names.find((n) => !/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(n));
+  if (bad !== undefined) throw new UserInputError(`task_packet_file ${path}: skill name '${bad}' is not a skill directory name (letters, digits, . _ -)`);
+  // The contract is copied where the worker reads it: only a file next to the packet (or below) may be named.
+  let contract: string | null = null;
+  if (parsed.data.contract) {
+    const base = dirname(realpathSync(path));
+    const src = resolve(base, parsed.data.contract.source);
+    let real: string;
+    try {
+      real = realpathSync(src);
+    } catch {
+      throw new UserInputError(`task_packet_file ${path}: contract.source ${src} does not exist`);
+    }
+    if (!real.startsWith(`${base}/`) || !statSync(real).isFile()) {
+      throw new UserInputError(`task_packet_file ${path}: contract.source must be a file in ${base} or below (got ${real}); put the contract next to the packet`);
+    }
+    contract = real;
+  }
+  return { plan: names, contract };
 }
 
 /** Request fields that override the policy for one call. */
 const POLICY_OVERRIDES = ['success_state', 'on_retryable_state', 'on_human_review_state', 'min_test_commands', 'max_changed_files', 'max_added_lines', 'skills_mode'] as const;
 /** Request fields that relax a check for one call. */
-const CHECK_OVERRIDES = ['allow_missing_skills', 'allow_dirty_worktree', 'skip_preflight'] as const;
+const CHECK_OVERRIDES = ['allow_missing_skills', 'allow_dirty_worktree', 'skip_preflight', 'task_packet_file'] as const;
 
 function callOverrides(req: AgentStepRequest): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -255,8 +308,9 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   }
   const stage: RunState = run.state === 'QUEUED' ? 'DISCOVERY' : run.state;
   let skillsPlan: string[] = [];
+  const fromPacket = req.task_packet_file !== undefined ? readTaskPacketFile(req.task_packet_file, policy.skills_mode) : null;
   if (policy.skills_mode === 'agentpr') {
-    skillsPlan = stageSkillPlan(stage, policy);
+    skillsPlan = fromPacket ? fromPacket.plan : stageSkillPlan(stage, policy);
     const missing = missingSkills(skillsPlan, app.env);
     if (missing.length && !req.allow_missing_skills) {
       throw new RefusedError(
@@ -297,6 +351,7 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
     envOverrides,
     overrides,
     skipPreflight: req.skip_preflight === true,
+    packetContract: fromPacket?.contract ?? null,
   };
 }
 
@@ -453,7 +508,7 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
   let taskPacketPath: string | null = null;
   let body = plan.prompt;
   if (plan.policy.skills_mode === 'agentpr') {
-    const contract = materializeContract(plan.repoDir, app.service.latestArtifact(ex.run.run_id, 'contract')?.uri);
+    const contract = materializeContract(plan.repoDir, plan.packetContract ?? app.service.latestArtifact(ex.run.run_id, 'contract')?.uri);
     const packet = buildTaskPacket({
       run: ex.run,
       stage: plan.stage,

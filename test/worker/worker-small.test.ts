@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dbFingerprint } from '../helpers/db.js';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { parseToolArgs } from '../../src/cli-main.js';
@@ -96,5 +97,47 @@ describe('small things the worker gets right', () => {
     h.setEnv({ FAKE_CODEX_SCENARIO: scenario('implement-pass') });
     const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'x', success_state: 'UNCHANGED' })) as Step & { state_after: string };
     expect(r).toMatchObject({ grade: 'PASS', state_after: 'IMPLEMENTING' });
+  });
+
+  test('task_packet_file: its skills plan and contract are used, limits and paths stay agentpr\'s; a contract outside its folder is refused', async () => {
+    h = makeHarness({ policy: { run_agent_step: { skills_mode: 'agentpr' } } });
+    const { runId } = await preparedRun(h);
+    await toImplementing(h, runId);
+    ok(await h.call('install-skills', {}));
+    const record = join(h.tmp, 'record.json');
+    h.setEnv({ FAKE_CODEX_SCENARIO: scenario('implement-pass'), FAKE_CODEX_RECORD: record });
+    const dir = join(h.tmp, 'packet');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'my-contract.md'), '# My contract\n');
+    const packet = {
+      schema: 'agentpr.task_packet.v1',
+      created_at: '2026-12-01T00:00:00Z',
+      run: { run_id: 'run_other', owner: 'x', repo: 'y', state: 'IMPLEMENTING', prompt_version: 'v1', workspace_dir: '/elsewhere' },
+      stage: 'IMPLEMENTING',
+      attempt_no: 9,
+      skills: { mode: 'agentpr', installed_dir: '/nowhere', plan: [{ name: 'agentpr-discovery', path: '/nowhere/SKILL.md' }] },
+      contract: { source: 'my-contract.md', path: '/x', relative_path: 'x' },
+      limits: { sandbox: 'danger-full-access', max_agent_seconds: 99999, max_changed_files: 999, max_added_lines: 99999, min_test_commands: 0, max_retryable_attempts: 99 },
+      paths: { runtime_dir: '/tmp/evil', task_packet: '/tmp/evil/p.json', last_message: '/tmp/evil/m.txt' },
+    };
+    const file = join(dir, 'packet.json');
+    writeFileSync(file, JSON.stringify(packet));
+    const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'x', task_packet_file: file })) as Step;
+    const used = JSON.parse(readFileSync(r.artifacts.find((a) => a.type === 'task_packet')!.uri, 'utf8')) as typeof packet;
+    expect(used.skills.plan.map((p) => p.name)).toEqual(['agentpr-discovery']);
+    expect(used.contract?.relative_path).toBe('.agentpr_runtime/contracts/my-contract.md');
+    expect(used.run.run_id).toBe(runId);
+    expect(used.limits).toMatchObject({ sandbox: 'workspace-write', max_changed_files: 6, min_test_commands: 1 });
+    expect(used.paths.runtime_dir).not.toBe('/tmp/evil');
+    const attempt = h.app.service.listAttempts(runId, 'agent').at(-1)!;
+    expect(attempt.metadata.overrides).toEqual({ task_packet_file: file });
+
+    writeFileSync(file, JSON.stringify({ ...packet, contract: { source: '/etc/passwd', path: '/x', relative_path: 'x' } }));
+    const { runId: run2 } = await preparedRun(h, 'demo2');
+    await toImplementing(h, run2);
+    const before = dbFingerprint(h.app.db);
+    const refused = await h.call('run-agent-step', { run_id: run2, prompt: 'x', task_packet_file: file });
+    expect(!refused.ok && refused.error).toMatch(/contract\.source must be a file in .*packet or below/);
+    expect(dbFingerprint(h.app.db)).toBe(before);
   });
 });
