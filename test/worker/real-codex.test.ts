@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { startFakeResponses, writeCodexConfig, type FakeResponses } from '../helpers/fake-responses.js';
@@ -168,6 +168,15 @@ describe.skipIf(!HAVE_CODEX)(TITLE, () => {
     const r = await step(runId);
     expect(r).toMatchObject({ grade: 'HUMAN_REVIEW', reason_code: 'runtime_config_error', state_after: 'NEEDS_HUMAN_REVIEW' });
     expect(r.evidence.join('\n')).toContain(`Missing environment variable: \`${KEY_VAR}\``);
+    expect(api!.requests).toHaveLength(0);
+  });
+
+  test('a broken config.toml -> HUMAN_REVIEW runtime_config_error quoting codex', async () => {
+    const { runId } = await setup();
+    writeFileSync(join(h!.codexHome, 'config.toml'), 'model_provider = "local"\n[model_providers.local\nbase_url = 3\n');
+    const r = await step(runId);
+    expect(r).toMatchObject({ grade: 'HUMAN_REVIEW', reason_code: 'runtime_config_error' });
+    expect(r.evidence.join('\n')).toMatch(/config\.toml/);
     expect(api!.requests).toHaveLength(0);
   });
 });
