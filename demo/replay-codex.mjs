@@ -12,9 +12,11 @@
 // agentpr's verdict and digest are computed from this stream, so a PASS means the edit was made
 // and the project's tests really passed.
 //
-// Arguments are the ones agentpr passes to codex (SPEC §4):
+// Arguments are the ones agentpr passes to codex; like codex it lists its flags in `exec --help`
+// (agentpr builds the command line from that list) and reads the prompt from stdin when it is `-`:
 //   replay-codex.mjs --version
-//   replay-codex.mjs exec --sandbox S [--full-auto] [--model M] --json --output-last-message <path> "<prompt>"
+//   replay-codex.mjs exec --help
+//   replay-codex.mjs exec --sandbox S [--model M] --json --output-last-message <path> [-c key=value]... [--ephemeral] -
 // Environment: AGENTPR_REPLAY_PLAN (default: replay-plan.json next to this file),
 //   AGENTPR_REPLAY_LINE_DELAY_MS (pause between replayed lines; default from the plan).
 import fs from 'node:fs';
@@ -26,7 +28,38 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MAX_OUTPUT = 16 * 1024;
 const COMMAND_TIMEOUT_MS = 120_000;
 const USAGE =
-  'usage: replay-codex.mjs exec --sandbox <workspace-write|danger-full-access|read-only> [--full-auto] [--model M] --json --output-last-message <path> "<prompt>"';
+  'usage: replay-codex.mjs exec --sandbox <workspace-write|danger-full-access|read-only> [--model M] --json --output-last-message <path> [-c key=value]... [--ephemeral] [PROMPT|-]';
+const HELP = `Replay a recorded codex run (agentpr demo worker; not a live model)
+
+Usage: replay-codex.mjs exec [OPTIONS] [PROMPT]
+
+Arguments:
+  [PROMPT]
+          Initial instructions for the agent. If not provided as an argument (or if \`-\` is used),
+          instructions are read from stdin
+
+Options:
+  -c, --config <key=value>
+          Accepted and ignored (the replay has no model)
+
+  -m, --model <MODEL>
+          Accepted and ignored
+
+  -s, --sandbox <SANDBOX_MODE>
+          [possible values: read-only, workspace-write, danger-full-access]
+
+      --ephemeral
+          Accepted and ignored
+
+      --json
+          Print events to stdout as JSONL
+
+  -o, --output-last-message <FILE>
+          Specifies file where the last message from the agent should be written
+
+  -h, --help
+          Print help
+`;
 
 function fail(message, code = 2) {
   process.stderr.write(`replay-codex: ${message}\n${USAGE}\n`);
@@ -36,21 +69,31 @@ function fail(message, code = 2) {
 function parseArgs(argv) {
   if (argv.length === 1 && argv[0] === '--version') return { version: true };
   if (argv[0] !== 'exec') fail(`expected 'exec' as the first argument, got ${JSON.stringify(argv[0])}`);
-  const out = { json: false, lastMessage: undefined, prompt: undefined };
+  const out = { json: false, lastMessage: undefined, prompt: undefined, help: false };
+  const VALUE = new Set(['--sandbox', '-s', '--model', '-m', '--output-last-message', '-o', '--config', '-c']);
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') out.json = true;
-    else if (a === '--full-auto') continue;
-    else if (a === '--sandbox' || a === '--model' || a === '--output-last-message') {
+    else if (a === '--help' || a === '-h') out.help = true;
+    else if (a === '--ephemeral') continue;
+    else if (VALUE.has(a)) {
       const v = argv[++i];
       if (v === undefined) fail(`${a} needs a value`);
-      if (a === '--output-last-message') out.lastMessage = v;
-    } else if (a.startsWith('--')) fail(`unknown option ${a}`);
+      if (a === '--output-last-message' || a === '-o') out.lastMessage = v;
+    } else if (a.startsWith('-') && a !== '-') fail(`unexpected argument '${a}' found`);
     else if (out.prompt === undefined) out.prompt = a;
     else fail('expected exactly one prompt argument');
   }
+  if (out.help) return out;
   if (!out.json) fail('--json is required (the replay prints codex JSON events)');
-  if (!out.prompt) fail('missing the prompt argument');
+  if (out.prompt === undefined || out.prompt === '-') {
+    try {
+      out.prompt = fs.readFileSync(0, 'utf8');
+    } catch {
+      out.prompt = '';
+    }
+  }
+  if (!out.prompt.trim()) fail('no prompt: give it as the argument or on stdin');
   return out;
 }
 
@@ -94,6 +137,10 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   if (args.version) {
     process.stdout.write('codex-cli 0.0.0-agentpr-demo-replay\n');
+    return 0;
+  }
+  if (args.help) {
+    process.stdout.write(HELP);
     return 0;
   }
   const plan = loadPlan();

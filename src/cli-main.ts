@@ -34,17 +34,21 @@ interface FieldInfo {
   /** Element kind for arrays. */
   element?: FieldKind;
   required: boolean;
+  /** The schema accepts null: the word `null` on the command line means null. */
+  nullable?: boolean;
   description: string;
   choices?: string[];
 }
 
 /** The zod 4 definition type, unwrapping optional/default/nullable. */
-function unwrap(schema: z.ZodType): { base: z.ZodType; optional: boolean } {
+function unwrap(schema: z.ZodType): { base: z.ZodType; optional: boolean; nullable: boolean } {
   let s = schema;
   let optional = false;
+  let nullable = false;
   for (;;) {
     const def = s.def as { type: string; innerType?: z.ZodType; in?: z.ZodType };
     if (def.type === 'optional' || def.type === 'default' || def.type === 'prefault') optional = true;
+    if (def.type === 'nullable') nullable = true;
     if ((def.type === 'optional' || def.type === 'default' || def.type === 'nullable' || def.type === 'prefault' || def.type === 'readonly') && def.innerType) {
       s = def.innerType;
       continue;
@@ -53,7 +57,7 @@ function unwrap(schema: z.ZodType): { base: z.ZodType; optional: boolean } {
       s = def.in;
       continue;
     }
-    return { base: s, optional };
+    return { base: s, optional, nullable };
   }
 }
 
@@ -85,7 +89,7 @@ function kindOf(schema: z.ZodType): { kind: FieldKind; element?: FieldKind; choi
 export function toolFields(tool: AnyTool): FieldInfo[] {
   const shape = effectiveInput(tool).shape as Record<string, z.ZodType>;
   return Object.entries(shape).map(([name, schema]) => {
-    const { base, optional } = unwrap(schema);
+    const { base, optional, nullable } = unwrap(schema);
     const k = kindOf(base);
     return {
       name,
@@ -94,6 +98,7 @@ export function toolFields(tool: AnyTool): FieldInfo[] {
       element: k.element,
       choices: k.choices,
       required: !optional,
+      nullable,
       description: schema.description ?? base.description ?? '',
     };
   });
@@ -173,7 +178,7 @@ export function parseToolArgs(tool: AnyTool, argv: string[]): Record<string, unk
     if (f.kind === 'array' || f.kind === 'union') {
       (multi[f.name] ??= []).push(convert(f.kind === 'array' ? f.element ?? 'string' : 'union', inline, flag));
     } else {
-      out[f.name] = convert(f.kind, inline, flag);
+      out[f.name] = f.nullable && inline === 'null' ? null : convert(f.kind, inline, flag);
     }
   }
   for (const [name, values] of Object.entries(multi)) {

@@ -10,6 +10,8 @@ export const STATE_AFTER_VERDICT = ['UNCHANGED', 'LOCAL_VALIDATING', 'FAILED_RET
 export const RunAgentStepPolicySchema = z.strictObject({
   codex_sandbox: z.enum(['read-only', 'workspace-write', 'danger-full-access']).default('workspace-write'),
   codex_model: z.string().min(1).refine((v) => !v.startsWith('-'), "codex_model must not start with '-' (it would be read as an option)").optional(),
+  /** Extra `codex exec` flags (e.g. ["-c", "model_reasoning_effort=\"high\""]); flags agentpr sets itself are refused. */
+  codex_extra_args: z.array(z.string().min(1)).max(40).default([]),
   skills_mode: z.enum(['off', 'agentpr']).default('off'),
   max_agent_seconds: z.number().int().min(1).max(86_400).default(900),
   max_changed_files: z.number().int().min(0).default(6),

@@ -5,6 +5,7 @@ import { notAnOption } from '../src/trust.js';
 import { RunIdSchema } from '../src/core/models.js';
 import { RunStateSchema } from '../src/core/states.js';
 import { MAX_PROMPT_CHARS, startAgentStep } from '../src/worker/agent-step.js';
+import { STATE_AFTER_VERDICT } from '../src/policy.js';
 
 /** How long a waiting MCP call waits for the verdict before answering 'running' (below a 60 s client timeout). */
 export const MCP_RETURN_AFTER_SECONDS = 45;
@@ -56,6 +57,27 @@ export const runAgentStep = defineTool({
     sandbox: z.enum(['read-only', 'workspace-write', 'danger-full-access']).optional().describe("codex --sandbox; default from policy; 'read-only' is refused"),
     model: notAnOption(z.string().min(1).max(200), 'model').optional().describe('codex --model; default from policy (codex_model) or codex itself'),
     allowed_read_only_roots: z.array(z.string().min(1).max(4096)).max(50).optional().describe('Absolute paths outside the repo the worker may read (added to the policy list)'),
+    codex_args: z
+      .array(z.string().min(1).max(4096))
+      .max(40)
+      .optional()
+      .describe('Extra codex exec flags for this call, after the policy codex_extra_args: -c key=value for model_reasoning_effort, model_reasoning_summary, model_verbosity, model_context_window, model_auto_compact_token_limit, hide_agent_reasoning, show_raw_agent_reasoning; --ephemeral, --skip-git-repo-check, --strict-config. Anything else is refused'),
+    success_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy success_state for this call (recorded on the attempt)'),
+    on_retryable_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy on_retryable_state for this call'),
+    on_human_review_state: z.enum(STATE_AFTER_VERDICT).optional().describe('Override policy on_human_review_state for this call'),
+    min_test_commands: z.number().int().min(0).max(100).optional().describe('Override policy min_test_commands for this call'),
+    max_changed_files: z.number().int().min(0).max(100_000).optional().describe('Override policy max_changed_files for this call (0 = no budget)'),
+    max_added_lines: z.number().int().min(0).max(10_000_000).optional().describe('Override policy max_added_lines for this call (0 = no budget)'),
+    skills_mode: z.enum(['off', 'agentpr']).optional().describe('Override policy skills_mode for this call'),
+    allow_missing_skills: z.boolean().optional().describe('Run in skills mode even when skills of the stage plan are not installed'),
+    allow_dirty_worktree: z.boolean().optional().describe('Run although the worktree has uncommitted changes (they count in the diff budget)'),
+    skip_preflight: z.boolean().optional().describe('Skip the workspace preflight before the worker'),
+    task_packet_file: z
+      .string()
+      .min(1)
+      .max(4096)
+      .optional()
+      .describe('Skills mode: an agentpr.task_packet.v1 JSON file whose skills plan and contract replace the stage defaults (run, attempt, limits and paths stay agentpr\'s)'),
     wait: z.boolean().default(true).describe('Wait for the verdict (default); false returns at once and the step continues in the server'),
     return_after_seconds: z
       .number()

@@ -37,7 +37,10 @@ const READERS = new Set([
   'less', 'more', 'file', 'stat', 'du', 'diff', 'jq', 'yq', 'readlink', 'realpath', 'which', 'whereis', 'type', 'bat', 'xxd', 'od',
   'sort', 'uniq', 'cut', 'tr', 'column', 'basename', 'dirname', 'printf', 'echo',
 ]);
-const PYTEST_LIKE = new Set(['pytest', 'py.test', 'tox', 'nox', 'jest', 'vitest', 'mocha', 'ava', 'rspec', 'phpunit', 'ctest', 'karma', 'playwright', 'cypress', 'unittest', 'trial', 'behave']);
+const PYTEST_LIKE = new Set([
+  'pytest', 'py.test', 'tox', 'nox', 'jest', 'vitest', 'mocha', 'ava', 'tap', 'rspec', 'phpunit', 'pest', 'ctest', 'karma', 'playwright', 'cypress',
+  'unittest', 'trial', 'behave', 'jasmine', 'uvu', 'nextest',
+]);
 const LINTERS = new Set([
   'ruff', 'flake8', 'pylint', 'mypy', 'pyright', 'basedpyright', 'pyre', 'black', 'isort', 'tsc', 'vue-tsc', 'eslint', 'prettier', 'biome',
   'golangci-lint', 'shellcheck', 'stylelint', 'rubocop', 'hadolint', 'markdownlint', 'codespell', 'bandit', 'pre-commit', 'ty',
@@ -280,6 +283,10 @@ function judgeSegment(input: string[], facts: CommandFacts, depth: number): void
       while (w.length && w[0]!.startsWith('-')) w = w.slice(1);
       continue;
     }
+    if ((prog === 'bundle' || prog === 'bundler') && w[1] === 'exec') {
+      w = w.slice(2);
+      continue;
+    }
     if (/^python(\d+(\.\d+)?)?$/.test(prog) && w[1] === '-m' && w[2]) {
       w = w.slice(2);
       continue;
@@ -317,6 +324,27 @@ function judgeProgram(w: string[], facts: CommandFacts): Judged {
   if (prog === 'pre-commit' && sub !== 'run') return sub === 'install' ? { category: 'dependency_install', isTest: false } : none;
   if (LINTERS.has(prog)) return { category: 'lint_or_typecheck', isTest: true };
   switch (prog) {
+    case 'node':
+    case 'nodejs':
+      // The built-in runner: `node --test`, `node --experimental-test-coverage --test test/`.
+      if (args.includes('--test')) return { category: 'tests', isTest: true };
+      return none;
+    case 'php':
+      if (sub === 'artisan' && args.includes('test')) return { category: 'tests', isTest: true };
+      if (sub && PYTEST_LIKE.has(base(sub))) return { category: 'tests', isTest: true };
+      return none;
+    case 'swift':
+    case 'flutter':
+    case 'dart':
+    case 'stack':
+    case 'cabal':
+    case 'lein':
+    case 'sbt':
+      if (sub === 'test') return { category: 'tests', isTest: true };
+      return none;
+    case 'zig':
+      if (sub === 'test' || (sub === 'build' && args.includes('test'))) return { category: 'tests', isTest: true };
+      return none;
     case 'make':
     case 'gmake':
     case 'just':
@@ -341,6 +369,8 @@ function judgeProgram(w: string[], facts: CommandFacts): Judged {
       const script = sub === 'run' || sub === 'run-script' ? args[args.indexOf(sub) + 1] : prog === 'npm' ? undefined : sub;
       if (script !== undefined) {
         if (TEST_SCRIPT.test(script)) return { category: 'tests', isTest: true };
+        // `pnpm vitest run`, `yarn jest`: these run the package's own binary of a test runner.
+        if (prog !== 'npm' && PYTEST_LIKE.has(script)) return { category: 'tests', isTest: true };
         if (LINT_SCRIPT.test(script) || /lint|typecheck/.test(script)) return { category: 'lint_or_typecheck', isTest: true };
       }
       return none;
@@ -360,12 +390,13 @@ function judgeProgram(w: string[], facts: CommandFacts): Judged {
       if (sub === 'fetch' || sub === 'install') return { category: 'dependency_install', isTest: false };
       return none;
     case 'mvn':
+    case 'mvnw':
     case 'gradle':
     case 'gradlew':
     case 'dotnet':
     case 'rake':
     case 'mix':
-      if (args.some((a) => a === 'test' || a === 'verify' || a === 'check')) return { category: 'tests', isTest: true };
+      if (args.some((a) => a === 'test' || a === 'verify' || a === 'check' || /^:?[\w:-]*:test$/.test(a) || (prog === 'rake' && a === 'spec'))) return { category: 'tests', isTest: true };
       return none;
     case 'hatch':
       if (sub === 'test') return { category: 'tests', isTest: true };

@@ -63,10 +63,10 @@ export async function readHeadSha(dir: string): Promise<string | null> {
 }
 
 /**
- * Tracked changes against HEAD (staged and unstaged) plus untracked files (their lines count as
+ * Tracked changes against HEAD, or against `base` when given (staged and unstaged) plus untracked files (their lines count as
  * added), without runtime and cache paths. Reads git only; changes nothing.
  */
-export async function computeDiffStats(dir: string): Promise<DiffStats> {
+export async function computeDiffStats(dir: string, base?: string | null): Promise<DiffStats> {
   const head = await readHeadSha(dir);
   const stats: DiffStats = { changed_files: 0, added_lines: 0, deleted_lines: 0, files: [], ignored_files: 0, head_sha: head };
   const add = (path: string, added: number, deleted: number, binary: boolean, untracked: boolean): void => {
@@ -80,7 +80,8 @@ export async function computeDiffStats(dir: string): Promise<DiffStats> {
     if (stats.files.length < MAX_FILES_LISTED) stats.files.push({ path, added, deleted, binary, untracked });
   };
 
-  const numstat = await git(dir, ['diff', '--numstat', '-z', '--no-renames', '--no-ext-diff', head ?? EMPTY_TREE, '--']);
+  // With a base (HEAD before the worker ran), commits made since count as changes too.
+  const numstat = await git(dir, ['diff', '--numstat', '-z', '--no-renames', '--no-ext-diff', base ?? head ?? EMPTY_TREE, '--']);
   for (const rec of numstat.split('\0')) {
     if (!rec) continue;
     const m = /^(-|\d+)\t(-|\d+)\t([\s\S]*)$/.exec(rec);

@@ -25,6 +25,7 @@ const CommandRefSchema = z.object({
 const UsageTotalsSchema = z.object({
   input_tokens: z.number(),
   cached_input_tokens: z.number(),
+  cache_write_input_tokens: z.number().default(0),
   output_tokens: z.number(),
   reasoning_output_tokens: z.number(),
   total_tokens: z.number(),
@@ -144,7 +145,14 @@ export const RunDigestSchema = z.object({
     thread_ids: z.array(z.string()),
     delta: UsageTotalsSchema.nullable(),
   }).nullable(),
-  agent: z.object({ message_count: z.number().int(), final_message: z.string().nullable(), final_message_truncated: z.boolean() }),
+  agent: z.object({
+    message_count: z.number().int(),
+    final_message: z.string().nullable(),
+    final_message_truncated: z.boolean(),
+    /** Sub-agent tool calls; sub-agents' own commands and edits are not in the stream (git is the judge of changes). */
+    collab_tool_calls: z.number().int().default(0),
+    collab_tools: z.record(z.string(), z.number().int()).default({}),
+  }),
   safety: z.object({
     violation_count: z.number().int(),
     violations: z.array(z.object({ id: z.string(), command: z.string(), rules: z.array(z.string()) })),
@@ -206,6 +214,7 @@ export function usageDelta(current: UsageTotals, previous: (Partial<UsageTotals>
   return {
     input_tokens: d('input_tokens'),
     cached_input_tokens: d('cached_input_tokens'),
+    cache_write_input_tokens: d('cache_write_input_tokens'),
     output_tokens: d('output_tokens'),
     reasoning_output_tokens: d('reasoning_output_tokens'),
     total_tokens: d('total_tokens'),
@@ -275,6 +284,7 @@ export function buildDigest(input: DigestInput): RunDigest {
     ? {
         input_tokens: s.usage.input_tokens,
         cached_input_tokens: s.usage.cached_input_tokens,
+        cache_write_input_tokens: s.usage.cache_write_input_tokens,
         output_tokens: s.usage.output_tokens,
         reasoning_output_tokens: s.usage.reasoning_output_tokens,
         total_tokens: s.usage.total_tokens,
@@ -353,7 +363,13 @@ export function buildDigest(input: DigestInput): RunDigest {
       error_messages: s.error_messages.slice(0, 10),
     },
     usage,
-    agent: { message_count: s.agent_message_count, final_message: s.final_message, final_message_truncated: s.final_message_truncated },
+    agent: {
+      message_count: s.agent_message_count,
+      final_message: s.final_message,
+      final_message_truncated: s.final_message_truncated,
+      collab_tool_calls: s.collab_tool_call_count,
+      collab_tools: s.collab_tools,
+    },
     safety: {
       violation_count: s.safety_violation_count,
       violations: s.safety_violations.slice(0, 20).map((x) => ({ id: x.id, command: x.command, rules: x.rules })),

@@ -50,6 +50,8 @@ export interface AnalyzeAttemptInput {
   stderrTail?: string;
   /** Whether the agent may commit/push itself (default false). */
   pushAllowed?: boolean;
+  /** Commits/pushes/ref moves git shows in the worker's repository after the step (see src/worker/repo-state.ts). */
+  repoChanges?: readonly string[];
   /** Override the state recorded as `state.after` (default: from the verdict and policy). */
   stateAfter?: RunState | 'UNCHANGED';
   /** Paths of this attempt's artifacts, recorded in the digest. */
@@ -87,6 +89,7 @@ export function analyzeParsed(parse: StreamSummary, input: AnalyzeParsedInput): 
     preflight: input.preflight,
     pushAllowed: input.pushAllowed,
     stderrTail: input.stderrTail,
+    repoChanges: input.repoChanges,
   });
   const targetState = stateAfterVerdict(verdict.grade, input.stateBefore, input.policy);
   const keepStream = shouldKeepStream(verdict.grade, input.runId, input.attemptNo, input.policy.success_event_stream_sample_pct);

@@ -51,7 +51,7 @@ export function renderInsight(d: RunDigest): string {
   if (d.usage) {
     const u = d.usage;
     out.push(
-      `- Tokens (cumulative per thread): input \`${u.input_tokens}\` | cached \`${u.cached_input_tokens}\` | output \`${u.output_tokens}\`${u.reasoning_output_tokens ? ` | reasoning \`${u.reasoning_output_tokens}\`` : ''} | total \`${u.total_tokens}\``,
+      `- Tokens (cumulative per thread): input \`${u.input_tokens}\` | cached \`${u.cached_input_tokens}\`${u.cache_write_input_tokens ? ` | cache writes \`${u.cache_write_input_tokens}\`` : ''} | output \`${u.output_tokens}\`${u.reasoning_output_tokens ? ` | reasoning \`${u.reasoning_output_tokens}\`` : ''} | total \`${u.total_tokens}\``,
     );
     if (u.delta) out.push(`- Tokens this attempt: input \`${u.delta.input_tokens}\` | output \`${u.delta.output_tokens}\` | total \`${u.delta.total_tokens}\``);
   } else {
@@ -59,12 +59,20 @@ export function renderInsight(d: RunDigest): string {
   }
   out.push(`- Safety: ${d.safety.violation_count ? `\`${d.safety.violation_count}\` violation(s)` : 'no violations'}; push attempts: \`${d.safety.push_attempt_count}\`${d.safety.push_allowed ? ' (allowed)' : ''}`);
   if (d.preflight) out.push(`- Preflight: ${d.preflight.ok ? 'ok' : 'failed'}`);
+  if (d.agent.collab_tool_calls) {
+    const tools = Object.entries(d.agent.collab_tools).map(([t, n]) => `${t} ×${n}`).join(', ');
+    out.push(`- Sub-agents: \`${d.agent.collab_tool_calls}\` collab tool call(s) (${tools}); their commands and edits are not in this stream, so changes are judged from git`);
+  }
 
   out.push('', '## Top Command Durations');
   if (d.commands.top_by_duration.length) {
     for (const t of d.commands.top_by_duration.slice(0, 3)) out.push(`- ${t.duration_ms}ms | \`${oneLine(t.command, 200)}\``);
   } else {
-    out.push('- No command duration data captured (stream lines carry no receive time).');
+    out.push(
+      d.events.stamped_lines > 0
+        ? '- No command duration data captured (no command both started and finished in the stream).'
+        : '- No command duration data captured (stream lines carry no receive time).',
+    );
   }
   if (d.commands.top_by_frequency.some((f) => f.count > 1)) {
     out.push('', '## Most Repeated Commands');
@@ -138,6 +146,9 @@ export function iterationHints(d: RunDigest): string[] {
       break;
     case 'runtime_hard_failure':
       hints.push('The worker failed on its environment (permissions, auth, missing binary or repo); fix that before another attempt.');
+      break;
+    case 'runtime_config_error':
+      hints.push('Codex refused its setup (a flag, the provider key variable, config.toml or the model); fix it as the evidence says (see docs/worker.md, "Pointing codex at a provider"), run `doctor`, then retry.');
       break;
     case 'runtime_unknown_failure':
       hints.push('The worker exited non-zero with no known pattern; read the stderr log and the raw event stream kept for this attempt.');

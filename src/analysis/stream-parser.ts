@@ -50,6 +50,7 @@ export const KNOWN_ITEM_TYPES = [
   'todo_list',
   'plan',
   'error',
+  'collab_tool_call',
 ] as const;
 const EVENT_SET = new Set<string>(KNOWN_EVENT_TYPES);
 const ITEM_SET = new Set<string>(KNOWN_ITEM_TYPES);
@@ -68,6 +69,8 @@ export interface StreamParserOptions {
 export interface UsageTotals {
   input_tokens: number;
   cached_input_tokens: number;
+  /** Input tokens written to the prompt cache (codex 0.171.0 reports them; 0 when absent). */
+  cache_write_input_tokens: number;
   output_tokens: number;
   reasoning_output_tokens: number;
   total_tokens: number;
@@ -147,6 +150,9 @@ export interface StreamSummary {
   failed_test_command_count: number;
   file_changes: Array<{ path: string; kind: string }>;
   file_change_count: number;
+  /** Sub-agent tool calls (spawn_agent, wait_agent, ...): their commands and edits are NOT in this stream. */
+  collab_tool_call_count: number;
+  collab_tools: Record<string, number>;
   agent_message_count: number;
   final_message: string | null;
   final_message_truncated: boolean;
@@ -240,6 +246,8 @@ export class StreamAccumulator {
   private readonly failedTests: CommandRecord[] = [];
   private failedTestCount = 0;
   private readonly fileChanges: Array<{ path: string; kind: string }> = [];
+  private collabCount = 0;
+  private readonly collabTools = new Map<string, number>();
   private fileChangeCount = 0;
   private agentMessages = 0;
   private finalMessage: string | null = null;
@@ -494,6 +502,11 @@ export class StreamAccumulator {
           if (this.fileChanges.length < 500) this.fileChanges.push({ path: String(c.path ?? ''), kind: String(c.kind ?? 'update') });
         }
         return;
+      case 'collab_tool_call':
+        if (!done) return;
+        this.collabCount++;
+        bump(this.collabTools, typeof item.tool === 'string' ? item.tool : 'unknown');
+        return;
       case 'error':
         if (done) this.addError(typeof item.message === 'string' ? item.message : JSON.stringify(item));
         return;
@@ -643,6 +656,8 @@ export class StreamAccumulator {
       failed_test_command_count: this.failedTestCount,
       file_changes: [...this.fileChanges],
       file_change_count: this.fileChangeCount,
+      collab_tool_call_count: this.collabCount,
+      collab_tools: Object.fromEntries(this.collabTools),
       agent_message_count: this.agentMessages,
       final_message: this.finalMessage,
       final_message_truncated: this.finalTruncated,
@@ -815,12 +830,13 @@ export async function parseStream(source: Readable | AsyncIterable<Buffer | stri
 }
 
 export function emptyUsage(): UsageTotals {
-  return { input_tokens: 0, cached_input_tokens: 0, output_tokens: 0, reasoning_output_tokens: 0, total_tokens: 0 };
+  return { input_tokens: 0, cached_input_tokens: 0, cache_write_input_tokens: 0, output_tokens: 0, reasoning_output_tokens: 0, total_tokens: 0 };
 }
 
 function addUsage(into: UsageTotals, u: UsageTotals): void {
   into.input_tokens += u.input_tokens;
   into.cached_input_tokens += u.cached_input_tokens;
+  into.cache_write_input_tokens += u.cache_write_input_tokens;
   into.output_tokens += u.output_tokens;
   into.reasoning_output_tokens += u.reasoning_output_tokens;
   into.total_tokens += u.total_tokens;
@@ -835,8 +851,10 @@ function readUsage(raw: unknown): UsageTotals | null {
   return {
     input_tokens: input,
     cached_input_tokens: num('cached_input_tokens'),
+    cache_write_input_tokens: num('cache_write_input_tokens'),
     output_tokens: output,
     reasoning_output_tokens: num('reasoning_output_tokens') || num('reasoning_tokens'),
+    // codex 0.171.0 sends no total_tokens: input + output (cached and reasoning tokens are parts of those).
     total_tokens: num('total_tokens') || input + output,
   };
 }

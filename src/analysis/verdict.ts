@@ -4,6 +4,7 @@ import type { RunAgentStepPolicy } from '../policy.js';
 import type { CommandRecord, StreamSummary } from './stream-parser.js';
 import { shortCommand } from './commands.js';
 import type { DiffStats } from './diff-stats.js';
+import { patternsOf } from '../worker/agents/codex.js';
 
 /** SPEC §5: deterministic verdict of one worker attempt. */
 export type Grade = 'PASS' | 'RETRYABLE' | 'HUMAN_REVIEW';
@@ -20,6 +21,7 @@ export const REASON_CODES = [
   'runtime_success',
   'runtime_success_allowlisted_test_failures',
   'runtime_hard_failure',
+  'runtime_config_error',
   'runtime_transient_failure',
   'runtime_unknown_failure',
   'retryable_limit_exceeded',
@@ -60,6 +62,11 @@ export interface VerdictInput {
   pushAllowed?: boolean;
   /** Tail of the codex process's stderr, searched for failure patterns when it exits non-zero. */
   stderrTail?: string;
+  /**
+   * Commits, pushes and ref moves git shows in the worker's repository after the step (by anyone:
+   * sub-agents' commands never appear in the parent stream). Non-empty = rule 3.
+   */
+  repoChanges?: readonly string[];
 }
 
 interface NamedPattern {
@@ -67,38 +74,20 @@ interface NamedPattern {
   re: RegExp;
 }
 
+/** Setup errors of the agent CLI (flags, provider key, config.toml, model): retrying cannot fix them. */
+export const CONFIG_PATTERNS: readonly NamedPattern[] = patternsOf('config');
 /** Failures a retry cannot fix. */
-export const HARD_PATTERNS: readonly NamedPattern[] = [
-  { name: 'permission denied', re: /permission denied/i },
-  { name: 'read-only file system', re: /read-only file system/i },
-  { name: 'authentication failed', re: /authentication failed|invalid api key|incorrect api key|unauthori[sz]ed|\b(?:HTTP(?:\/[\d.]+)?|status(?: code)?:?)\s*401\b/i },
-  { name: 'not a git repository', re: /not a git repository/i },
-  { name: 'repository not found', re: /repository not found/i },
-  { name: 'command not found', re: /command not found|exit(?:ed)? (?:with )?(?:code|status) 127\b|\bENOENT\b.*spawn/i },
-  { name: 'index.lock', re: /index\.lock/i },
-  { name: 'no space left on device', re: /no space left on device|disk quota exceeded/i },
-  { name: 'forbidden', re: /\b403\b.*forbidden|forbidden.*\b403\b/i },
-  { name: 'sandbox denied', re: /operation not permitted|sandbox (?:denied|violation)/i },
-];
-
+export const HARD_PATTERNS: readonly NamedPattern[] = patternsOf('hard');
 /** Failures that usually pass on a retry. */
-export const TRANSIENT_PATTERNS: readonly NamedPattern[] = [
-  { name: 'timed out', re: /timed? ?out|timeout|\bETIMEDOUT\b/i },
-  { name: 'connection reset', re: /connection reset|\bECONNRESET\b|socket hang up|broken pipe/i },
-  { name: 'connection refused', re: /connection refused|\bECONNREFUSED\b/i },
-  { name: 'could not resolve host', re: /could not resolve host|temporary failure in name resolution|\bEAI_AGAIN\b|\bENOTFOUND\b|name or service not known/i },
-  { name: 'network unreachable', re: /network is unreachable|\bENETUNREACH\b|stream disconnected|connection closed/i },
-  { name: 'rate limit', re: /rate.?limit|too many requests|\b(?:HTTP(?:\/[\d.]+)?|status(?: code)?:?)\s*429\b/i },
-  { name: 'HTTP 5xx', re: /\b(?:HTTP(?:\/[\d.]+)?|status(?: code)?:?)\s*5\d\d\b|\b50[0234] (?:internal server error|bad gateway|service unavailable|gateway time-?out)|server error|overloaded/i },
-  { name: 'temporarily unavailable', re: /temporarily unavailable|try again later|service unavailable/i },
-];
+export const TRANSIENT_PATTERNS: readonly NamedPattern[] = patternsOf('transient');
 
 const TEST_EVIDENCE_STATES: ReadonlySet<RunState> = new Set(['IMPLEMENTING', 'LOCAL_VALIDATING', 'ITERATING']);
 
 const ACTION: Record<Grade, NextAction> = { PASS: 'advance', RETRYABLE: 'retry', HUMAN_REVIEW: 'escalate' };
 
 function verdict(grade: Grade, reason_code: ReasonCode, rule: number, evidence: string[]): Verdict {
-  return { grade, reason_code, next_action: ACTION[grade], rule, evidence };
+  // The same sentence twice (a message in stderr and the stream) says nothing new.
+  return { grade, reason_code, next_action: ACTION[grade], rule, evidence: [...new Set(evidence)] };
 }
 
 /** Compile the allowlist; a bad regex is an operator error that names the pattern. */
@@ -192,7 +181,8 @@ function decideRules(input: VerdictInput): Verdict {
   }
 
   // 3. push
-  if (!input.pushAllowed && stream.push_attempt_count > 0) {
+  const repoChanges = input.repoChanges ?? [];
+  if (!input.pushAllowed && (stream.push_attempt_count > 0 || repoChanges.length > 0)) {
     return verdict(
       'HUMAN_REVIEW',
       'agent_push_disallowed',
@@ -200,6 +190,7 @@ function decideRules(input: VerdictInput): Verdict {
       [
         'pushing is not allowed for the agent (the orchestrator commits and pushes with finish.sh)',
         ...stream.push_attempts.slice(0, 5).map((p) => `${p.id} ran ${quote(p.command)} (${p.kinds.join(', ')})`),
+        ...repoChanges.slice(0, 5).map((c) => `git shows: ${c}`),
       ],
     );
   }
@@ -265,18 +256,30 @@ function decideRules(input: VerdictInput): Verdict {
   if (input.exitCode === 127) sources.push(['runner', 'exit code 127: command not found']);
   const head = input.timedOut ? `worker timed out (exit ${input.exitCode ?? 'signal'})` : `worker exited ${input.exitCode ?? 'by signal'}`;
   for (const [kind, patterns, grade, code] of [
+    ['configuration', CONFIG_PATTERNS, 'HUMAN_REVIEW', 'runtime_config_error'],
     ['hard', HARD_PATTERNS, 'HUMAN_REVIEW', 'runtime_hard_failure'],
     ['transient', TRANSIENT_PATTERNS, 'RETRYABLE', 'runtime_transient_failure'],
   ] as const) {
     for (const [source, text] of sources) {
       const hit = firstPattern(text, patterns);
-      if (hit) return verdict(grade, code, 5, [head, `${kind} pattern '${hit.name}' in ${source}: "${clip(hit.match, 120)}"`]);
+      if (!hit) continue;
+      const said = lineOf(text, hit.match);
+      return verdict(grade, code, 5, [head, `${kind} pattern '${hit.name}' in ${source}: "${clip(hit.match, 120)}"`, ...(kind === 'configuration' && said ? [`codex said: ${clip(said, 400)}`] : [])]);
     }
   }
   return verdict('RETRYABLE', 'runtime_unknown_failure', 5, [
     head,
     sources.length ? `no known pattern in ${sources.map(([s]) => s).join(', ')}` : 'no stderr or stream error to match',
   ]);
+}
+
+/** The line of `text` that holds `match` (the whole message, not only the matched words). */
+function lineOf(text: string, match: string): string {
+  const at = text.indexOf(match);
+  if (at === -1) return '';
+  const start = text.lastIndexOf('\n', at) + 1;
+  const end = text.indexOf('\n', at + match.length);
+  return text.slice(start, end === -1 ? text.length : end).trim();
 }
 
 function clip(text: string, max: number): string {

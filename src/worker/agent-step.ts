@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { UserInputError, errorMessage } from '../core/errors.js';
@@ -24,9 +24,10 @@ import { activeSteps, type ActiveAgentStep } from './active.js';
 import { buildRuntimeEnv, excludeRuntimeDir, loadEnvOverrides, type LoadedEnvOverrides } from './env.js';
 import { artifactFor, readDigestFile } from './inspect.js';
 import { attemptOwnerMetadata, procStart } from './reconcile.js';
+import { buildAgentArgs, checkCallArgs, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
+import { compareRepo, snapshotRepo, type RepoSnapshot } from './repo-state.js';
 import {
   assertRunnableSandbox,
-  buildCodexArgs,
   composePrompt,
   lastMessagePath,
   resolveCodexBin,
@@ -37,6 +38,8 @@ import {
 } from './runner.js';
 import { checkWorkspaceInsideRoot, dirtyPaths, runPreflight } from './preflight.js';
 import {
+  TASK_PACKET_SCHEMA,
+  TaskPacketSchema,
   buildTaskPacket,
   installedSkillsDir,
   materializeContract,
@@ -50,7 +53,7 @@ import {
 /** SPEC §4: states a worker step may start from (QUEUED is first moved to DISCOVERY). */
 export const AGENT_STEP_STATES: readonly RunState[] = ['DISCOVERY', 'IMPLEMENTING', 'LOCAL_VALIDATING', 'ITERATING'];
 
-/** Linux caps one argv string at 128 KiB; the prompt travels as one. */
+/** The longest prompt accepted (it travels on the worker's stdin, never in argv). */
 export const MAX_PROMPT_CHARS = 100_000;
 const MAX_PROMPT_FILE_BYTES = 256 * 1024;
 const PROGRESS_INTERVAL_MS = 2_000;
@@ -65,6 +68,27 @@ export interface AgentStepRequest {
   sandbox?: Sandbox;
   model?: string;
   allowed_read_only_roots?: string[];
+  /** Extra codex exec flags for this call, after the policy's codex_extra_args; flags agentpr owns are refused. */
+  codex_args?: string[];
+  /** Per-call overrides of the run's policy and checks; each one given is recorded on the attempt. */
+  success_state?: RunAgentStepPolicy['success_state'];
+  on_retryable_state?: RunAgentStepPolicy['on_retryable_state'];
+  on_human_review_state?: RunAgentStepPolicy['on_human_review_state'];
+  min_test_commands?: number;
+  max_changed_files?: number;
+  max_added_lines?: number;
+  skills_mode?: RunAgentStepPolicy['skills_mode'];
+  /** Run in skills mode although skills of the stage's plan are not installed. */
+  allow_missing_skills?: boolean;
+  /** Run although the worktree has uncommitted changes (they then count in the diff budget). */
+  allow_dirty_worktree?: boolean;
+  /** Do not run the workspace preflight before the worker. */
+  skip_preflight?: boolean;
+  /**
+   * Skills mode: an agentpr.task_packet.v1 file whose skills plan and contract are used instead of
+   * the stage's; agentpr keeps its own run, attempt, limits and paths in the packet.
+   */
+  task_packet_file?: string;
   /** Kill grace after SIGTERM (tests shorten it). */
   kill_grace_ms?: number;
 }
@@ -104,9 +128,75 @@ interface Plan {
   promptSource: string;
   repoDir: string;
   codexBin: string;
+  /** What `codex --version` and `codex exec --help` said. */
+  probe: AgentProbe;
+  /** The worker's argv (the prompt is not in it: it goes on stdin). */
+  args: string[];
+  /** Operator flags in args (policy codex_extra_args + the call's codex_args). */
+  extraArgs: string[];
   skillsPlan: string[];
   killGraceMs: number;
   envOverrides: LoadedEnvOverrides;
+  /** The per-call overrides given (names and values), recorded on the attempt. */
+  overrides: Record<string, unknown>;
+  skipPreflight: boolean;
+  /** From task_packet_file: the contract to hand the worker instead of the run's. */
+  packetContract: string | null;
+}
+
+/** Reads and checks a task_packet_file; returns its skills plan and contract path. */
+function readTaskPacketFile(file: string, skillsMode: string): { plan: string[]; contract: string | null } {
+  if (skillsMode !== 'agentpr') throw new UserInputError(`task_packet_file needs skills mode (policy skills_mode or the skills_mode input 'agentpr'); it is '${skillsMode}'`);
+  const path = resolve(file);
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    throw new UserInputError(`task_packet_file ${path} does not exist; give the path of an ${TASK_PACKET_SCHEMA} JSON file`);
+  }
+  if (size > MAX_PROMPT_FILE_BYTES) throw new UserInputError(`task_packet_file ${path} is ${size} bytes; the limit is ${MAX_PROMPT_FILE_BYTES}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new UserInputError(`task_packet_file ${path} is not valid JSON (${errorMessage(err)})`);
+  }
+  const parsed = TaskPacketSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UserInputError(`task_packet_file ${path} is not an ${TASK_PACKET_SCHEMA} packet: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+  }
+  const names = parsed.data.skills.plan.map((p) => p.name);
+  const bad = names.find((n) => !/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(n));
+  if (bad !== undefined) throw new UserInputError(`task_packet_file ${path}: skill name '${bad}' is not a skill directory name (letters, digits, . _ -)`);
+  // The contract is copied where the worker reads it: only a file next to the packet (or below) may be named.
+  let contract: string | null = null;
+  if (parsed.data.contract) {
+    const base = dirname(realpathSync(path));
+    const src = resolve(base, parsed.data.contract.source);
+    let real: string;
+    try {
+      real = realpathSync(src);
+    } catch {
+      throw new UserInputError(`task_packet_file ${path}: contract.source ${src} does not exist`);
+    }
+    if (!real.startsWith(`${base}/`) || !statSync(real).isFile()) {
+      throw new UserInputError(`task_packet_file ${path}: contract.source must be a file in ${base} or below (got ${real}); put the contract next to the packet`);
+    }
+    contract = real;
+  }
+  return { plan: names, contract };
+}
+
+/** Request fields that override the policy for one call. */
+const POLICY_OVERRIDES = ['success_state', 'on_retryable_state', 'on_human_review_state', 'min_test_commands', 'max_changed_files', 'max_added_lines', 'skills_mode'] as const;
+/** Request fields that relax a check for one call. */
+const CHECK_OVERRIDES = ['allow_missing_skills', 'allow_dirty_worktree', 'skip_preflight', 'task_packet_file'] as const;
+
+function callOverrides(req: AgentStepRequest): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of [...POLICY_OVERRIDES, ...CHECK_OVERRIDES]) if (req[k] !== undefined) out[k] = req[k];
+  return out;
 }
 
 // ---- checks that refuse (nothing changes) ---------------------------------------------------------
@@ -158,7 +248,7 @@ function readPrompt(req: AgentStepRequest): { prompt: string; source: string } {
   }
   if (!prompt.trim()) throw new UserInputError(`the prompt (from ${source}) is empty; say what the worker should do`);
   if (prompt.length > MAX_PROMPT_CHARS) {
-    throw new UserInputError(`the prompt (from ${source}) has ${prompt.length} characters; the limit is ${MAX_PROMPT_CHARS} (it is passed as one command-line argument). Put details in a file in the repository and refer to it.`);
+    throw new UserInputError(`the prompt (from ${source}) has ${prompt.length} characters; the limit is ${MAX_PROMPT_CHARS}. Put details in a file in the repository and refer to it.`);
   }
   return { prompt, source };
 }
@@ -200,7 +290,9 @@ function assertStartableState(run: RunView): void {
 async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   const run = app.service.getRun(req.run_id);
   assertStartableState(run);
-  const policy = agentPolicyFor(app.policy, run.owner, run.repo);
+  const overrides = callOverrides(req);
+  const policy: RunAgentStepPolicy = { ...agentPolicyFor(app.policy, run.owner, run.repo) };
+  for (const k of POLICY_OVERRIDES) if (req[k] !== undefined) (policy as Record<string, unknown>)[k] = req[k];
   const sandbox = req.sandbox ?? policy.codex_sandbox;
   assertRunnableSandbox(sandbox, req.sandbox ? 'the sandbox input' : `policy run_agent_step.codex_sandbox for ${run.owner}/${run.repo}`);
   const { prompt, source } = readPrompt(req);
@@ -209,23 +301,31 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   if (relativeRoot !== undefined) throw new UserInputError(`allowed_read_only_roots must be absolute paths; got '${relativeRoot}'`);
   const repoDir = checkWorkspace(app, run);
   const dirty = await uncommitted(repoDir);
-  if (dirty.length) {
+  if (dirty.length && !req.allow_dirty_worktree) {
     throw new RefusedError(
       `dirty_workspace_before_agent: ${repoDir} has ${dirty.length} uncommitted change(s) (${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ', ...' : ''}); nothing was changed. Commit, stash or discard them (or re-run run-prepare) before the worker runs.`,
     );
   }
   const stage: RunState = run.state === 'QUEUED' ? 'DISCOVERY' : run.state;
   let skillsPlan: string[] = [];
+  const fromPacket = req.task_packet_file !== undefined ? readTaskPacketFile(req.task_packet_file, policy.skills_mode) : null;
   if (policy.skills_mode === 'agentpr') {
-    skillsPlan = stageSkillPlan(stage, policy);
+    skillsPlan = fromPacket ? fromPacket.plan : stageSkillPlan(stage, policy);
     const missing = missingSkills(skillsPlan, app.env);
-    if (missing.length) {
+    if (missing.length && !req.allow_missing_skills) {
       throw new RefusedError(
         `skills_missing: skills mode needs ${missing.join(', ')} in ${installedSkillsDir(app.env)} for ${stage}; nothing was changed. Run install-skills (and check skills-status).`,
       );
     }
   }
   const codexBin = resolveCodexBin(app.env);
+  const policyExtra = policy.codex_extra_args;
+  checkExtraArgs(policyExtra, `policy run_agent_step.codex_extra_args for ${run.owner}/${run.repo}`);
+  checkCallArgs(req.codex_args ?? [], 'codex_args');
+  const extraArgs = [...policyExtra, ...(req.codex_args ?? [])];
+  const model = req.model ?? policy.codex_model;
+  const probe = await probeAgent(codexBin, app.env);
+  const args = buildAgentArgs(probe, { sandbox, model, lastMessagePath: lastMessagePath(repoDir), extraArgs });
   const envOverrides = loadEnvOverrides(repoDir, app.config.home, app.env, app.policy.security.env_override_allowlist);
   const active = activeSteps(app).get(run.run_id);
   if (active) {
@@ -236,16 +336,22 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
     stage,
     policy,
     sandbox,
-    model: req.model ?? policy.codex_model,
+    model,
     maxAgentSeconds: req.max_agent_seconds ?? budgetSeconds(run) ?? policy.max_agent_seconds,
     readOnlyRoots: [...new Set(roots.map((r) => resolve(r)))],
     prompt,
     promptSource: source,
     repoDir,
     codexBin,
+    probe,
+    args,
+    extraArgs,
     skillsPlan,
     killGraceMs: req.kill_grace_ms ?? killGraceFromEnv(app.env) ?? 5000,
     envOverrides,
+    overrides,
+    skipPreflight: req.skip_preflight === true,
+    packetContract: fromPacket?.contract ?? null,
   };
 }
 
@@ -278,6 +384,9 @@ function startAttempt(app: App, plan: Plan): { attempt: AttemptView; run: RunVie
       stage: plan.stage,
       sandbox: plan.sandbox,
       model: plan.model ?? null,
+      codex_version: plan.probe.version,
+      codex_extra_args: plan.extraArgs,
+      overrides: plan.overrides,
       max_agent_seconds: plan.maxAgentSeconds,
       skills_mode: plan.policy.skills_mode,
       prompt_source: plan.promptSource,
@@ -370,9 +479,13 @@ interface WorkerFacts {
   lastMessageCopy: string | null;
   taskPacketPath: string | null;
   envApplied: Record<string, string | null>;
+  /** Names of the variables the override files set or removed (their values are never written to reports). */
+  envOverridden: string[];
   envOverrideFiles: string[];
-  /** argv without the prompt (stored separately in prompt.txt). */
+  /** argv (the prompt is in prompt.txt and went on stdin). */
   args: string[];
+  /** HEAD and refs before the worker ran. */
+  repoBefore: RepoSnapshot | null;
   promptSha1: string;
   promptPath: string;
 }
@@ -388,12 +501,14 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
 
   excludeRuntimeDir(plan.repoDir);
   const rtEnv = buildRuntimeEnv(plan.repoDir, { baseEnv: app.env, overrides: plan.envOverrides });
-  const preflight = await workerPreflight(app, plan.repoDir, rtEnv.env);
+  const preflight: PreflightSummary = plan.skipPreflight
+    ? { ok: true, checks: [{ name: 'preflight', ok: true, message: 'skipped for this call (skip_preflight)' }] }
+    : await workerPreflight(app, plan.repoDir, rtEnv.env);
 
   let taskPacketPath: string | null = null;
   let body = plan.prompt;
   if (plan.policy.skills_mode === 'agentpr') {
-    const contract = materializeContract(plan.repoDir, app.service.latestArtifact(ex.run.run_id, 'contract')?.uri);
+    const contract = materializeContract(plan.repoDir, plan.packetContract ?? app.service.latestArtifact(ex.run.run_id, 'contract')?.uri);
     const packet = buildTaskPacket({
       run: ex.run,
       stage: plan.stage,
@@ -414,9 +529,15 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
   const fullPrompt = composePrompt(safetyContract({ repoDir: plan.repoDir, readOnlyRoots: roots }), body);
   const lastMessage = lastMessagePath(plan.repoDir);
   rmSync(lastMessage, { force: true });
-  const args = buildCodexArgs({ sandbox: plan.sandbox, model: plan.model, lastMessagePath: lastMessage, prompt: fullPrompt });
+  const args = plan.args;
   const promptPath = join(dir, 'prompt.txt');
   writeFileSync(promptPath, fullPrompt);
+  let repoBefore: RepoSnapshot | null = null;
+  try {
+    repoBefore = await snapshotRepo(plan.repoDir);
+  } catch (err) {
+    app.logger.warn({ run_id: ex.run.run_id, err: errorMessage(err) }, 'could not read the repository state before the worker');
+  }
 
   let proc: RunProcessResult | null = null;
   if (!preflight.ok) {
@@ -449,6 +570,7 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
         stderrPath,
         timeoutMs: plan.maxAgentSeconds * 1000,
         killGraceMs: plan.killGraceMs,
+        stdinFile: promptPath,
         stamp: stampLine,
         signal: ex.abort.signal,
         onSpawn: (pid) => {
@@ -477,9 +599,16 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
     send(true);
   }
   let lastMessageCopy: string | null = null;
-  if (existsSync(lastMessage)) {
+  if (existsSync(lastMessage) && statSync(lastMessage).size > 0) {
     lastMessageCopy = join(dir, 'last_message.txt');
     copyFileSync(lastMessage, lastMessageCopy);
+  } else {
+    // codex leaves the -o file empty (or absent) after a failed or killed turn: keep the last agent_message instead.
+    const fallback = acc.result().final_message;
+    if (fallback) {
+      lastMessageCopy = join(dir, 'last_message.txt');
+      writeFileSync(lastMessageCopy, fallback);
+    }
   }
   return {
     proc,
@@ -490,8 +619,10 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
     lastMessageCopy,
     taskPacketPath,
     envApplied: rtEnv.applied,
+    envOverridden: [...new Set(plan.envOverrides.overrides.flatMap((o) => Object.keys(o.env)))].sort(),
     envOverrideFiles: rtEnv.overrideFiles,
-    args: args.slice(0, -1),
+    args,
+    repoBefore,
     promptSha1: sha1(fullPrompt),
     promptPath,
   };
@@ -550,9 +681,18 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
   const durationMs = proc ? proc.durationMs : Date.now() - Date.parse(attempt.started_at);
   let diffStats: DiffStats | null = null;
   try {
-    diffStats = await computeDiffStats(plan.repoDir);
+    // Against HEAD before the worker: what a sub-agent committed is still the change.
+    diffStats = await computeDiffStats(plan.repoDir, facts.repoBefore?.head ?? null);
   } catch (err) {
     app.logger.warn({ run_id: runId, err: errorMessage(err) }, 'diff stats unavailable');
+  }
+  let repoChanges: string[] = [];
+  if (facts.repoBefore && proc) {
+    try {
+      repoChanges = (await compareRepo(plan.repoDir, facts.repoBefore, await snapshotRepo(plan.repoDir))).map((c) => c.detail);
+    } catch (err) {
+      app.logger.warn({ run_id: runId, err: errorMessage(err) }, 'could not compare the repository state after the worker');
+    }
   }
   const stderrTail = readTail(facts.stderrPath, STDERR_TAIL_BYTES) + (proc?.spawnError ? `\n${proc.spawnError}` : '');
   const paths = {
@@ -588,6 +728,7 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
     durationMs,
     timedOut,
     stderrTail,
+    repoChanges,
     artifacts: paths,
   } as const;
   let analysis = analyzeParsed(facts.acc.result(), analysisInput);
@@ -609,7 +750,14 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
     sandbox: plan.sandbox,
     model: plan.model ?? null,
     max_agent_seconds: plan.maxAgentSeconds,
-    env: { applied: facts.envApplied, override_files: facts.envOverrideFiles },
+    codex_version: plan.probe.version,
+    // Override values may be secrets: names only. The template's entries are agentpr's own paths.
+    env: {
+      applied: Object.fromEntries(Object.entries(facts.envApplied).filter(([k]) => !facts.envOverridden.includes(k))),
+      overridden: facts.envOverridden,
+      override_files: facts.envOverrideFiles,
+    },
+    repo_changes: repoChanges,
     read_only_roots: plan.readOnlyRoots,
     preflight: facts.preflight,
     process: proc ?? { skipped: 'preflight failed' },

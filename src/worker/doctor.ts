@@ -7,6 +7,8 @@ import { errorMessage } from '../core/errors.js';
 import { loadPolicyWithSource } from '../policy-file.js';
 import { RefusedError } from '../registry.js';
 import { resolveCodexBin } from './runner.js';
+import { agentPolicyFor } from '../policy.js';
+import { CODEX_VERSIONS_RUN, buildAgentArgs, checkAccepted, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
 
 /**
  * The startup doctor (seed constraints 7, 14, 19): are the prerequisites of a mutating call in
@@ -65,7 +67,8 @@ async function checkGit(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
   }
 }
 
-async function checkCodex(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
+async function checkCodex(app: App): Promise<DoctorCheck> {
+  const env = app.env;
   let bin: string;
   try {
     bin = resolveCodexBin(env);
@@ -78,10 +81,29 @@ async function checkCodex(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
         : 'install the Codex CLI (npm i -g @openai/codex) or set AGENTPR_CODEX_BIN to its path',
     );
   }
-  const r = await (await loadExeca()).execa(bin, ['--version'], { env, extendEnv: false, timeout: VERSION_TIMEOUT_MS, reject: false, stdin: 'ignore' });
-  if (r.exitCode === 0) return pass('codex', `${bin}: ${firstLine(r.stdout) || 'ok'}`);
-  const why = r.timedOut ? `did not answer within ${VERSION_TIMEOUT_MS / 1000} s` : `exited ${r.exitCode ?? r.signal}: ${firstLine(r.stderr) || firstLine(r.stdout) || firstLine(r.message)}`;
-  return fail('codex', `${bin} --version ${why}`, `check that ${bin} is the Codex CLI and runs (try '${bin} --version' in a shell), or set AGENTPR_CODEX_BIN`);
+  const upgrade = `install a Codex CLI agentpr supports (npm i -g @openai/codex@${CODEX_VERSIONS_RUN[CODEX_VERSIONS_RUN.length - 1]}) or point AGENTPR_CODEX_BIN at one`;
+  let probe: AgentProbe;
+  try {
+    probe = await probeAgent(bin, env);
+  } catch (err) {
+    return fail('codex', errorMessage(err), `check that ${bin} is the Codex CLI and runs (try '${bin} --version' in a shell), or set AGENTPR_CODEX_BIN`);
+  }
+  const version = probe.version ? `codex ${probe.version}` : probe.versionLine || 'codex (unknown version)';
+  // The command line a run-agent-step with the default policy would run, parsed by codex itself.
+  const policy = agentPolicyFor(app.policy);
+  let args: string[];
+  try {
+    checkExtraArgs(policy.codex_extra_args, 'policy run_agent_step.codex_extra_args');
+    args = buildAgentArgs(probe, { sandbox: policy.codex_sandbox, model: policy.codex_model, lastMessagePath: '/tmp/agentpr-doctor-last-message.txt', extraArgs: policy.codex_extra_args });
+  } catch (err) {
+    return fail('codex', `${bin}: ${version}: ${errorMessage(err)}`, upgrade);
+  }
+  const accepted = await checkAccepted(bin, args, env);
+  if (!accepted.ok) {
+    return fail('codex', `${bin}: ${version} refuses the worker command line 'codex ${args.join(' ')}' (${accepted.detail})`, `${upgrade}, or fix run_agent_step.codex_extra_args in the policy`);
+  }
+  const tested = probe.version && (CODEX_VERSIONS_RUN as readonly string[]).includes(probe.version) ? '' : ` (agentpr is tested with ${CODEX_VERSIONS_RUN.join(', ')})`;
+  return pass('codex', `${bin}: ${version}; accepts 'codex ${args.join(' ')}'${tested}`);
 }
 
 function writable(path: string): boolean {
@@ -143,7 +165,7 @@ export async function runCheck(app: App, name: DoctorCheckName): Promise<DoctorC
     case 'git':
       return checkGit(env);
     case 'codex':
-      return checkCodex(env);
+      return checkCodex(app);
     case 'database':
       return checkDatabase(app);
     case 'policy':

@@ -27,7 +27,6 @@ export const RUNTIME_ENV_TEMPLATE: Readonly<Record<string, string>> = {
   TMP: 'tmp',
   TEMP: 'tmp',
   npm_config_cache: 'cache/npm',
-  npm_config_store_dir: 'cache/pnpm-store',
   PNPM_STORE_DIR: 'cache/pnpm-store',
   YARN_CACHE_FOLDER: 'cache/yarn',
   BUN_INSTALL_CACHE_DIR: 'cache/bun',

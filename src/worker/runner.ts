@@ -67,15 +67,6 @@ export function lastMessagePath(repoDir: string): string {
   return join(resolve(repoDir), RUNTIME_DIR_NAME, 'codex_last_message.txt');
 }
 
-/** `codex exec --sandbox S [--full-auto] [--model M] --json --output-last-message <path> "<prompt>"` (SPEC §4). */
-export function buildCodexArgs(opts: { sandbox: Sandbox; model?: string; lastMessagePath: string; prompt: string }): string[] {
-  const args = ['exec', '--sandbox', opts.sandbox];
-  if (opts.sandbox === 'workspace-write') args.push('--full-auto');
-  if (opts.model) args.push('--model', opts.model);
-  args.push('--json', '--output-last-message', opts.lastMessagePath, opts.prompt);
-  return args;
-}
-
 /**
  * The safety contract that precedes every prompt (seed constraint 27): writes only inside the
  * repository, reads outside it only under the named roots, no global installs or privilege.
@@ -124,6 +115,8 @@ export interface RunProcessOptions {
   onSpawn?: (pid: number) => void;
   /** Aborting kills the process tree (the caller went away or the server is closing). */
   signal?: AbortSignal;
+  /** A file fed to the worker's stdin (the prompt: never in argv, where `ps` shows it); else stdin is closed. */
+  stdinFile?: string;
 }
 
 export interface RunProcessResult {
@@ -278,7 +271,7 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
     extendEnv: false,
     detached: true,
     cleanup: false,
-    stdin: 'ignore',
+    stdin: opts.stdinFile ? { file: opts.stdinFile } : 'ignore',
     stdout: 'pipe',
     stderr: { file: opts.stderrPath, append: true },
     buffer: false,

@@ -78,6 +78,7 @@ describe('run digest', () => {
     expect(d.usage).toEqual({
       input_tokens: 504_150,
       cached_input_tokens: 459_776,
+      cache_write_input_tokens: 0,
       output_tokens: 10_295,
       reasoning_output_tokens: 0,
       total_tokens: 514_445,

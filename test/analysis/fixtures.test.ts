@@ -190,7 +190,7 @@ describe('recorded codex streams', () => {
       previousUsage: { thread_id: '019c9227-b842-7300-9b00-7694226a2552', input_tokens: 20000, cached_input_tokens: 20000, output_tokens: 208, total_tokens: 20208 },
     });
     expect(a.digest.usage?.thread_ids).toEqual(['019c9227-b842-7300-9b00-7694226a2552']);
-    expect(a.digest.usage?.delta).toEqual({ input_tokens: 7728, cached_input_tokens: 4960, output_tokens: 2000, reasoning_output_tokens: 0, total_tokens: 9728 });
+    expect(a.digest.usage?.delta).toEqual({ input_tokens: 7728, cached_input_tokens: 4960, cache_write_input_tokens: 0, output_tokens: 2000, reasoning_output_tokens: 0, total_tokens: 9728 });
     // DISCOVERY-stage success stays in DISCOVERY.
     expect(a.verdict.reason_code).toBe('runtime_success');
     expect(a.targetState).toBe('UNCHANGED');

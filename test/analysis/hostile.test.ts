@@ -44,7 +44,7 @@ describe('bad input', () => {
       [
         '{"type":"thread.started","thread_id":"t"}',
         '{"type":"session.configured","model":"x"}',
-        '{"type":"item.completed","item":{"id":"item_0","type":"collab_tool_call","tool":"spawn"}}',
+        '{"type":"item.completed","item":{"id":"item_0","type":"image_generation","prompt":"a cat"}}',
         '{"type":"item.completed","item":{"id":"item_1","type":"web_search","query":"zod 4"}}',
         message('item_2', 'done'),
         '{"type":"session.configured"}',
@@ -55,8 +55,8 @@ describe('bad input', () => {
     expect(s.parse_errors).toBe(0);
     expect(s.parsed_events).toBe(6);
     expect(s.unknown_type_counts).toEqual({ 'session.configured': 2 });
-    expect(s.unknown_item_type_counts).toEqual({ collab_tool_call: 1 });
-    expect(s.item_type_counts).toEqual({ collab_tool_call: 1, web_search: 1, agent_message: 1 });
+    expect(s.unknown_item_type_counts).toEqual({ image_generation: 1 });
+    expect(s.item_type_counts).toEqual({ image_generation: 1, web_search: 1, agent_message: 1 });
     expect(s.final_message).toBe('done');
   });
 

@@ -46,10 +46,11 @@ describe('run-agent-step through the registry', () => {
     const events = h.app.service.listEvents(runId).map((e) => e.event_type);
     expect(events).toEqual(['command.run.create', 'command.start.discovery']);
 
-    const rec = JSON.parse(readFileSync(record, 'utf8')) as { argv: string[]; cwd: string; env: Record<string, string> };
+    const rec = JSON.parse(readFileSync(record, 'utf8')) as { argv: string[]; cwd: string; env: Record<string, string>; stdin: string | null };
     const lastMessage = join(workspace, '.agentpr_runtime', 'codex_last_message.txt');
-    expect(rec.argv.slice(0, -1)).toEqual(['exec', '--sandbox', 'workspace-write', '--full-auto', '--json', '--output-last-message', lastMessage]);
-    const prompt = rec.argv[rec.argv.length - 1]!;
+    // No --full-auto (codex 0.171.0 refuses it); the prompt is not in argv: `-` and stdin.
+    expect(rec.argv).toEqual(['exec', '--sandbox', 'workspace-write', '--json', '--output-last-message', lastMessage, '-']);
+    const prompt = rec.stdin!;
     expect(prompt).toMatch(/^SAFETY CONTRACT/);
     expect(prompt).toContain(`Work only inside the repository at ${workspace}`);
     expect(prompt).toContain(reference);

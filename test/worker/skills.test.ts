@@ -40,8 +40,10 @@ describe('skills mode', () => {
     const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'Add the greeting.' })) as { grade: string; state_after: string };
     expect(r).toMatchObject({ grade: 'PASS', state_after: 'LOCAL_VALIDATING' });
 
-    const rec = JSON.parse(readFileSync(join(h.tmp, 'record.json'), 'utf8')) as { argv: string[] };
-    const prompt = rec.argv[rec.argv.length - 1]!;
+    const rec = JSON.parse(readFileSync(join(h.tmp, 'record.json'), 'utf8')) as { argv: string[]; stdin: string };
+    // The prompt comes on stdin; argv ends in `-`.
+    expect(rec.argv[rec.argv.length - 1]).toBe('-');
+    const prompt = rec.stdin;
     expect(prompt).toContain('AGENTPR SKILLS MODE — stage IMPLEMENTING, attempt 1');
     expect(prompt).toContain('$agentpr-implement-and-validate');
     expect(prompt).toContain('Contract: .agentpr_runtime/contracts/contract.md');
