@@ -88,6 +88,19 @@ export interface PullRequestInfo {
   head_sha: string;
   head_ref: string;
   draft: boolean;
+  merged: boolean;
+  merge_commit_sha: string | null;
+  closed_at: string | null;
+  /** The repository the head branch lives in (a fork's owner/name); null when GitHub no longer has it. */
+  head_owner: string | null;
+  head_repo: string | null;
+}
+
+/** The combined status of a commit: every context's latest status (all pages) and GitHub's overall state. */
+export interface CombinedStatusInfo {
+  state: string;
+  total_count: number;
+  statuses: CommitStatusInfo[];
 }
 
 export interface CheckRunInfo {
@@ -118,6 +131,7 @@ export interface CreatePullInput {
   base: string;
   body?: string;
   draft?: boolean;
+  maintainer_can_modify?: boolean;
 }
 
 /**
@@ -210,11 +224,31 @@ export class GitHubClient {
     return runs.map((r) => ({ id: r.id, name: r.name, status: r.status, conclusion: r.conclusion ?? null }));
   }
 
+  /**
+   * Every page of the combined status (octokit's paginate does not know this response's shape: it
+   * holds one list among many fields), with GitHub's overall state.
+   */
+  async combinedStatus(owner: string, repo: string, ref: string): Promise<CombinedStatusInfo> {
+    const statuses: CommitStatusInfo[] = [];
+    let state = 'pending';
+    let total = 0;
+    for (let page = 1; page <= 100; page++) {
+      const res = await this.call(`GET /repos/${owner}/${repo}/commits/${ref}/status?page=${page}`, () =>
+        this.octokit.rest.repos.getCombinedStatusForRef({ owner, repo, ref, per_page: 100, page }),
+      );
+      if (page === 1) {
+        state = res.data.state;
+        total = res.data.total_count;
+      }
+      statuses.push(...res.data.statuses.map((s) => ({ id: s.id, context: s.context, state: s.state })));
+      const more = /rel="next"/.test(String(res.headers.link ?? ''));
+      if (!more || res.data.statuses.length === 0 || statuses.length >= total) break;
+    }
+    return { state, total_count: total, statuses };
+  }
+
   async listStatuses(owner: string, repo: string, ref: string): Promise<CommitStatusInfo[]> {
-    const res = await this.call(`GET /repos/${owner}/${repo}/commits/${ref}/status`, () =>
-      this.octokit.rest.repos.getCombinedStatusForRef({ owner, repo, ref, per_page: 100 }),
-    );
-    return res.data.statuses.map((s) => ({ id: s.id, context: s.context, state: s.state }));
+    return (await this.combinedStatus(owner, repo, ref)).statuses;
   }
 
   async listReviews(owner: string, repo: string, pullNumber: number): Promise<ReviewInfo[]> {
@@ -230,11 +264,28 @@ interface RawPull {
   html_url: string;
   state: string;
   draft?: boolean;
-  head: { sha: string; ref: string };
+  merged?: boolean;
+  merged_at?: string | null;
+  merge_commit_sha?: string | null;
+  closed_at?: string | null;
+  head: { sha: string; ref: string; repo?: { name: string; owner: { login: string } } | null };
 }
 
 function toPullInfo(pr: RawPull): PullRequestInfo {
-  return { number: pr.number, html_url: pr.html_url, state: pr.state, head_sha: pr.head.sha, head_ref: pr.head.ref, draft: pr.draft ?? false };
+  return {
+    number: pr.number,
+    html_url: pr.html_url,
+    state: pr.state,
+    head_sha: pr.head.sha,
+    head_ref: pr.head.ref,
+    draft: pr.draft ?? false,
+    // pulls.list answers carry no `merged`; merged_at says the same.
+    merged: pr.merged ?? Boolean(pr.merged_at),
+    merge_commit_sha: pr.merge_commit_sha ?? null,
+    closed_at: pr.closed_at ?? null,
+    head_owner: pr.head.repo?.owner.login ?? null,
+    head_repo: pr.head.repo?.name ?? null,
+  };
 }
 
 function describeRequestError(err: RequestError, what: string, settings: GitHubSettings): string {
