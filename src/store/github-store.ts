@@ -104,11 +104,14 @@ export class GitHubStore {
     return this.st.heads.all(runId) as RunHead[];
   }
 
-  /** Records a head when it differs from the current one (or names its repository for the first time). */
+  /**
+   * Records a head when it differs from the current one (or names its repository for the first
+   * time). A head without a repository stays in the one the PR's branch lives in (a fork stays the fork).
+   */
   recordHead(runId: string, sha: string, source: string, headOwner?: string | null, headRepo?: string | null): boolean {
     const cur = this.currentHead(runId);
-    const owner = headOwner ?? (cur && sameSha(cur.head_sha, sha) ? cur.head_owner : null);
-    const repo = headRepo ?? (cur && sameSha(cur.head_sha, sha) ? cur.head_repo : null);
+    const owner = headOwner ?? cur?.head_owner ?? null;
+    const repo = headRepo ?? cur?.head_repo ?? null;
     if (cur && cur.head_sha === sha && (cur.head_owner ?? '') === (owner ?? '') && (cur.head_repo ?? '') === (repo ?? '')) return false;
     this.st.insertHead.run(runId, sha, owner, repo, source, nowIso());
     return true;
