@@ -310,6 +310,23 @@ describe('follow-ups, sync and the PR lifecycle against a GitHub REST server', (
     expect(app.service.github.currentHead(run.run_id)).toMatchObject({ head_sha: HEAD, head_owner: FORK });
   });
 
+  it('a queued sync survives the receiver: a receiver started later works it', async () => {
+    const first = await startWebhookServer({ app, port: 0, secrets: [SECRET], followups: false });
+    const run = linked(app);
+    gh.addPull(OWNER, REPO, { number: 2, head: 'changes', head_sha: HEAD });
+    green();
+    try {
+      const res = await deliver(first.url, { event: 'check_run', payload: fixture('check_run.completed.success') });
+      expect(res.body.outcome).toBe('processed');
+    } finally {
+      await first.close();
+    }
+    expect(app.service.github.followups({ run_id: run.run_id })).toMatchObject([{ status: 'queued', attempts: 0, reason: 'check_run 128620228 is success' }]);
+    expect(app.service.getRun(run.run_id).state).toBe('CI_WAIT');
+    hook = await startWebhookServer({ app, port: 0, secrets: [SECRET] });
+    await until('the queued sync', () => app.service.getRun(run.run_id).state === 'REVIEW_WAIT');
+  });
+
   it('answers a green check within a second while the GitHub API is slow', async () => {
     hook = await startWebhookServer({ app, port: 0, secrets: [SECRET] });
     const run = linked(app);
