@@ -78,7 +78,8 @@ export type ArtifactType =
   | 'manager_insight'
   | 'preflight_report'
   | 'pr_open_request'
-  | 'pr_url';
+  | 'pr_url'
+  | 'iteration_packet';
 
 export const ARTIFACT_TYPES: readonly ArtifactType[] = [
   'contract',
@@ -92,6 +93,7 @@ export const ARTIFACT_TYPES: readonly ArtifactType[] = [
   'preflight_report',
   'pr_open_request',
   'pr_url',
+  'iteration_packet',
 ];
 
 /** What applying an event does to a run. */

@@ -236,4 +236,24 @@ CREATE UNIQUE INDEX github_followups_one_queued ON github_followups(run_id, kind
 CREATE INDEX github_followups_due ON github_followups(status, next_at);
 `,
   },
+  {
+    version: 16,
+    name: 'artifacts: iteration_packet (what a run iterates on: failed checks, logs, review comments)',
+    sql: `
+CREATE TABLE artifacts_v16 (
+  artifact_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  artifact_type TEXT NOT NULL CHECK (artifact_type IN (
+    'contract','branch','task_packet','agent_last_message','agent_event_stream','agent_runtime_report',
+    'run_digest','manager_insight','preflight_report','pr_open_request','pr_url','iteration_packet')),
+  uri TEXT NOT NULL,
+  metadata_json TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL
+);
+INSERT INTO artifacts_v16 SELECT artifact_id, run_id, artifact_type, uri, metadata_json, created_at FROM artifacts;
+DROP TABLE artifacts;
+ALTER TABLE artifacts_v16 RENAME TO artifacts;
+CREATE INDEX artifacts_run ON artifacts(run_id, artifact_type, artifact_id);
+`,
+  },
 ];

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
+import { iterationContext, iterationPromptSection } from '../github/iteration-packet.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { UserInputError, errorMessage } from '../core/errors.js';
 import type { ApplyResult, AttemptView, RunView } from '../core/models.js';
@@ -409,6 +410,11 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
     taskPacketPath = join(dir, 'task_packet.json');
     writeFileSync(taskPacketPath, `${JSON.stringify(packet, null, 2)}\n`);
     body = skillsEnvelope(packet, plan.prompt);
+  }
+  if (plan.stage === 'ITERATING') {
+    // What CI and reviewers said about the PR's head, as untrusted data after the task.
+    const iteration = await iterationContext(app, ex.run);
+    if (iteration) body = `${body}\n${iterationPromptSection(iteration.markdown)}`;
   }
   const roots = plan.policy.skills_mode === 'agentpr' ? [...plan.readOnlyRoots, installedSkillsDir(app.env)] : plan.readOnlyRoots;
   const fullPrompt = composePrompt(safetyContract({ repoDir: plan.repoDir, readOnlyRoots: roots }), body);
