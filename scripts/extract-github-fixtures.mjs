@@ -26,6 +26,9 @@ const rest = {
   'pulls.listReviews': ['/repos/{owner}/{repo}/pulls/{pull_number}/reviews', 'get', '200'],
   'checks.listForRef': ['/repos/{owner}/{repo}/commits/{ref}/check-runs', 'get', '200'],
   'repos.getCombinedStatusForRef': ['/repos/{owner}/{repo}/commits/{ref}/status', 'get', '200'],
+  'checks.listAnnotations': ['/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations', 'get', '200'],
+  'pulls.listReviewComments': ['/repos/{owner}/{repo}/pulls/{pull_number}/comments', 'get', '200'],
+  'issues.listComments': ['/repos/{owner}/{repo}/issues/{issue_number}/comments', 'get', '200'],
 };
 for (const [file, [path, method, status]] of Object.entries(rest)) {
   const content = spec.paths[path][method].responses[status].content['application/json'];

@@ -65,13 +65,39 @@ export interface SimPull {
 }
 
 /** Which answer a subclass's `shape` is asked to dress (e.g. in GitHub's recorded response examples). */
-export type SimShape = 'pull' | 'combined-status' | 'check-runs' | 'reviews';
+export type SimShape = 'pull' | 'combined-status' | 'check-runs' | 'reviews' | 'annotations' | 'review-comments' | 'issue-comments';
 
 export interface SimCheckRun {
   id: number;
   name: string;
   status: 'queued' | 'in_progress' | 'completed';
   conclusion: string | null;
+  /** The app that ran it; `github-actions` makes the check run's id a job id with a log. */
+  app?: string;
+  output?: { title?: string | null; summary?: string | null; text?: string | null };
+  annotations?: Array<{ path: string; start_line: number; end_line?: number; annotation_level: 'notice' | 'warning' | 'failure'; message: string; title?: string }>;
+  /** The job's log (GitHub Actions), served through the logs redirect. */
+  log?: string;
+}
+
+export interface SimReviewComment {
+  id: number;
+  user: string;
+  path: string;
+  line: number | null;
+  diff_hunk: string;
+  body: string;
+  /** null: outdated (the line is gone from the diff). */
+  position: number | null;
+  created_at: string;
+}
+
+export interface SimIssueComment {
+  id: number;
+  user: string;
+  author_association: 'OWNER' | 'MEMBER' | 'COLLABORATOR' | 'CONTRIBUTOR' | 'NONE';
+  body: string;
+  created_at: string;
 }
 
 export interface SimStatus {
@@ -96,6 +122,8 @@ export interface SimRepo {
   reviews: Map<number, SimReview[]>;
   checks: Map<string, SimCheckRun[]>;
   statuses: Map<string, SimStatus[]>;
+  reviewComments: Map<number, SimReviewComment[]>;
+  issueComments: Map<number, SimIssueComment[]>;
 }
 
 export interface GitHubSimOptions {
@@ -154,7 +182,7 @@ export class GitHubSim {
   }
 
   addRepo(owner: string, name: string, defaultBranch = 'main'): void {
-    this.repos.set(key(owner, name), { owner, name, default_branch: defaultBranch, pulls: [], reviews: new Map(), checks: new Map(), statuses: new Map() });
+    this.repos.set(key(owner, name), { owner, name, default_branch: defaultBranch, pulls: [], reviews: new Map(), checks: new Map(), statuses: new Map(), reviewComments: new Map(), issueComments: new Map() });
   }
 
   pulls(owner: string, name: string): SimPull[] {
@@ -230,6 +258,13 @@ export class GitHubSim {
       const pr = repo?.pulls.find((p) => p.number === Number(page[3]));
       if (!repo || !pr) return answer(404, 'Not Found\n', 'text/plain; charset=utf-8');
       return answer(200, this.describe(repo, pr), 'text/plain; charset=utf-8');
+    }
+
+    // Where a job-log redirect points (GitHub: a short-lived signed storage URL, no token needed).
+    const stored = /^\/_job-logs\/([^/]+)\/([^/]+)\/(\d+)$/.exec(url.pathname);
+    if (stored && method === 'GET') {
+      const run = [...(this.findRepo(stored[1]!, stored[2]!)?.checks.values() ?? [])].flat().find((c) => c.id === Number(stored[3]));
+      return run?.log !== undefined ? answer(200, run.log, 'text/plain; charset=utf-8') : answer(404, 'Not Found\n', 'text/plain; charset=utf-8');
     }
 
     if (authorization !== `token ${this.opts.token}` && authorization !== `Bearer ${this.opts.token}`) {
@@ -323,7 +358,35 @@ export class GitHubSim {
     if ((mm = /^\/commits\/([^/]+)\/check-runs$/.exec(rest)) && method === 'GET') {
       const sha = decodeURIComponent(mm[1]!);
       const list = repo.checks.get(sha) ?? [];
-      return answer(200, this.shape('check-runs', { total_count: list.length, check_runs: list.map((c) => ({ ...c, head_sha: sha })) }));
+      const checkJson = (c: SimCheckRun) => ({
+        id: c.id,
+        name: c.name,
+        status: c.status,
+        conclusion: c.conclusion,
+        head_sha: sha,
+        app: { slug: c.app ?? 'agentpr-sim' },
+        details_url: `${this.url}/${owner}/${repo.name}/runs/${c.id}`,
+        output: { title: c.output?.title ?? null, summary: c.output?.summary ?? null, text: c.output?.text ?? null, annotations_count: c.annotations?.length ?? 0 },
+      });
+      return answer(200, this.shape('check-runs', { total_count: list.length, check_runs: list.map(checkJson) }));
+    }
+    if ((mm = /^\/check-runs\/(\d+)\/annotations$/.exec(rest)) && method === 'GET') {
+      const run = [...repo.checks.values()].flat().find((c) => c.id === Number(mm![1]));
+      if (!run) return answer(404, { message: 'Not Found' });
+      return answer(200, this.shape('annotations', (run.annotations ?? []).map((a) => ({ path: a.path, start_line: a.start_line, end_line: a.end_line ?? a.start_line, annotation_level: a.annotation_level, message: a.message, title: a.title ?? null }))));
+    }
+    if ((mm = /^\/actions\/jobs\/(\d+)\/logs$/.exec(rest)) && method === 'GET') {
+      const run = [...repo.checks.values()].flat().find((c) => c.id === Number(mm![1]));
+      if (!run || run.app !== 'github-actions' || run.log === undefined) return answer(404, { message: 'Not Found' });
+      return answer(302, '', 'text/plain', { location: `${this.url}/_job-logs/${owner}/${repo.name}/${run.id}` });
+    }
+    if ((mm = /^\/pulls\/(\d+)\/comments$/.exec(rest)) && method === 'GET') {
+      const list = repo.reviewComments.get(Number(mm[1])) ?? [];
+      return answer(200, this.shape('review-comments', list.map((c) => ({ id: c.id, user: { login: c.user }, path: c.path, line: c.line, original_line: c.line, diff_hunk: c.diff_hunk, body: c.body, position: c.position, in_reply_to_id: null, created_at: c.created_at }))));
+    }
+    if ((mm = /^\/issues\/(\d+)\/comments$/.exec(rest)) && method === 'GET') {
+      const list = repo.issueComments.get(Number(mm[1])) ?? [];
+      return answer(200, this.shape('issue-comments', list.map((c) => ({ id: c.id, user: { login: c.user }, author_association: c.author_association, body: c.body, created_at: c.created_at }))));
     }
     if ((mm = /^\/commits\/([^/]+)\/status$/.exec(rest)) && method === 'GET') {
       const sha = decodeURIComponent(mm[1]!);

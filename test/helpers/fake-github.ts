@@ -9,6 +9,9 @@ const EXAMPLES: Record<SimShape, unknown> = {
   'combined-status': example('repos.getCombinedStatusForRef'),
   'check-runs': example('checks.listForRef'),
   reviews: example('pulls.listReviews'),
+  annotations: example('checks.listAnnotations'),
+  'review-comments': example('pulls.listReviewComments'),
+  'issue-comments': example('issues.listComments'),
 };
 
 /** `over` laid on `base` (GitHub's recorded example): objects merge, a list's items each lie on the example's first item. */
