@@ -52,6 +52,10 @@ export const GitHubPolicySchema = z.strictObject({
   resync_after_sec: z.number().int().min(1).default(900),
   /** Attempts of a queued follow-up (the sync after a green check) before it is given up as failed. */
   followup_max_attempts: z.number().int().min(1).max(100).default(8),
+  /** After an iteration's push to a linked PR: auto -> straight back to CI_WAIT; confirm -> stays PUSHED until link-pr. */
+  iteration_push: z.enum(['auto', 'confirm']).default('auto'),
+  /** Iterations (pushes after the PR was opened) per run before a person decides (NEEDS_HUMAN_REVIEW, max_iterations). */
+  max_iterations: z.number().int().min(0).max(100).default(3),
 });
 
 export const ManagerPolicySchema = z.strictObject({

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { App } from '../app.js';
@@ -40,7 +41,32 @@ export interface IterationPacket {
   review_comments: Array<{ id: number; user: string | null; path: string; line: number | null; diff_hunk: string; body: string }>;
   changes_requested: Array<{ review_id: number; user: string | null; body: string }>;
   conversation: Array<{ id: number; user: string | null; body: string; created_at: string }>;
+  /** One per failed check: its name and first error lines, normalized (see failureFingerprint). */
+  fingerprints: string[];
   notes: string[];
+}
+
+const ERROR_LINE = /error|fail|assert|expected|exception|panic|traceback/i;
+
+/** Numbers, hashes, paths and times vary between attempts at the same failure; they are masked. */
+export function normalizeErrorLine(line: string): string {
+  return line
+    .replace(/\d{4}-\d{2}-\d{2}T[\d:.]+Z?/g, '<time>')
+    .replace(/\b[0-9a-f]{7,64}\b/gi, '<hash>')
+    .replace(/(?:[A-Za-z]:)?(?:[\w.@-]*[\/\\])+[\w.@-]+/g, '<path>')
+    .replace(/\d+(?:\.\d+)?/g, '<n>')
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+/** A failing check's signature: its name plus its first three error lines, normalized, hashed. */
+export function failureFingerprint(check: { name: string; summary: string | null; text: string | null; annotations: Array<{ message: string }>; log_tail: string | null }): string {
+  const candidates = [...check.annotations.map((a) => a.message), ...(check.summary ?? '').split('\n'), ...(check.text ?? '').split('\n'), ...(check.log_tail ?? '').split('\n')]
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const errors = candidates.filter((l) => ERROR_LINE.test(l)).slice(0, 3);
+  const lines = (errors.length ? errors : candidates.slice(0, 3)).map(normalizeErrorLine);
+  return `${check.name}:${createHash('sha1').update([check.name, ...lines].join('\n')).digest('hex').slice(0, 12)}`;
 }
 
 /** Token-looking strings (GitHub, bearer) and the process's known secrets become [REDACTED]. */
@@ -119,6 +145,7 @@ export async function buildIterationPacket(app: App, client: GitHubClient, run: 
       .filter((c) => MAINTAINERS.has(c.author_association.toUpperCase()) && (!lastPush || c.created_at >= lastPush))
       .slice(-MAX_COMMENTS)
       .map((c) => ({ id: c.id, user: c.user, body: clip(c.body, env) ?? '', created_at: c.created_at })),
+    fingerprints: failedChecks.map(failureFingerprint),
     notes,
   };
 }
@@ -169,6 +196,7 @@ export function storeIterationPacket(app: App, packet: IterationPacket): Artifac
       failed_checks: packet.failed_checks.length,
       review_comments: packet.review_comments.length,
       changes_requested: packet.changes_requested.length,
+      fingerprints: packet.fingerprints,
     },
   });
 }
@@ -211,17 +239,46 @@ export function iterationPromptSection(markdown: string, maxChars = 48_000): str
  * artifact), else the latest stored one. A GitHub failure is logged, never fatal: the worker then
  * iterates on what was stored before, or on its prompt alone.
  */
-export async function iterationContext(app: App, run: RunView): Promise<{ markdown: string; artifact: ArtifactView } | undefined> {
+export async function iterationContext(app: App, run: RunView): Promise<{ markdown: string; artifact: ArtifactView; stop?: IterationStop } | undefined> {
   if (run.pr_number && githubSettings(app.env).token) {
     try {
       const client = await githubClient(app.logger, app.env);
       const packet = await buildIterationPacket(app, client, run);
+      const previous = latestIterationPacket(app, run.run_id);
       const artifact = storeIterationPacket(app, packet);
-      return { markdown: packetMarkdown(packet), artifact };
+      const stop = iterationStop(app, run, packet, previous?.packet, artifact);
+      return { markdown: packetMarkdown(packet), artifact, ...(stop ? { stop } : {}) };
     } catch (err) {
       app.logger.warn({ run_id: run.run_id, err: err instanceof Error ? err.message : String(err) }, 'iteration packet not built; using the latest stored one');
     }
   }
   const latest = latestIterationPacket(app, run.run_id);
   return latest ? { markdown: latest.markdown, artifact: latest.artifact } : undefined;
+}
+
+export interface IterationStop {
+  reason_code: 'max_iterations' | 'same_failure_again';
+  message: string;
+}
+
+/**
+ * Bounds the loop: policy github.max_iterations rounds per run, and no second round on the same
+ * failure (a fingerprint of the last round seen again after a push to a new head).
+ */
+export function iterationStop(app: App, run: RunView, packet: IterationPacket, previous: IterationPacket | undefined, artifact: ArtifactView): IterationStop | undefined {
+  const round = Number(artifact.metadata.round ?? 1);
+  const max = app.policy.github.max_iterations;
+  if (round > max) {
+    return { reason_code: 'max_iterations', message: `round ${round} would exceed policy github.max_iterations (${max}); a person decides (iteration packet ${artifact.uri})` };
+  }
+  if (previous && previous.head_sha !== packet.head_sha) {
+    const again = packet.fingerprints.filter((f) => (previous.fingerprints ?? []).includes(f));
+    if (again.length) {
+      return {
+        reason_code: 'same_failure_again',
+        message: `the same failure after an iteration: ${again.join(', ')} at ${previous.head_sha.slice(0, 12)} and again at ${packet.head_sha.slice(0, 12)} (packets of round ${round - 1} and ${round}: ${artifact.uri})`,
+      };
+    }
+  }
+  return undefined;
 }

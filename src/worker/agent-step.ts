@@ -103,6 +103,8 @@ interface Plan {
   readOnlyRoots: string[];
   prompt: string;
   promptSource: string;
+  /** The iteration packet given to a worker in ITERATING. */
+  iteration?: { markdown: string };
   repoDir: string;
   codexBin: string;
   skillsPlan: string[];
@@ -232,7 +234,19 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   if (active) {
     throw new RefusedError(`an agent step is already running for ${run.run_id} (attempt ${active.attempt_no}, since ${active.started_at}); wait for it or look at inspect-run.`);
   }
+  const iteration = run.state === 'ITERATING' ? await iterationContext(app, run) : undefined;
+  if (iteration?.stop) {
+    // The loop is bounded: the run goes to a person instead of another round.
+    app.service.applyEvent({
+      run_id: run.run_id,
+      event_type: 'worker.step.failed',
+      payload: { step: 'agent', reason_code: iteration.stop.reason_code, error_message: iteration.stop.message, to_state: 'NEEDS_HUMAN_REVIEW' },
+      idempotency_key: `worker.step.failed:${run.run_id}:${iteration.stop.reason_code}:${iteration.artifact.artifact_id}`,
+    });
+    throw new RefusedError(`${iteration.stop.reason_code}: ${iteration.stop.message}; the run is now NEEDS_HUMAN_REVIEW and no worker was started`);
+  }
   return {
+    iteration,
     run,
     stage,
     policy,
@@ -411,11 +425,8 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
     writeFileSync(taskPacketPath, `${JSON.stringify(packet, null, 2)}\n`);
     body = skillsEnvelope(packet, plan.prompt);
   }
-  if (plan.stage === 'ITERATING') {
-    // What CI and reviewers said about the PR's head, as untrusted data after the task.
-    const iteration = await iterationContext(app, ex.run);
-    if (iteration) body = `${body}\n${iterationPromptSection(iteration.markdown)}`;
-  }
+  // What CI and reviewers said about the PR's head, as untrusted data after the task.
+  if (plan.iteration) body = `${body}\n${iterationPromptSection(plan.iteration.markdown)}`;
   const roots = plan.policy.skills_mode === 'agentpr' ? [...plan.readOnlyRoots, installedSkillsDir(app.env)] : plan.readOnlyRoots;
   const fullPrompt = composePrompt(safetyContract({ repoDir: plan.repoDir, readOnlyRoots: roots }), body);
   const lastMessage = lastMessagePath(plan.repoDir);

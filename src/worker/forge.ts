@@ -188,7 +188,16 @@ function outcome(step: 'prepare' | 'finish', attempt: AttemptView, r: ScriptResu
   };
 }
 
-function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { event_type: string; payload: Record<string, unknown> } | null, stepName: 'prepare' | 'finish', metadata: Record<string, unknown>): { state: RunState; last_error: string | null; error?: string } {
+function settle(
+  app: App,
+  attempt: AttemptView,
+  r: ScriptResult,
+  okEvent: { event_type: string; payload: Record<string, unknown> } | null,
+  stepName: 'prepare' | 'finish',
+  metadata: Record<string, unknown>,
+  /** Applied after okEvent in the same transaction (an iteration's push back onto its PR). */
+  thenEvent?: { event_type: string; payload: Record<string, unknown>; idempotency_key: string },
+): { state: RunState; last_error: string | null; error?: string } {
   const ok = r.exitCode === 0 && !r.timedOut;
   const errorText = ok ? undefined : lastLine(r.stderr) || `${stepName}.sh exited ${r.exitCode ?? r.signal}`;
   const finish = () =>
@@ -219,7 +228,9 @@ function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { even
         payload: event.payload,
         idempotency_key: defaultIdempotencyKey(event.event_type, attempt.run_id, { step: stepName, attempt_no: attempt.attempt_no }),
       });
-      return { state: res.state, last_error: res.last_error, ...(errorText ? { error: errorText } : {}) };
+      const then = ok && thenEvent ? app.service.applyEvent({ run_id: attempt.run_id, ...thenEvent }) : undefined;
+      const last = then ?? res;
+      return { state: last.state, last_error: last.last_error, ...(errorText ? { error: errorText } : {}) };
     });
   } catch (err) {
     if (!(err instanceof TransitionError)) throw err;
@@ -338,6 +349,16 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
       };
     }
   }
-  const s = settle(app, attempt, r, okEvent, 'finish', { ...metadata, ...(r.outputs.branch ? { branch: r.outputs.branch, head_sha: r.outputs.head_sha } : {}) });
+  // An iteration pushes onto the PR that is already open: the approval covered opening it, so with
+  // policy github.iteration_push auto the run goes straight back to CI_WAIT with its new head.
+  const relink =
+    okEvent && run.pr_number && app.policy.github.iteration_push === 'auto'
+      ? {
+          event_type: 'command.pr.linked',
+          payload: { pr_number: run.pr_number, iteration_push: true, ...(r.outputs.head_sha ? { head_sha: r.outputs.head_sha } : {}) },
+          idempotency_key: `command.pr.linked:${run.run_id}:pr:${run.pr_number}:push:${r.outputs.head_sha ?? `finish-${attempt.attempt_no}`}`,
+        }
+      : undefined;
+  const s = settle(app, attempt, r, okEvent, 'finish', { ...metadata, ...(r.outputs.branch ? { branch: r.outputs.branch, head_sha: r.outputs.head_sha } : {}) }, relink);
   return outcome('finish', attempt, r, s);
 }
