@@ -140,6 +140,9 @@ describe('iteration packet', () => {
     expect(h!.app.service.getRun(runId)).toMatchObject({ state: 'NEEDS_HUMAN_REVIEW' });
     expect(h!.app.service.getRun(runId).last_error).toMatch(/^agent:same_failure_again:/);
     expect(h!.app.service.listArtifacts(runId, 'iteration_packet')).toHaveLength(2);
+    // Kept per repository: run-bottlenecks lists the failure that came back.
+    const b = ok(await h!.call('run-bottlenecks', { owner: OWNER, repo: REPO }));
+    expect(b.failure_fingerprints).toEqual([{ repo: `${OWNER}/${REPO}`, fingerprint: expect.stringMatching(/^test \(node 20\):[0-9a-f]{12}$/), rounds: 2, runs: 1 }]);
   });
 
   test('policy github.max_iterations stops the loop', async () => {
