@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
-import { iterationContext, iterationPromptSection } from '../github/iteration-packet.js';
+import { iterationContext, iterationPromptSection, materializeIterationPacket } from '../github/iteration-packet.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { UserInputError, errorMessage } from '../core/errors.js';
 import type { ApplyResult, AttemptView, RunView } from '../core/models.js';
@@ -103,8 +103,8 @@ interface Plan {
   readOnlyRoots: string[];
   prompt: string;
   promptSource: string;
-  /** The iteration packet given to a worker in ITERATING. */
-  iteration?: { markdown: string };
+  /** The iteration packet given to a worker in ITERATING (its Markdown and the stored JSON file). */
+  iteration?: { markdown: string; artifact: { uri: string } };
   repoDir: string;
   codexBin: string;
   skillsPlan: string[];
@@ -407,6 +407,8 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
 
   let taskPacketPath: string | null = null;
   let body = plan.prompt;
+  // The iteration packet inside the sandbox, where the worker (and the loop's skills) can read it.
+  const iterationFiles = plan.iteration ? materializeIterationPacket(plan.repoDir, plan.iteration) : null;
   if (plan.policy.skills_mode === 'agentpr') {
     const contract = materializeContract(plan.repoDir, app.service.latestArtifact(ex.run.run_id, 'contract')?.uri);
     const packet = buildTaskPacket({
@@ -419,6 +421,7 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
       maxAgentSeconds: plan.maxAgentSeconds,
       contract,
       env: app.env,
+      iterationPacket: iterationFiles,
     });
     writeTaskPacket(packet);
     taskPacketPath = join(dir, 'task_packet.json');

@@ -152,4 +152,21 @@ describe('iteration packet', () => {
     expect(h!.app.service.getRun(runId)).toMatchObject({ state: 'NEEDS_HUMAN_REVIEW' });
     expect(h!.app.service.listAttempts(runId, 'agent')).toHaveLength(0);
   });
+
+  test('in skills mode the loop uses the shipped fix-CI and review skills, which read the packet inside the sandbox', async () => {
+    const { runId } = await iteratingRun({ run_agent_step: { skills_mode: 'agentpr' } });
+    ok(await h!.call('install-skills', {}));
+    h!.setEnv({ FAKE_CODEX_SCENARIO: scenario('discovery-smoke') });
+    ok(await h!.call('run-agent-step', { run_id: runId, prompt: 'Fix what CI and the reviewers found.' }));
+    const workspace = h!.app.service.getRun(runId).workspace_dir;
+    const taskPacket = JSON.parse(readFileSync(join(workspace, '.agentpr_runtime', 'task_packet.json'), 'utf8'));
+    expect(taskPacket.skills.plan.map((s: { name: string }) => s.name)).toEqual(['agentpr-fix-ci', 'agentpr-address-comments', 'agentpr-iterate-on-feedback', 'agentpr-implement-and-validate']);
+    expect(taskPacket.iteration_packet).toEqual({ markdown: join(workspace, '.agentpr_runtime', 'iteration', 'iteration_packet.md'), json: join(workspace, '.agentpr_runtime', 'iteration', 'iteration_packet.json') });
+    expect(readFileSync(taskPacket.iteration_packet.markdown, 'utf8')).toContain('src/greeting.txt:1 [failure] expected a comma after hello');
+    expect(JSON.parse(readFileSync(taskPacket.iteration_packet.json, 'utf8'))).toMatchObject({ pr_number: 7, head_sha: HEAD });
+    const skill = readFileSync(join(h!.codexHome, 'skills', 'agentpr-fix-ci', 'SKILL.md'), 'utf8');
+    expect(skill).toContain('.agentpr_runtime/iteration/iteration_packet.md');
+    const prompt = readFileSync(join(h!.app.config.reportsDir, runId, 'agent', '1', 'prompt.txt'), 'utf8');
+    expect(prompt).toContain('$agentpr-fix-ci, $agentpr-address-comments');
+  });
 });
