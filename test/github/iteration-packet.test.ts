@@ -140,6 +140,11 @@ describe('iteration packet', () => {
     expect(h!.app.service.getRun(runId)).toMatchObject({ state: 'NEEDS_HUMAN_REVIEW' });
     expect(h!.app.service.getRun(runId).last_error).toMatch(/^agent:same_failure_again:/);
     expect(h!.app.service.listArtifacts(runId, 'iteration_packet')).toHaveLength(2);
+    // inspect-run shows each round, and the heads the PR had.
+    const inspected = ok(await h!.call('inspect-run', { run_id: runId }));
+    const gh2 = inspected.github as { iterations: Array<{ round: number; head_sha: string }>; heads: Array<{ head_sha: string; source: string }> };
+    expect(gh2.iterations.map((i) => [i.round, i.head_sha])).toEqual([[1, HEAD], [2, head.head_sha]]);
+    expect(gh2.heads.map((x) => x.source)).toEqual(['push', 'push']);
     // Kept per repository: run-bottlenecks lists the failure that came back.
     const b = ok(await h!.call('run-bottlenecks', { owner: OWNER, repo: REPO }));
     expect(b.failure_fingerprints).toEqual([{ repo: `${OWNER}/${REPO}`, fingerprint: expect.stringMatching(/^test \(node 20\):[0-9a-f]{12}$/), rounds: 2, runs: 1 }]);
