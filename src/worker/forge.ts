@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { loadExeca } from '../exec.js';
 import type { App } from '../app.js';
+import { computeDiffStats } from '../analysis/diff-stats.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { ConfigurationError, UserInputError, errorMessage } from '../core/errors.js';
 import type { AttemptView, RunView } from '../core/models.js';
@@ -325,6 +326,8 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
   if (!existsSync(workspace) || !statSync(workspace).isDirectory()) {
     throw new UserInputError(`workspace ${workspace} of ${run.run_id} does not exist; run run-prepare first`);
   }
+  // An iteration's push is recorded with its size: the changes finish is about to commit.
+  const iterationDiff = run.pr_number ? await computeDiffStats(workspace).then((d) => ({ changed_files: d.changed_files, added_lines: d.added_lines, deleted_lines: d.deleted_lines }), () => undefined) : undefined;
   const script = forgeScriptPath('finish', app.env);
   const args = [input.changes, input.project ?? '', input.title ?? ''];
   while (args.length > 1 && args[args.length - 1] === '') args.pop();
@@ -355,7 +358,7 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
     okEvent && run.pr_number && app.policy.github.iteration_push === 'auto'
       ? {
           event_type: 'command.pr.linked',
-          payload: { pr_number: run.pr_number, iteration_push: true, ...(r.outputs.head_sha ? { head_sha: r.outputs.head_sha } : {}) },
+          payload: { pr_number: run.pr_number, iteration_push: true, ...(r.outputs.head_sha ? { head_sha: r.outputs.head_sha } : {}), ...(iterationDiff ? { diff: iterationDiff } : {}) },
           idempotency_key: `command.pr.linked:${run.run_id}:pr:${run.pr_number}:push:${r.outputs.head_sha ?? `finish-${attempt.attempt_no}`}`,
         }
       : undefined;

@@ -127,7 +127,8 @@ describe('iteration packet', () => {
     expect(head.head_sha).toMatch(/^[0-9a-f]{40}$/);
     expect(head.head_sha).not.toBe(HEAD);
     const relink = h!.app.service.listEvents(runId).filter((e) => e.event_type === 'command.pr.linked').at(-1)!;
-    expect(relink).toMatchObject({ from_state: 'PUSHED', to_state: 'CI_WAIT', payload: { pr_number: 7, iteration_push: true, head_sha: head.head_sha } });
+    expect(relink).toMatchObject({ from_state: 'PUSHED', to_state: 'CI_WAIT', payload: { pr_number: 7, iteration_push: true, head_sha: head.head_sha, diff: { changed_files: 1 } } });
+    expect((relink.payload.diff as { added_lines: number }).added_lines).toBeGreaterThan(0);
 
     // CI fails the same way on the new head.
     gh!.repo(OWNER, REPO).pulls[0]!.head_sha = head.head_sha;
