@@ -28,6 +28,7 @@ interface RunRow {
   updated_at: string;
   current_state: string;
   last_error: string | null;
+  pr_number: number | null;
 }
 
 interface ArtifactRow {
@@ -207,7 +208,7 @@ export function gatherFacts(app: App, opts: GatherOptions = {}): RunFacts[] {
   const params = opts.run_id ? [opts.run_id] : [];
   const runs = db
     .prepare(
-      `SELECT r.run_id, r.owner, r.repo, r.budget_json, r.workspace_dir, r.updated_at, s.current_state, s.last_error
+      `SELECT r.run_id, r.owner, r.repo, r.budget_json, r.workspace_dir, r.updated_at, s.current_state, s.last_error, r.pr_number
        FROM runs r JOIN run_states s ON s.run_id = r.run_id WHERE ${filter} ORDER BY r.updated_at, r.run_id`,
     )
     .all(...params) as RunRow[];
@@ -298,6 +299,7 @@ export function gatherFacts(app: App, opts: GatherOptions = {}): RunFacts[] {
       finish,
       max_retryable_attempts: agentPolicyFor(app.policy, row.owner, row.repo).max_retryable_attempts,
       ...githubQuiet(app, row.run_id, state, nowMs),
+      pr_number: row.pr_number,
     };
   });
 }

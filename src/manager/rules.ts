@@ -66,6 +66,8 @@ export interface RunFacts {
   github_quiet_sec?: number | null;
   /** policy github.resync_after_sec: a waiting run quiet for this long is synced again. */
   resync_after_sec?: number;
+  /** The linked PR, when there is one (an iteration pushes onto it). */
+  pr_number?: number | null;
 }
 
 export interface RuleDecision extends Decision {
@@ -154,6 +156,10 @@ export function decide(facts: RunFacts): RuleDecision {
     case 'PAUSED':
       return decision(facts, 'wait_human', 'paused by a person; resume it to continue', 'normal');
     case 'PUSHED':
+      if (facts.pr_number) {
+        // Only with policy github.iteration_push: confirm does an iteration stop here.
+        return decision(facts, 'wait_human', `iteration pushed to PR #${facts.pr_number}; confirm it with link-pr (policy github.iteration_push is confirm)`, 'normal');
+      }
       return decision(facts, 'wait_human', 'pushed; a person opens the PR (request-open-pr, then approve-open-pr)', 'normal');
     case 'NEEDS_HUMAN_REVIEW':
       return decision(facts, 'wait_human', `needs human review${facts.last_error ? `: ${facts.last_error}` : ''}`, 'high');

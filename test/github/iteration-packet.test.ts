@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { FakeGitHub, type FakeCheckRun } from '../helpers/fake-github.js';
 import { connectInMemory, resourceText } from '../helpers/mcp.js';
+import { gatherFacts } from '../../src/manager/facts.js';
+import { decide } from '../../src/manager/rules.js';
 import { makeHarness, ok, preparedRun, scenario, toImplementing, type Harness } from '../worker/harness.js';
 
 /**
@@ -174,5 +176,18 @@ describe('iteration packet', () => {
     expect(skill).toContain('.agentpr_runtime/iteration/iteration_packet.md');
     const prompt = readFileSync(join(h!.app.config.reportsDir, runId, 'agent', '1', 'prompt.txt'), 'utf8');
     expect(prompt).toContain('$agentpr-fix-ci, $agentpr-address-comments');
+  });
+
+  test('with github.iteration_push confirm the pushed iteration waits for link-pr', async () => {
+    const { runId } = await iteratingRun({ github: { iteration_push: 'confirm' } });
+    h!.setEnv({ FAKE_CODEX_SCENARIO: scenario('implement-pass') });
+    ok(await h!.call('run-agent-step', { run_id: runId, prompt: 'Fix it.' }));
+    ok(await h!.call('run-finish', { run_id: runId, changes: 'Fix the greeting' }));
+    expect(h!.app.service.getRun(runId).state).toBe('PUSHED');
+    const facts = gatherFacts(h!.app, { run_id: runId });
+    expect(decide(facts[0]!)).toMatchObject({ action: 'wait_human', reason: 'iteration pushed to PR #7; confirm it with link-pr (policy github.iteration_push is confirm)' });
+    ok(await h!.call('link-pr', { run_id: runId, pr_number: 7 }));
+    expect(h!.app.service.getRun(runId).state).toBe('CI_WAIT');
+    expect(h!.app.service.github.currentHead(runId)!.head_sha).not.toBe(HEAD);
   });
 });
