@@ -44,6 +44,22 @@ export const WebhookPolicySchema = z.strictObject({
   audit_log_file: z.string().min(1).default('github_webhook_audit.jsonl'),
 });
 
+/** How runs follow their pull request on GitHub. */
+export const GitHubPolicySchema = z.strictObject({
+  /** A merged PR ends the run (DONE), or hands it to a person (NEEDS_HUMAN_REVIEW, reason pr_merged). */
+  on_pr_merged: z.enum(['done', 'wait_human']).default('done'),
+  /** Sent when agentpr opens a PR: lets the upstream maintainers push to the fork's branch. */
+  maintainer_can_modify: z.boolean().default(true),
+  /** A run in CI_WAIT or REVIEW_WAIT with no GitHub observation for this long is synced again (manager, sync --loop). */
+  resync_after_sec: z.number().int().min(1).default(900),
+  /** Attempts of a queued follow-up (the sync after a green check) before it is given up as failed. */
+  followup_max_attempts: z.number().int().min(1).max(100).default(8),
+  /** After an iteration's push to a linked PR: auto -> straight back to CI_WAIT; confirm -> stays PUSHED until link-pr. */
+  iteration_push: z.enum(['auto', 'confirm']).default('auto'),
+  /** Iterations (pushes after the PR was opened) per run before a person decides (NEEDS_HUMAN_REVIEW, max_iterations). */
+  max_iterations: z.number().int().min(0).max(100).default(3),
+});
+
 /** Operator-only settings of the trust boundaries (docs/security.md). */
 export const SecurityPolicySchema = z.strictObject({
   /** Extra directories path inputs from MCP, Telegram and the manager may name (besides the agentpr home and the workspace root). */
@@ -74,6 +90,7 @@ export const PolicySchema = z.strictObject({
   }).default(() => RunAgentStepPolicySchema.extend({ repo_overrides: z.record(z.string(), RepoOverrideSchema).default({}) }).parse({})),
   telegram_bot: TelegramPolicySchema.default(() => TelegramPolicySchema.parse({})),
   github_webhook: WebhookPolicySchema.default(() => WebhookPolicySchema.parse({})),
+  github: GitHubPolicySchema.default(() => GitHubPolicySchema.parse({})),
   manager: ManagerPolicySchema.default(() => ManagerPolicySchema.parse({})),
   security: SecurityPolicySchema.default(() => SecurityPolicySchema.parse({})),
 });

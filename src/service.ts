@@ -3,7 +3,8 @@ import { scrubSecrets } from './logger.js';
 import { join, resolve } from 'node:path';
 import type { Statement } from 'better-sqlite3';
 import type { DB } from './store/db.js';
-import { decideEffect, defaultIdempotencyKey, validatePayload, type ArtifactType, type Payload, ARTIFACT_TYPES } from './core/events.js';
+import { decideEffect, defaultIdempotencyKey, validatePayload, type ArtifactType, type EventEffect, type EventType, type Payload, ARTIFACT_TYPES } from './core/events.js';
+import { GitHubStore, sameSha, type PendingObservation } from './store/github-store.js';
 import { NotFoundError, UserInputError } from './core/errors.js';
 import { parseJsonObject } from './core/json.js';
 import { newRunId, nowIso } from './core/ids.js';
@@ -120,6 +121,11 @@ function toRunView(row: RunRow): RunView {
   };
 }
 
+function describePending(p: PendingObservation): string {
+  const detail = p.event_type === 'github.check.completed' ? ` ${String(p.payload.conclusion)}` : p.event_type === 'github.review.submitted' ? ` ${String(p.payload.state)}` : '';
+  return `${p.event_type}${detail} (arrived in ${p.arrived_state})`;
+}
+
 function toEventView(row: EventRow): EventView {
   return { ...row, payload: parseJson(row.payload_json) };
 }
@@ -164,6 +170,8 @@ export interface LinkPrWithApprovalInput {
   idempotency_key: string;
   pr_url_artifact: ArtifactInput;
   approval: PrApprovalInput;
+  /** The PR's head commit and the repository it lives in, recorded as the run's head. */
+  head?: { head_sha: string; head_owner: string | null; head_repo: string | null };
 }
 
 export interface PrApprovalView extends Omit<PrApprovalInput, 'gate'> {
@@ -289,6 +297,8 @@ export type ServiceEvents = {
 export class Service extends EventEmitter<ServiceEvents> {
   readonly db: DB;
   readonly workspaceRoot: string;
+  /** Heads, PR state, pending observations and the follow-up queue of each run's pull request. */
+  readonly github: GitHubStore;
   private readonly st: Record<string, Statement>;
   private readonly tx: { immediate: <T>(fn: () => T) => T };
 
@@ -296,6 +306,7 @@ export class Service extends EventEmitter<ServiceEvents> {
     super();
     this.db = db;
     this.workspaceRoot = resolve(opts.workspaceRoot);
+    this.github = new GitHubStore(db);
     // One transaction wrapper made once; each write passes its body in.
     const wrapper = db.transaction((fn: () => unknown) => fn());
     this.tx = { immediate: <T>(fn: () => T) => wrapper.immediate(fn) as T };
@@ -303,6 +314,7 @@ export class Service extends EventEmitter<ServiceEvents> {
       stateAndDuplicate: db.prepare(`SELECT s.current_state, s.last_error, e.event_id AS dup_id, e.event_type AS dup_type
         FROM run_states s LEFT JOIN events e ON e.run_id = s.run_id AND e.idempotency_key = ? WHERE s.run_id = ?`),
       getRun: db.prepare(`${RUN_SELECT} WHERE r.run_id = ?`),
+      eventByKey: db.prepare(`SELECT event_id FROM events WHERE run_id = ? AND idempotency_key = ?`),
       insertRun: db.prepare(`INSERT INTO runs (run_id, owner, repo, prompt_version, mode, budget_json, workspace_dir, pr_number, created_at, updated_at)
         VALUES (@run_id, @owner, @repo, @prompt_version, @mode, @budget_json, @workspace_dir, NULL, @now, @now)`),
       insertState: db.prepare(`INSERT INTO run_states (run_id, current_state, last_error, updated_at) VALUES (?, 'QUEUED', NULL, ?)`),
@@ -428,6 +440,7 @@ export class Service extends EventEmitter<ServiceEvents> {
     }
     const key = input.idempotency_key ?? defaultIdempotencyKey(type, input.run_id, payload);
     const newArtifacts: ArtifactView[] = [];
+    const drained: ApplyResult[] = [];
     const result = this.transaction((): ApplyResult => {
       // The state and the duplicate check in one statement: this is the hot path of every write.
       const current = this.st.stateAndDuplicate.get(key, input.run_id) as
@@ -449,47 +462,172 @@ export class Service extends EventEmitter<ServiceEvents> {
           note: `duplicate of event ${current.dup_id}; nothing changed`,
         };
       }
-      const effect = decideEffect(run.state, type, payload);
-      const now = nowIso();
-      const info = this.st.insertEvent.run({
-        run_id: run.run_id,
-        event_type: type,
-        idempotency_key: key,
-        payload_json: JSON.stringify(payload),
-        from_state: run.state,
-        to_state: effect.to,
-        outcome: effect.outcome,
-        note: effect.note ?? null,
-        now,
-      });
-      let lastError = run.last_error;
-      if (effect.outcome !== 'ignored') {
-        // last_error is shown everywhere (Telegram, MCP, the manager model): never a credential.
-        if (effect.lastError !== undefined) lastError = effect.lastError === null ? null : scrubSecrets(effect.lastError);
-        if (effect.to !== run.state || lastError !== run.last_error || effect.prNumber !== undefined) {
-          this.st.updateState.run(effect.to, lastError, now, run.run_id);
-        }
-        if (effect.prNumber !== undefined) this.st.setPr.run(effect.prNumber, now, run.run_id);
-        const artifacts = [...(effect.artifact ? [effect.artifact] : []), ...(input.artifacts ?? [])];
-        for (const a of artifacts) newArtifacts.push(this.insertArtifact(run.run_id, a));
-      }
-      return {
-        run_id: run.run_id,
-        event_id: Number(info.lastInsertRowid),
-        event_type: type,
-        idempotency_key: key,
-        duplicate: false,
-        outcome: effect.outcome,
-        from_state: run.state,
-        state: effect.outcome === 'ignored' ? run.state : effect.to,
-        last_error: lastError,
-        note: effect.note ?? null,
-      };
+      return this.insertEffect(run, type, payload, key, input.artifacts ?? [], newArtifacts, drained, true);
     });
     this.emit('event', result);
+    for (const r of drained) this.emit('event', r);
     for (const a of newArtifacts) this.emit('artifact', a);
     return result;
   }
+
+  /** What applying the event would do now, without writing anything (sync-github --dry-run). */
+  previewEvent(input: { run_id: string; event_type: string; payload: Payload; idempotency_key: string }): { outcome: ApplyResult['outcome']; from_state: RunState; to_state: RunState; note: string | null } {
+    const { type, payload } = validatePayload(input.event_type, input.payload);
+    const current = this.st.stateAndDuplicate.get(input.idempotency_key, input.run_id) as
+      | { current_state: string; last_error: string | null; dup_id: number | null }
+      | undefined;
+    if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
+    const from = current.current_state as RunState;
+    if (current.dup_id !== null) return { outcome: 'duplicate', from_state: from, to_state: from, note: `already applied as event ${current.dup_id}` };
+    const eff = this.olderHead(input.run_id, type, payload) ?? decideEffect(from, type, payload, current.last_error);
+    return { outcome: eff.outcome, from_state: from, to_state: eff.outcome === 'ignored' ? from : eff.to, note: eff.note ?? null };
+  }
+
+  /**
+   * Decides and records one event for a run whose state was just read (inside the caller's
+   * transaction): the event row, the state, the artifacts, the PR head it names, and, when the
+   * state moved, the pending GitHub observations that now fit.
+   */
+  private insertEffect(
+    run: { run_id: string; state: RunState; last_error: string | null },
+    type: EventType,
+    payload: Payload,
+    key: string,
+    extraArtifacts: ArtifactInput[],
+    newArtifacts: ArtifactView[],
+    drained: ApplyResult[],
+    drain: boolean,
+  ): ApplyResult {
+    const effect = this.olderHead(run.run_id, type, payload) ?? decideEffect(run.state, type, payload, run.last_error);
+    let storedKey = key;
+    if (effect.pending) {
+      // Stored under its own key, so the observation applied later (under `key`) is not a duplicate of this record.
+      storedKey = `${key}:pending:${run.state}`;
+      const seen = this.st.eventByKey.get(run.run_id, storedKey) as { event_id: number } | undefined;
+      if (seen) {
+        return { run_id: run.run_id, event_id: seen.event_id, event_type: type, idempotency_key: storedKey, duplicate: true, outcome: 'duplicate', from_state: run.state, state: run.state, last_error: run.last_error, note: `duplicate of event ${seen.event_id} (still pending); nothing changed` };
+      }
+      this.github.addPending(run.run_id, type, key, payload, run.state);
+    }
+    const now = nowIso();
+    const info = this.st.insertEvent.run({
+      run_id: run.run_id,
+      event_type: type,
+      idempotency_key: storedKey,
+      payload_json: JSON.stringify(payload),
+      from_state: run.state,
+      to_state: effect.to,
+      outcome: effect.outcome,
+      note: effect.note ?? null,
+      now,
+    });
+    let lastError = run.last_error;
+    if (type.startsWith('github.')) {
+      const merged = type === 'github.pr.merged';
+      this.github.touchObserved(run.run_id, merged || type === 'github.pr.closed' || type === 'github.pr.reopened'
+        ? { pr_state: merged ? 'merged' : type === 'github.pr.closed' ? 'closed' : 'open', merge_sha: merged && typeof payload.merge_sha === 'string' ? payload.merge_sha : null }
+        : undefined);
+    }
+    if (effect.outcome !== 'ignored') {
+      // last_error is shown everywhere (Telegram, MCP, the manager model): never a credential.
+      if (effect.lastError !== undefined) lastError = effect.lastError === null ? null : scrubSecrets(effect.lastError);
+      if (effect.to !== run.state || lastError !== run.last_error || effect.prNumber !== undefined) {
+        this.st.updateState.run(effect.to, lastError, now, run.run_id);
+      }
+      if (effect.prNumber !== undefined) this.st.setPr.run(effect.prNumber, now, run.run_id);
+      const artifacts = [...(effect.artifact ? [effect.artifact] : []), ...extraArtifacts];
+      for (const a of artifacts) newArtifacts.push(this.insertArtifact(run.run_id, a));
+      this.recordHeadOf(run.run_id, type, payload);
+    }
+    let note = effect.note ?? null;
+    const state = effect.outcome === 'ignored' ? run.state : effect.to;
+    if (drain && state !== run.state) {
+      const shown = this.drainPending({ run_id: run.run_id, state, last_error: lastError }, run.state === 'PAUSED', newArtifacts, drained);
+      if (shown) note = note ? `${note}; ${shown}` : shown;
+    }
+    const last = drained.at(-1);
+    return {
+      run_id: run.run_id,
+      event_id: Number(info.lastInsertRowid),
+      event_type: type,
+      idempotency_key: storedKey,
+      duplicate: false,
+      outcome: effect.outcome,
+      from_state: run.state,
+      state: last ? last.state : state,
+      last_error: last ? last.last_error : lastError,
+      note,
+    };
+  }
+
+  /** A check result for a commit that is no longer the run's head moves nothing. */
+  private olderHead(runId: string, type: EventType, payload: Payload): EventEffect | undefined {
+    if (type !== 'github.check.completed' || typeof payload.head_sha !== 'string' || !payload.head_sha) return undefined;
+    const head = this.github.currentHead(runId);
+    if (!head || sameSha(head.head_sha, payload.head_sha)) return undefined;
+    const state = (this.st.getRun.get(runId) as RunRow).current_state as RunState;
+    return { outcome: 'ignored', to: state, note: `result for ${payload.head_sha.slice(0, 12)}, an older head (the PR head is ${head.head_sha.slice(0, 12)})` };
+  }
+
+  /** Pushes and links name the PR's head: the commit later checks are matched against. */
+  private recordHeadOf(runId: string, type: EventType, payload: Payload): void {
+    const sha = typeof payload.head_sha === 'string' && payload.head_sha ? payload.head_sha : undefined;
+    if (type === 'worker.push.completed' && sha) this.github.recordHead(runId, sha, 'push');
+    if (type === 'command.pr.linked') {
+      const owner = typeof payload.head_owner === 'string' ? payload.head_owner : null;
+      const repo = typeof payload.head_repo === 'string' ? payload.head_repo : null;
+      const known = sha ?? this.github.currentHead(runId)?.head_sha;
+      if (known) this.github.recordHead(runId, known, 'link', owner, repo);
+    }
+  }
+
+  /**
+   * Applies the run's pending GitHub observations that fit its new state, oldest first, each under
+   * its own key (a check for a head that is no longer current is dropped). Returns what to show.
+   */
+  private drainPending(
+    start: { run_id: string; state: RunState; last_error: string | null },
+    fromPause: boolean,
+    newArtifacts: ArtifactView[],
+    drained: ApplyResult[],
+  ): string | undefined {
+    const shown: string[] = [];
+    let cur = { ...start };
+    for (let progressed = true; progressed; ) {
+      progressed = false;
+      for (const p of this.github.openPending(cur.run_id)) {
+        const what = describePending(p);
+        const head = this.github.currentHead(cur.run_id);
+        if (p.head_sha && head && !sameSha(p.head_sha, head.head_sha)) {
+          this.github.resolvePending(p.pending_id, `ignored: for ${p.head_sha.slice(0, 12)}, no longer the head`);
+          shown.push(`${what} dropped (for an older head)`);
+          continue;
+        }
+        if (this.st.eventByKey.get(cur.run_id, p.idempotency_key)) {
+          this.github.resolvePending(p.pending_id, 'duplicate: applied already');
+          continue;
+        }
+        const type = p.event_type as EventType;
+        const probe = decideEffect(cur.state, type, p.payload, cur.last_error);
+        if (probe.pending) continue;
+        this.github.resolvePending(p.pending_id, `${probe.outcome} in ${cur.state}`);
+        const r = this.insertEffect(cur, type, p.payload, p.idempotency_key, [], newArtifacts, drained, false);
+        drained.push(r);
+        shown.push(r.state !== r.from_state ? `${what} applied: ${r.from_state} -> ${r.state}` : `${what} recorded (${r.outcome})`);
+        if (r.state !== cur.state) {
+          cur = { run_id: cur.run_id, state: r.state, last_error: r.last_error };
+          progressed = true;
+          break;
+        }
+      }
+    }
+    if (fromPause) {
+      const still = this.github.openPending(cur.run_id).map(describePending);
+      if (still.length) shown.push(`still pending: ${still.join(', ')}`);
+    }
+    return shown.length ? `GitHub observations kept while ${fromPause ? 'PAUSED' : 'busy'}: ${shown.join('; ')}` : undefined;
+  }
+
 
   listEvents(runId: string, opts: { limit?: number; afterId?: number; newestFirst?: boolean } = {}): EventView[] {
     this.getRun(runId);
@@ -719,21 +857,16 @@ export class Service extends EventEmitter<ServiceEvents> {
   }
 
   /**
-   * Runs with a linked PR whose commit is `sha` (as approved) or whose pushed branch is one of
-   * `branches`: how a commit status (which names no PR) finds its run.
+   * Runs with a linked PR that had `sha` as a head, in `owner/repo` or in the fork the head lives
+   * in: how a commit status (which names no PR) and a fork PR's check (whose pull_requests is
+   * empty) find their run. Whether `sha` is still the current head is for the caller to judge.
    */
-  findRunsForCommit(owner: string, repo: string, sha: string, branches: string[]): RunView[] {
-    const names = branches.slice(0, 50);
-    const branchClause = names.length
-      ? ` OR r.run_id IN (SELECT a.run_id FROM artifacts a WHERE a.artifact_type = 'branch' AND a.uri IN (${names.map(() => '?').join(',')}))`
-      : '';
-    const rows = this.db
-      .prepare(
-        `${RUN_SELECT} WHERE lower(r.owner) = lower(?) AND lower(r.repo) = lower(?) AND r.pr_number IS NOT NULL
-         AND (r.run_id IN (SELECT p.run_id FROM pr_approvals p WHERE p.head_sha = ?)${branchClause}) ORDER BY r.created_at`,
-      )
-      .all(owner, repo, sha, ...names) as RunRow[];
-    return rows.map(toRunView);
+  findRunsByHead(owner: string, repo: string, sha: string): RunView[] {
+    const ids = this.github.runsWithHead(owner, repo, sha);
+    return ids
+      .map((id) => this.findRun(id))
+      .filter((r): r is RunView => r !== undefined && r.pr_number !== null)
+      .sort((x, y) => x.created_at.localeCompare(y.created_at) || x.run_id.localeCompare(y.run_id));
   }
 
   /**
@@ -746,7 +879,7 @@ export class Service extends EventEmitter<ServiceEvents> {
       const r = this.applyEvent({
         run_id: input.run_id,
         event_type: 'command.pr.linked',
-        payload: { pr_number: input.pr_number },
+        payload: { pr_number: input.pr_number, ...(input.head ?? {}) },
         idempotency_key: input.idempotency_key,
         artifacts: [input.pr_url_artifact],
       });

@@ -14,8 +14,8 @@ export const IdempotencyKeySchema = z
 export function describeApply(r: ApplyResult): string {
   if (r.duplicate) return `${r.run_id}: duplicate ${r.event_type} (already applied as event ${r.event_id}); state stays ${r.state}`;
   if (r.outcome === 'ignored') return `${r.run_id}: ${r.event_type} recorded but ignored (${r.note ?? 'does not fit the state'}); state stays ${r.state}`;
-  if (r.outcome === 'noop') return `${r.run_id}: ${r.event_type} recorded; state stays ${r.state}`;
-  return `${r.run_id}: ${r.from_state} -> ${r.state} (${r.event_type})${r.last_error ? `; last error: ${r.last_error}` : ''}`;
+  if (r.outcome === 'noop') return `${r.run_id}: ${r.event_type} recorded; state stays ${r.state}${r.note ? ` (${r.note})` : ''}`;
+  return `${r.run_id}: ${r.from_state} -> ${r.state} (${r.event_type})${r.last_error ? `; last error: ${r.last_error}` : ''}${r.note ? `; ${r.note}` : ''}`;
 }
 
 /**

@@ -10,6 +10,7 @@ import { markLocalValidated } from './mark-local-validated.js';
 import { linkPr } from './link-pr.js';
 import { recordCheck } from './record-check.js';
 import { recordReview } from './record-review.js';
+import { recordPrState } from './record-pr-state.js';
 import { pause } from './pause.js';
 import { resume } from './resume.js';
 import { retry } from './retry.js';
@@ -47,6 +48,7 @@ export const TOOLS: readonly AnyTool[] = [
   linkPr,
   recordCheck,
   recordReview,
+  recordPrState,
   pause,
   resume,
   retry,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineTool } from '../src/registry.js';
 import { AttemptViewSchema, RunIdSchema, RunViewSchema } from '../src/core/models.js';
+import type { App } from '../src/app.js';
 import { inspectRun, renderInspect } from '../src/worker/inspect.js';
 
 export const inspectRunTool = defineTool({
@@ -50,9 +51,45 @@ export const inspectRunTool = defineTool({
       .nullable(),
     digest_error: z.string().nullable(),
     decisions: z.object({ source: z.enum(['manager_decisions']).nullable(), rows: z.array(z.record(z.string(), z.unknown())) }),
+    github: z.object({
+      heads: z.array(z.object({ head_sha: z.string(), head_repo: z.string().nullable(), source: z.string(), recorded_at: z.string() })),
+      pr_state: z.string().nullable(),
+      last_observed_at: z.string().nullable(),
+      pending: z.array(z.object({ event_type: z.string(), arrived_state: z.string(), received_at: z.string(), resolution: z.string().nullable() })),
+      followups: z.array(z.object({ followup_id: z.number().int(), status: z.string(), attempts: z.number().int(), reason: z.string(), last_error: z.string().nullable() })),
+      iterations: z.array(z.object({ round: z.number().int(), head_sha: z.string(), built_at: z.string(), failed_checks: z.number().int(), review_comments: z.number().int(), fingerprints: z.array(z.string()), packet: z.string() })),
+    }),
   }),
   handler: (args, { app }) => {
     const report = inspectRun(app, args.run_id, { eventsLimit: args.events_limit });
-    return { data: report, text: renderInspect(report) };
+    const github = githubSection(app, args.run_id);
+    const lines = [
+      ...github.iterations.map((i) => `iteration round ${i.round} at ${i.head_sha.slice(0, 12)}: ${i.failed_checks} failed check(s), ${i.review_comments} review comment(s)${i.fingerprints.length ? ` [${i.fingerprints.join(', ')}]` : ''}`),
+      ...github.pending.filter((p) => p.resolution === null).map((p) => `pending GitHub observation: ${p.event_type} (arrived in ${p.arrived_state} at ${p.received_at})`),
+      ...github.followups.filter((f) => f.status !== 'done').map((f) => `queued sync ${f.followup_id}: ${f.status}, ${f.attempts} attempt(s)${f.last_error ? `, last error: ${f.last_error}` : ''}`),
+    ];
+    return { data: { ...report, github }, text: [renderInspect(report), ...(lines.length ? ['', 'GitHub:', ...lines.map((l) => `  ${l}`)] : [])].join('\n') };
   },
 });
+
+/** The run's PR as agentpr followed it: heads, pending observations, queued syncs, iteration rounds. */
+function githubSection(app: App, runId: string) {
+  const gh = app.service.github;
+  const info = gh.github(runId);
+  return {
+    heads: gh.heads(runId).map((h) => ({ head_sha: h.head_sha, head_repo: h.head_owner && h.head_repo ? `${h.head_owner}/${h.head_repo}` : null, source: h.source, recorded_at: h.recorded_at })),
+    pr_state: info?.pr_state ?? null,
+    last_observed_at: info?.last_observed_at ?? null,
+    pending: gh.pending(runId).map((p) => ({ event_type: p.event_type, arrived_state: p.arrived_state, received_at: p.received_at, resolution: p.resolution })),
+    followups: gh.followups({ run_id: runId }).map((f) => ({ followup_id: f.followup_id, status: f.status, attempts: f.attempts, reason: f.reason, last_error: f.last_error })),
+    iterations: app.service.listArtifacts(runId, 'iteration_packet').map((a) => ({
+      round: Number(a.metadata.round ?? 0),
+      head_sha: String(a.metadata.head_sha ?? ''),
+      built_at: a.created_at,
+      failed_checks: Number(a.metadata.failed_checks ?? 0),
+      review_comments: Number(a.metadata.review_comments ?? 0),
+      fingerprints: Array.isArray(a.metadata.fingerprints) ? a.metadata.fingerprints.filter((f): f is string => typeof f === 'string') : [],
+      packet: a.uri,
+    })),
+  };
+}

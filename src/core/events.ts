@@ -35,6 +35,13 @@ export const EVENT_PAYLOADS = {
     pr_number: z.number().int().positive().optional(),
   }),
   'github.review.submitted': z.looseObject({ state: ReviewStateSchema }),
+  'github.pr.merged': z.looseObject({
+    merge_sha: z.string().max(64).nullable().optional(),
+    // Where a merge lands, from policy github.on_pr_merged (done -> DONE, wait_human -> NEEDS_HUMAN_REVIEW).
+    to_state: z.enum(['DONE', 'NEEDS_HUMAN_REVIEW']).default('DONE'),
+  }),
+  'github.pr.closed': z.looseObject({}),
+  'github.pr.reopened': z.looseObject({}),
   'command.mark.done': z.looseObject({}),
   'command.pause': z.looseObject({}),
   'command.resume': z.looseObject({ target_state: RunStateSchema }),
@@ -79,7 +86,8 @@ export type ArtifactType =
   | 'manager_insight'
   | 'preflight_report'
   | 'pr_open_request'
-  | 'pr_url';
+  | 'pr_url'
+  | 'iteration_packet';
 
 export const ARTIFACT_TYPES: readonly ArtifactType[] = [
   'contract',
@@ -93,12 +101,15 @@ export const ARTIFACT_TYPES: readonly ArtifactType[] = [
   'preflight_report',
   'pr_open_request',
   'pr_url',
+  'iteration_packet',
 ];
 
 /** What applying an event does to a run. */
 export interface EventEffect {
   /** applied: state may change; noop: same state, recorded; ignored: a GitHub observation that does not fit, recorded. */
   outcome: 'applied' | 'noop' | 'ignored';
+  /** With outcome ignored: the observation is kept and applied once the run reaches a state it fits. */
+  pending?: boolean;
   to: RunState;
   /** undefined: leave last_error alone; null: clear it; string: set it. */
   lastError?: string | null;
@@ -134,11 +145,21 @@ function move(from: RunState, to: RunState): Pick<EventEffect, 'outcome' | 'to'>
   return { outcome: from === to ? 'noop' : 'applied', to };
 }
 
-/** Observations from GitHub that do not fit the state are recorded as ignored (SPEC §2). */
-function observe(from: RunState, to: RunState): Pick<EventEffect, 'outcome' | 'to'> {
+/**
+ * Observations from GitHub that do not fit the state are recorded as ignored. GitHub never moves a
+ * PAUSED run, and what arrives while the run is busy (IMPLEMENTING, ...) is not lost: both are kept
+ * pending and applied when the run reaches a state the observation fits. Terminal runs keep nothing.
+ */
+function observe(from: RunState, to: RunState): Pick<EventEffect, 'outcome' | 'to' | 'pending'> {
+  if (from === 'PAUSED') return { outcome: 'ignored', to: from, pending: true };
   if (from === to) return { outcome: 'noop', to };
   if (TRANSITIONS[from].includes(to)) return { outcome: 'applied', to };
-  return { outcome: 'ignored', to: from };
+  return isTerminal(from) ? { outcome: 'ignored', to: from } : { outcome: 'ignored', to: from, pending: true };
+}
+
+function notFitting(what: string, from: RunState, eff: Pick<EventEffect, 'pending'>): string {
+  if (from === 'PAUSED') return `${what} arrived while the run is PAUSED: kept pending, shown and applied on resume when it fits`;
+  return eff.pending ? `${what} does not fit a run in ${from}: kept pending until the run reaches a state it fits` : `${what} does not apply to a run in ${from}`;
 }
 
 const GREEN_CONCLUSIONS = new Set(['success', 'neutral', 'skipped']);
@@ -147,7 +168,7 @@ const GREEN_CONCLUSIONS = new Set(['success', 'neutral', 'skipped']);
  * The event -> state rules of SPEC §2, pure. Throws TransitionError or UserInputError
  * for commands that cannot cause their transition.
  */
-export function decideEffect(from: RunState, type: EventType, payload: Payload): EventEffect {
+export function decideEffect(from: RunState, type: EventType, payload: Payload, lastError: string | null = null): EventEffect {
   switch (type) {
     case 'command.run.create':
       throw new UserInputError('command.run.create is written only when a run is created; use create-run');
@@ -182,7 +203,7 @@ export function decideEffect(from: RunState, type: EventType, payload: Payload):
       const to: RunState = GREEN_CONCLUSIONS.has(conclusion) ? 'REVIEW_WAIT' : 'ITERATING';
       const eff = observe(from, to);
       return eff.outcome === 'ignored'
-        ? { ...eff, note: `check ${conclusion} does not apply to a run in ${from}` }
+        ? { ...eff, note: notFitting(`check ${conclusion}`, from, eff) }
         : { ...eff, lastError: to === 'ITERATING' ? `github_check:${conclusion}` : null };
     }
     case 'github.review.submitted': {
@@ -190,9 +211,24 @@ export function decideEffect(from: RunState, type: EventType, payload: Payload):
       if (state !== 'changes_requested') return { outcome: 'noop', to: from, note: `review ${state} changes nothing` };
       const eff = observe(from, 'ITERATING');
       return eff.outcome === 'ignored'
-        ? { ...eff, note: `changes_requested does not apply to a run in ${from}` }
+        ? { ...eff, note: notFitting('changes_requested', from, eff) }
         : { ...eff, lastError: 'github_review:changes_requested' };
     }
+    case 'github.pr.merged': {
+      const to = payload.to_state === 'NEEDS_HUMAN_REVIEW' ? 'NEEDS_HUMAN_REVIEW' : 'DONE';
+      const eff = observe(from, to);
+      return eff.outcome === 'ignored'
+        ? { ...eff, note: notFitting('the PR merge', from, eff) }
+        : { ...eff, lastError: to === 'DONE' ? null : 'pr_merged' };
+    }
+    case 'github.pr.closed': {
+      const eff = observe(from, 'NEEDS_HUMAN_REVIEW');
+      return eff.outcome === 'ignored' ? { ...eff, note: notFitting('the PR was closed unmerged; this', from, eff) } : { ...eff, lastError: 'pr_closed' };
+    }
+    case 'github.pr.reopened':
+      // Only a run that stopped because its PR was closed goes back to waiting on CI.
+      if (from !== 'NEEDS_HUMAN_REVIEW' || lastError !== 'pr_closed') return { outcome: 'noop', to: from, note: `PR reopened; a run in ${from} stays there` };
+      return { ...move(from, 'CI_WAIT'), lastError: null };
     case 'command.mark.done':
       onlyFrom(type, from, 'DONE', ['PUSHED', 'REVIEW_WAIT', 'NEEDS_HUMAN_REVIEW']);
       return { ...move(from, 'DONE') };

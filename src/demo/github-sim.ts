@@ -56,13 +56,48 @@ export interface SimPull {
   state: 'open' | 'closed';
   html_url: string;
   created_at: string;
+  merged?: boolean;
+  merge_commit_sha?: string | null;
+  closed_at?: string | null;
+  /** The repository the head branch lives in; default: the `owner:` of `head`, else the base repository. */
+  head_owner?: string;
+  maintainer_can_modify?: boolean;
 }
+
+/** Which answer a subclass's `shape` is asked to dress (e.g. in GitHub's recorded response examples). */
+export type SimShape = 'pull' | 'combined-status' | 'check-runs' | 'reviews' | 'annotations' | 'review-comments' | 'issue-comments';
 
 export interface SimCheckRun {
   id: number;
   name: string;
   status: 'queued' | 'in_progress' | 'completed';
   conclusion: string | null;
+  /** The app that ran it; `github-actions` makes the check run's id a job id with a log. */
+  app?: string;
+  output?: { title?: string | null; summary?: string | null; text?: string | null };
+  annotations?: Array<{ path: string; start_line: number; end_line?: number; annotation_level: 'notice' | 'warning' | 'failure'; message: string; title?: string }>;
+  /** The job's log (GitHub Actions), served through the logs redirect. */
+  log?: string;
+}
+
+export interface SimReviewComment {
+  id: number;
+  user: string;
+  path: string;
+  line: number | null;
+  diff_hunk: string;
+  body: string;
+  /** null: outdated (the line is gone from the diff). */
+  position: number | null;
+  created_at: string;
+}
+
+export interface SimIssueComment {
+  id: number;
+  user: string;
+  author_association: 'OWNER' | 'MEMBER' | 'COLLABORATOR' | 'CONTRIBUTOR' | 'NONE';
+  body: string;
+  created_at: string;
 }
 
 export interface SimStatus {
@@ -87,6 +122,8 @@ export interface SimRepo {
   reviews: Map<number, SimReview[]>;
   checks: Map<string, SimCheckRun[]>;
   statuses: Map<string, SimStatus[]>;
+  reviewComments: Map<number, SimReviewComment[]>;
+  issueComments: Map<number, SimIssueComment[]>;
 }
 
 export interface GitHubSimOptions {
@@ -108,6 +145,8 @@ export interface GitHubSimOptions {
 export class GitHubSim {
   readonly requests: SimRequest[] = [];
   url = '';
+  /** Milliseconds added before every API answer (a slow GitHub, for tests of who waits on it). */
+  latencyMs = 0;
   private readonly opts: GitHubSimOptions;
   private readonly repos = new Map<string, SimRepo>();
   private server?: Server;
@@ -143,7 +182,7 @@ export class GitHubSim {
   }
 
   addRepo(owner: string, name: string, defaultBranch = 'main'): void {
-    this.repos.set(key(owner, name), { owner, name, default_branch: defaultBranch, pulls: [], reviews: new Map(), checks: new Map(), statuses: new Map() });
+    this.repos.set(key(owner, name), { owner, name, default_branch: defaultBranch, pulls: [], reviews: new Map(), checks: new Map(), statuses: new Map(), reviewComments: new Map(), issueComments: new Map() });
   }
 
   pulls(owner: string, name: string): SimPull[] {
@@ -162,6 +201,11 @@ export class GitHubSim {
   addReview(owner: string, name: string, pullNumber: number, review: SimReview): void {
     const r = this.state(owner, name);
     r.reviews.set(pullNumber, [...(r.reviews.get(pullNumber) ?? []), review]);
+  }
+
+  /** Dresses an answer before it is sent; the simulator's own fields are the ones that matter. */
+  protected shape(_kind: SimShape, json: unknown): unknown {
+    return json;
   }
 
   /** Answers a request before the simulator does (after the token check); undefined lets it through. */
@@ -216,9 +260,17 @@ export class GitHubSim {
       return answer(200, this.describe(repo, pr), 'text/plain; charset=utf-8');
     }
 
+    // Where a job-log redirect points (GitHub: a short-lived signed storage URL, no token needed).
+    const stored = /^\/_job-logs\/([^/]+)\/([^/]+)\/(\d+)$/.exec(url.pathname);
+    if (stored && method === 'GET') {
+      const run = [...(this.findRepo(stored[1]!, stored[2]!)?.checks.values() ?? [])].flat().find((c) => c.id === Number(stored[3]));
+      return run?.log !== undefined ? answer(200, run.log, 'text/plain; charset=utf-8') : answer(404, 'Not Found\n', 'text/plain; charset=utf-8');
+    }
+
     if (authorization !== `token ${this.opts.token}` && authorization !== `Bearer ${this.opts.token}`) {
       return answer(401, { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest' });
     }
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
     const over = this.intercept({ method, path: rec.path, query: rec.query, authorization, body });
     if (over) return answer(over.status, over.body, undefined, over.headers);
     const m = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(url.pathname);
@@ -226,18 +278,31 @@ export class GitHubSim {
     if (!m || !repo) return answer(404, { message: 'Not Found' });
     const rest = m[3] ?? '';
     const owner = repo.owner;
-    const pullJson = (p: SimPull) => ({
-      number: p.number,
-      html_url: p.html_url,
-      url: `${this.url}/repos/${owner}/${repo.name}/pulls/${p.number}`,
-      state: p.state,
-      draft: p.draft,
-      title: p.title,
-      body: p.body,
-      created_at: p.created_at,
-      head: { ref: p.head_ref, sha: p.head_sha, label: p.head.includes(':') ? p.head : `${owner}:${p.head}` },
-      base: { ref: p.base },
-    });
+    const pullJson = (p: SimPull) => {
+      const headOwner = p.head_owner ?? (p.head.includes(':') ? p.head.split(':')[0]! : owner);
+      return this.shape('pull', {
+        number: p.number,
+        html_url: p.html_url,
+        url: `${this.url}/repos/${owner}/${repo.name}/pulls/${p.number}`,
+        state: p.state,
+        draft: p.draft,
+        title: p.title,
+        body: p.body,
+        created_at: p.created_at,
+        closed_at: p.closed_at ?? null,
+        merged_at: p.merged ? (p.closed_at ?? p.created_at) : null,
+        merged: p.merged ?? false,
+        merge_commit_sha: p.merge_commit_sha ?? null,
+        maintainer_can_modify: p.maintainer_can_modify ?? false,
+        head: {
+          ref: p.head_ref,
+          sha: p.head_sha,
+          label: `${headOwner}:${p.head_ref}`,
+          repo: { name: repo.name, full_name: `${headOwner}/${repo.name}`, owner: { login: headOwner }, fork: headOwner.toLowerCase() !== owner.toLowerCase() },
+        },
+        base: { ref: p.base, repo: { name: repo.name, full_name: `${owner}/${repo.name}`, owner: { login: owner }, fork: false } },
+      });
+    };
     const sameHead = (p: SimPull, head: string) => p.head === head || `${owner}:${p.head}` === head || p.head === `${owner}:${head}`;
     let mm: RegExpExecArray | null;
 
@@ -251,7 +316,7 @@ export class GitHubSim {
     }
     if (rest === '/pulls' && method === 'POST') {
       if (badJson) return answer(400, { message: 'Problems parsing JSON' });
-      const b = (body ?? {}) as { title?: unknown; head?: unknown; base?: unknown; body?: unknown; draft?: unknown };
+      const b = (body ?? {}) as { title?: unknown; head?: unknown; base?: unknown; body?: unknown; draft?: unknown; maintainer_can_modify?: unknown };
       if (typeof b.title !== 'string' || !b.title.trim() || typeof b.head !== 'string' || !b.head || typeof b.base !== 'string' || !b.base) {
         return answer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'missing_field' }] });
       }
@@ -277,6 +342,7 @@ export class GitHubSim {
         state: 'open',
         html_url: `${this.opts.htmlBase ?? this.url}/${owner}/${repo.name}/pull/${n}`,
         created_at: new Date().toISOString(),
+        maintainer_can_modify: b.maintainer_can_modify === true,
       };
       repo.pulls.push(pull);
       return answer(201, pullJson(pull));
@@ -287,18 +353,53 @@ export class GitHubSim {
     }
     if ((mm = /^\/pulls\/(\d+)\/reviews$/.exec(rest)) && method === 'GET') {
       const list = repo.reviews.get(Number(mm[1])) ?? [];
-      return answer(200, list.map((r) => ({ id: r.id, user: { login: r.user }, state: r.state, body: r.body ?? '', submitted_at: r.submitted_at })));
+      return answer(200, this.shape('reviews', list.map((r) => ({ id: r.id, user: { login: r.user }, state: r.state, body: r.body ?? '', submitted_at: r.submitted_at }))));
     }
     if ((mm = /^\/commits\/([^/]+)\/check-runs$/.exec(rest)) && method === 'GET') {
       const sha = decodeURIComponent(mm[1]!);
       const list = repo.checks.get(sha) ?? [];
-      return answer(200, { total_count: list.length, check_runs: list.map((c) => ({ ...c, head_sha: sha })) });
+      const checkJson = (c: SimCheckRun) => ({
+        id: c.id,
+        name: c.name,
+        status: c.status,
+        conclusion: c.conclusion,
+        head_sha: sha,
+        app: { slug: c.app ?? 'agentpr-sim' },
+        details_url: `${this.url}/${owner}/${repo.name}/runs/${c.id}`,
+        output: { title: c.output?.title ?? null, summary: c.output?.summary ?? null, text: c.output?.text ?? null, annotations_count: c.annotations?.length ?? 0 },
+      });
+      return answer(200, this.shape('check-runs', { total_count: list.length, check_runs: list.map(checkJson) }));
+    }
+    if ((mm = /^\/check-runs\/(\d+)\/annotations$/.exec(rest)) && method === 'GET') {
+      const run = [...repo.checks.values()].flat().find((c) => c.id === Number(mm![1]));
+      if (!run) return answer(404, { message: 'Not Found' });
+      return answer(200, this.shape('annotations', (run.annotations ?? []).map((a) => ({ path: a.path, start_line: a.start_line, end_line: a.end_line ?? a.start_line, annotation_level: a.annotation_level, message: a.message, title: a.title ?? null }))));
+    }
+    if ((mm = /^\/actions\/jobs\/(\d+)\/logs$/.exec(rest)) && method === 'GET') {
+      const run = [...repo.checks.values()].flat().find((c) => c.id === Number(mm![1]));
+      if (!run || run.app !== 'github-actions' || run.log === undefined) return answer(404, { message: 'Not Found' });
+      return answer(302, '', 'text/plain', { location: `${this.url}/_job-logs/${owner}/${repo.name}/${run.id}` });
+    }
+    if ((mm = /^\/pulls\/(\d+)\/comments$/.exec(rest)) && method === 'GET') {
+      const list = repo.reviewComments.get(Number(mm[1])) ?? [];
+      return answer(200, this.shape('review-comments', list.map((c) => ({ id: c.id, user: { login: c.user }, path: c.path, line: c.line, original_line: c.line, diff_hunk: c.diff_hunk, body: c.body, position: c.position, in_reply_to_id: null, created_at: c.created_at }))));
+    }
+    if ((mm = /^\/issues\/(\d+)\/comments$/.exec(rest)) && method === 'GET') {
+      const list = repo.issueComments.get(Number(mm[1])) ?? [];
+      return answer(200, this.shape('issue-comments', list.map((c) => ({ id: c.id, user: { login: c.user }, author_association: c.author_association, body: c.body, created_at: c.created_at }))));
     }
     if ((mm = /^\/commits\/([^/]+)\/status$/.exec(rest)) && method === 'GET') {
       const sha = decodeURIComponent(mm[1]!);
       const list = repo.statuses.get(sha) ?? [];
+      // Like GitHub: the overall state covers every status; the list is paged (per_page at most 100) with a Link header.
       const state = list.some((s) => s.state === 'failure' || s.state === 'error') ? 'failure' : list.length && list.every((s) => s.state === 'success') ? 'success' : 'pending';
-      return answer(200, { state, sha, total_count: list.length, statuses: list });
+      const perPage = Math.min(100, Math.max(1, Number(rec.query.per_page ?? 30) || 30));
+      const page = Math.max(1, Number(rec.query.page ?? 1) || 1);
+      const pages = Math.max(1, Math.ceil(list.length / perPage));
+      const link = (n: number, rel: string) => `<${this.url}/repos/${owner}/${repo.name}/commits/${encodeURIComponent(sha)}/status?per_page=${perPage}&page=${n}>; rel="${rel}"`;
+      const links = [...(page < pages ? [link(page + 1, 'next'), link(pages, 'last')] : []), ...(page > 1 ? [link(1, 'first'), link(page - 1, 'prev')] : [])];
+      const body = this.shape('combined-status', { state, sha, total_count: list.length, statuses: list.slice((page - 1) * perPage, page * perPage) });
+      return answer(200, body, undefined, links.length ? { link: links.join(', ') } : {});
     }
     return answer(404, { message: `Not Found (the demo's GitHub simulator does not serve ${method} ${rest || '/'})` });
   }

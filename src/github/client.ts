@@ -89,6 +89,19 @@ export interface PullRequestInfo {
   head_sha: string;
   head_ref: string;
   draft: boolean;
+  merged: boolean;
+  merge_commit_sha: string | null;
+  closed_at: string | null;
+  /** The repository the head branch lives in (a fork's owner/name); null when GitHub no longer has it. */
+  head_owner: string | null;
+  head_repo: string | null;
+}
+
+/** The combined status of a commit: every context's latest status (all pages) and GitHub's overall state. */
+export interface CombinedStatusInfo {
+  state: string;
+  total_count: number;
+  statuses: CommitStatusInfo[];
 }
 
 export interface CheckRunInfo {
@@ -109,6 +122,44 @@ export interface ReviewInfo {
   user: string | null;
   state: string;
   submitted_at: string | null;
+  body?: string | null;
+}
+
+/** A check run with what it reported (the iteration packet's material). */
+export interface CheckRunDetail extends CheckRunInfo {
+  app: string | null;
+  details_url: string | null;
+  output: { title: string | null; summary: string | null; text: string | null; annotations_count: number };
+}
+
+export interface AnnotationInfo {
+  path: string;
+  start_line: number | null;
+  end_line: number | null;
+  level: string | null;
+  title: string | null;
+  message: string;
+}
+
+export interface ReviewCommentInfo {
+  id: number;
+  user: string | null;
+  path: string;
+  line: number | null;
+  diff_hunk: string;
+  body: string;
+  /** null when GitHub marks the comment outdated (its line is gone from the diff). */
+  position: number | null;
+  in_reply_to_id: number | null;
+  created_at: string;
+}
+
+export interface IssueCommentInfo {
+  id: number;
+  user: string | null;
+  author_association: string;
+  body: string;
+  created_at: string;
 }
 
 export interface CreatePullInput {
@@ -119,6 +170,7 @@ export interface CreatePullInput {
   base: string;
   body?: string;
   draft?: boolean;
+  maintainer_can_modify?: boolean;
 }
 
 /**
@@ -211,18 +263,93 @@ export class GitHubClient {
     return runs.map((r) => ({ id: r.id, name: r.name, status: r.status, conclusion: r.conclusion ?? null }));
   }
 
+  /**
+   * Every page of the combined status (octokit's paginate does not know this response's shape: it
+   * holds one list among many fields), with GitHub's overall state.
+   */
+  async combinedStatus(owner: string, repo: string, ref: string): Promise<CombinedStatusInfo> {
+    const statuses: CommitStatusInfo[] = [];
+    let state = 'pending';
+    let total = 0;
+    for (let page = 1; page <= 100; page++) {
+      const res = await this.call(`GET /repos/${owner}/${repo}/commits/${ref}/status?page=${page}`, () =>
+        this.octokit.rest.repos.getCombinedStatusForRef({ owner, repo, ref, per_page: 100, page }),
+      );
+      if (page === 1) {
+        state = res.data.state;
+        total = res.data.total_count;
+      }
+      statuses.push(...res.data.statuses.map((s) => ({ id: s.id, context: s.context, state: s.state })));
+      const more = /rel="next"/.test(String(res.headers.link ?? ''));
+      if (!more || res.data.statuses.length === 0 || statuses.length >= total) break;
+    }
+    return { state, total_count: total, statuses };
+  }
+
   async listStatuses(owner: string, repo: string, ref: string): Promise<CommitStatusInfo[]> {
-    const res = await this.call(`GET /repos/${owner}/${repo}/commits/${ref}/status`, () =>
-      this.octokit.rest.repos.getCombinedStatusForRef({ owner, repo, ref, per_page: 100 }),
-    );
-    return res.data.statuses.map((s) => ({ id: s.id, context: s.context, state: s.state }));
+    return (await this.combinedStatus(owner, repo, ref)).statuses;
   }
 
   async listReviews(owner: string, repo: string, pullNumber: number): Promise<ReviewInfo[]> {
     const reviews = await this.call(`GET /repos/${owner}/${repo}/pulls/${pullNumber}/reviews`, () =>
       this.octokit.paginate(this.octokit.rest.pulls.listReviews, { owner, repo, pull_number: pullNumber, per_page: 100 }),
     );
-    return reviews.map((r) => ({ id: r.id, user: r.user?.login ?? null, state: r.state, submitted_at: r.submitted_at ?? null }));
+    return reviews.map((r) => ({ id: r.id, user: r.user?.login ?? null, state: r.state, submitted_at: r.submitted_at ?? null, body: r.body ?? null }));
+  }
+
+  async listCheckRunDetails(owner: string, repo: string, ref: string): Promise<CheckRunDetail[]> {
+    const runs = await this.call(`GET /repos/${owner}/${repo}/commits/${ref}/check-runs`, () =>
+      this.octokit.paginate(this.octokit.rest.checks.listForRef, { owner, repo, ref, per_page: 100, filter: 'latest' }),
+    );
+    return runs.map((r) => ({
+      id: r.id,
+      name: r.name,
+      status: r.status,
+      conclusion: r.conclusion ?? null,
+      app: r.app?.slug ?? null,
+      details_url: r.details_url ?? null,
+      output: { title: r.output?.title ?? null, summary: r.output?.summary ?? null, text: r.output?.text ?? null, annotations_count: r.output?.annotations_count ?? 0 },
+    }));
+  }
+
+  async listAnnotations(owner: string, repo: string, checkRunId: number): Promise<AnnotationInfo[]> {
+    const list = await this.call(`GET /repos/${owner}/${repo}/check-runs/${checkRunId}/annotations`, () =>
+      this.octokit.paginate(this.octokit.rest.checks.listAnnotations, { owner, repo, check_run_id: checkRunId, per_page: 100 }),
+    );
+    return list.map((a) => ({ path: a.path, start_line: a.start_line ?? null, end_line: a.end_line ?? null, level: a.annotation_level ?? null, title: a.title ?? null, message: a.message ?? '' }));
+  }
+
+  /** A GitHub Actions job's log (GitHub answers with a redirect to the log's storage; fetch follows it). */
+  async jobLog(owner: string, repo: string, jobId: number): Promise<string> {
+    const res = await this.call(`GET /repos/${owner}/${repo}/actions/jobs/${jobId}/logs`, () =>
+      this.octokit.rest.actions.downloadJobLogsForWorkflowRun({ owner, repo, job_id: jobId }),
+    );
+    const data: unknown = res.data;
+    return typeof data === 'string' ? data : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : String(data ?? '');
+  }
+
+  async listReviewComments(owner: string, repo: string, pullNumber: number): Promise<ReviewCommentInfo[]> {
+    const list = await this.call(`GET /repos/${owner}/${repo}/pulls/${pullNumber}/comments`, () =>
+      this.octokit.paginate(this.octokit.rest.pulls.listReviewComments, { owner, repo, pull_number: pullNumber, per_page: 100 }),
+    );
+    return list.map((c) => ({
+      id: c.id,
+      user: c.user?.login ?? null,
+      path: c.path,
+      line: c.line ?? c.original_line ?? null,
+      diff_hunk: c.diff_hunk,
+      body: c.body,
+      position: c.position ?? null,
+      in_reply_to_id: c.in_reply_to_id ?? null,
+      created_at: c.created_at,
+    }));
+  }
+
+  async listIssueComments(owner: string, repo: string, issueNumber: number): Promise<IssueCommentInfo[]> {
+    const list = await this.call(`GET /repos/${owner}/${repo}/issues/${issueNumber}/comments`, () =>
+      this.octokit.paginate(this.octokit.rest.issues.listComments, { owner, repo, issue_number: issueNumber, per_page: 100 }),
+    );
+    return list.map((c) => ({ id: c.id, user: c.user?.login ?? null, author_association: c.author_association, body: c.body ?? '', created_at: c.created_at }));
   }
 }
 
@@ -231,11 +358,28 @@ interface RawPull {
   html_url: string;
   state: string;
   draft?: boolean;
-  head: { sha: string; ref: string };
+  merged?: boolean;
+  merged_at?: string | null;
+  merge_commit_sha?: string | null;
+  closed_at?: string | null;
+  head: { sha: string; ref: string; repo?: { name: string; owner: { login: string } } | null };
 }
 
 function toPullInfo(pr: RawPull): PullRequestInfo {
-  return { number: pr.number, html_url: pr.html_url, state: pr.state, head_sha: pr.head.sha, head_ref: pr.head.ref, draft: pr.draft ?? false };
+  return {
+    number: pr.number,
+    html_url: pr.html_url,
+    state: pr.state,
+    head_sha: pr.head.sha,
+    head_ref: pr.head.ref,
+    draft: pr.draft ?? false,
+    // pulls.list answers carry no `merged`; merged_at says the same.
+    merged: pr.merged ?? Boolean(pr.merged_at),
+    merge_commit_sha: pr.merge_commit_sha ?? null,
+    closed_at: pr.closed_at ?? null,
+    head_owner: pr.head.repo?.owner.login ?? null,
+    head_repo: pr.head.repo?.name ?? null,
+  };
 }
 
 function describeRequestError(err: RequestError, what: string, settings: GitHubSettings): string {

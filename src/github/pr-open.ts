@@ -333,7 +333,16 @@ export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<Too
     } else {
       const base = request.base ?? (await client.defaultBranch(run.owner, run.repo));
       try {
-        pr = await client.createPull({ owner: run.owner, repo: run.repo, title: request.title, head: request.head, base, body: request.body, draft: request.draft });
+        pr = await client.createPull({
+          owner: run.owner,
+          repo: run.repo,
+          title: request.title,
+          head: request.head,
+          base,
+          body: request.body,
+          draft: request.draft,
+          maintainer_can_modify: app.policy.github.maintainer_can_modify,
+        });
       } catch (err) {
         // Opened in between (another approval, a person): adopt it.
         const raced = err instanceof GitHubApiError && err.status === 422 && /already exists/i.test(err.message) ? await client.findOpenPull(run.owner, run.repo, headLabel) : undefined;
@@ -355,6 +364,8 @@ export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<Too
     run_id: run.run_id,
     pr_number: pr.number,
     idempotency_key: `command.pr.linked:${run.run_id}:pr:${pr.number}`,
+    // The head checks are matched against: the approved commit, in the repository it lives in (a fork or upstream).
+    head: { head_sha: headSha, head_owner: pr.head_owner ?? (request.head.includes(':') ? request.head.split(':')[0]! : run.owner), head_repo: pr.head_repo ?? run.repo },
     pr_url_artifact: { type: 'pr_url', uri: pr.html_url, metadata: { pr_number: pr.number, head: request.head, head_sha: headSha, existing, request_id: request.request_id } },
     approval: {
       request_id: request.request_id,

@@ -83,6 +83,20 @@ export function syncCheckEventKey(runId: string, headSha: string, checkRuns: Che
   return `github.check.completed:${runId}:sync:${headSha.slice(0, 12)}:${sha1Hex(ids.join(',')).slice(0, 12)}`;
 }
 
+export interface PlannedEvent {
+  event_type: string;
+  payload: Record<string, unknown>;
+  idempotency_key: string;
+}
+
+export interface PreviewedEvent {
+  event_type: string;
+  outcome: string;
+  from_state: string;
+  to_state: string;
+  note: string | null;
+}
+
 export interface SyncResult {
   run_id: string;
   pr_number: number | null;
@@ -93,59 +107,117 @@ export interface SyncResult {
   checks?: CheckSummary;
   review?: ReviewDecision | null;
   applied: ApplyResult[];
+  /** With dry_run: what each event would do; nothing was written. */
+  would?: PreviewedEvent[];
   retry_after_s?: number;
 }
 
-/** Read one PR's checks and reviews and apply what they say (nothing when pending). */
-export async function syncRun(app: App, client: GitHubClient, run: RunView): Promise<SyncResult> {
+/** Keys of the PR lifecycle events, shared by the webhook and sync so one change seen both ways is applied once. */
+export function prMergedKey(runId: string, prNumber: number, mergeSha: string | null): string {
+  return `github.pr.merged:${runId}:pr:${prNumber}:${(mergeSha ?? 'unknown').slice(0, 12)}`;
+}
+export function prClosedKey(runId: string, prNumber: number, closedAt: string | null): string {
+  return `github.pr.closed:${runId}:pr:${prNumber}:${closedAt ?? 'unknown'}`;
+}
+/** A reopen is keyed on the run's latest event: the next close and reopen are new events. */
+export function prReopenedKey(runId: string, prNumber: number, afterEventId: number): string {
+  return `github.pr.reopened:${runId}:pr:${prNumber}:after:${afterEventId}`;
+}
+
+/** What a merged, closed or reopened PR means for the run (nothing for an open PR of a run not stopped by a close). */
+export function lifecycleEvent(app: App, run: RunView, pr: { number: number; state: string; merged: boolean; merge_commit_sha: string | null; closed_at: string | null }, source: string): PlannedEvent | undefined {
+  if (pr.merged) {
+    const toState = app.policy.github.on_pr_merged === 'wait_human' ? 'NEEDS_HUMAN_REVIEW' : 'DONE';
+    return { event_type: 'github.pr.merged', payload: { pr_number: pr.number, merge_sha: pr.merge_commit_sha, to_state: toState, source }, idempotency_key: prMergedKey(run.run_id, pr.number, pr.merge_commit_sha) };
+  }
+  if (pr.state === 'closed') return { event_type: 'github.pr.closed', payload: { pr_number: pr.number, closed_at: pr.closed_at, source }, idempotency_key: prClosedKey(run.run_id, pr.number, pr.closed_at) };
+  if (run.state === 'NEEDS_HUMAN_REVIEW' && run.last_error === 'pr_closed') {
+    return { event_type: 'github.pr.reopened', payload: { pr_number: pr.number, source }, idempotency_key: prReopenedKey(run.run_id, pr.number, app.service.lastEventId(run.run_id)) };
+  }
+  return undefined;
+}
+
+/** Counts GitHub's overall combined state too: a failure (or pending) it reports that no listed status shows still counts. */
+export function withCombinedState(summary: CheckSummary, combined: { state: string; total_count: number }): CheckSummary {
+  const state = combined.state.toLowerCase();
+  if ((state === 'failure' || state === 'error') && summary.conclusion !== 'failure' && !summary.failing.length) {
+    return { ...summary, failed: summary.failed + 1, conclusion: 'failure', failing: [...summary.failing, `combined-status:${state}`] };
+  }
+  if (state === 'pending' && combined.total_count > 0 && summary.conclusion === 'success') {
+    return { ...summary, pending: summary.pending + 1, conclusion: null, pending_names: [...summary.pending_names, 'combined-status:pending'] };
+  }
+  return summary;
+}
+
+/**
+ * Read one PR's state, checks and reviews and apply what they say (nothing when pending). The PR's
+ * head is recorded; a merged or closed PR ends the waiting instead; with `dryRun` nothing is written.
+ */
+export async function syncRun(app: App, client: GitHubClient, run: RunView, opts: { dryRun?: boolean } = {}): Promise<SyncResult> {
   const base = { run_id: run.run_id, pr_number: run.pr_number, applied: [] as ApplyResult[] };
   if (!run.pr_number) return { ...base, status: 'skipped', message: `${run.run_id} has no linked PR (state ${run.state}); link one with approve-open-pr or link-pr` };
   const prNumber = run.pr_number;
   const log = app.logger.child({ run_id: run.run_id, pr: prNumber });
   try {
     const pr = await client.getPull(run.owner, run.repo, prNumber);
-    const [checkRuns, statuses, reviews] = await Promise.all([
-      client.listCheckRuns(run.owner, run.repo, pr.head_sha),
-      client.listStatuses(run.owner, run.repo, pr.head_sha),
-      client.listReviews(run.owner, run.repo, prNumber),
-    ]);
-    const checks = summarizeChecks(checkRuns, statuses);
-    const review = reviewDecision(reviews);
-    const applied: ApplyResult[] = [];
-    if (checks.conclusion !== null) {
-      applied.push(
-        app.service.applyEvent({
-          run_id: run.run_id,
+    const planned: PlannedEvent[] = [];
+    const lifecycle = lifecycleEvent(app, run, pr, 'sync');
+    let checks: CheckSummary | undefined;
+    let review: ReviewDecision | null = null;
+    if (lifecycle && lifecycle.event_type !== 'github.pr.reopened') {
+      planned.push(lifecycle);
+    } else {
+      if (lifecycle) planned.push(lifecycle);
+      const [checkRuns, combined, reviews] = await Promise.all([
+        client.listCheckRuns(run.owner, run.repo, pr.head_sha),
+        client.combinedStatus(run.owner, run.repo, pr.head_sha),
+        client.listReviews(run.owner, run.repo, prNumber),
+      ]);
+      checks = withCombinedState(summarizeChecks(checkRuns, combined.statuses), combined);
+      review = reviewDecision(reviews);
+      if (checks.conclusion !== null) {
+        planned.push({
           event_type: 'github.check.completed',
           payload: { conclusion: checks.conclusion, pr_number: prNumber, head_sha: pr.head_sha, source: 'sync', failing: checks.failing },
-          idempotency_key: syncCheckEventKey(run.run_id, pr.head_sha, checkRuns, statuses),
-        }),
-      );
-    }
-    if (review) {
-      applied.push(
-        app.service.applyEvent({
-          run_id: run.run_id,
+          idempotency_key: syncCheckEventKey(run.run_id, pr.head_sha, checkRuns, combined.statuses),
+        });
+      }
+      if (review) {
+        planned.push({
           event_type: 'github.review.submitted',
           payload: { state: review.state, pr_number: prNumber, review_id: review.review_id, user: review.user, source: 'sync' },
           idempotency_key: reviewEventKey(run.run_id, review.review_id, review.state),
-        }),
-      );
+        });
+      }
     }
+    const prState = pr.merged ? 'merged' : pr.state;
+    if (opts.dryRun) {
+      const would = planned.map((e) => ({ event_type: e.event_type, ...app.service.previewEvent({ run_id: run.run_id, ...e }) }));
+      const moves = would.filter((w) => w.outcome === 'applied').map((w) => `${w.event_type}: ${w.from_state} -> ${w.to_state}`);
+      return {
+        ...base,
+        status: 'synced',
+        message: `dry run, nothing written: PR #${prNumber} ${prState} @ ${pr.head_sha.slice(0, 7)}${checks ? `: ${checkText(checks)}` : ''}; ${moves.length ? `would apply ${moves.join(', ')}` : `would leave the run in ${run.state}`}`,
+        head_sha: pr.head_sha,
+        pr_state: prState,
+        ...(checks ? { checks } : {}),
+        review,
+        would,
+      };
+    }
+    // One transaction: the PR's head, the events, and the time GitHub was last heard from.
+    const applied = app.service.transaction(() => {
+      app.service.github.recordHead(run.run_id, pr.head_sha, 'sync', pr.head_owner, pr.head_repo);
+      const out = planned.map((e) => app.service.applyEvent({ run_id: run.run_id, ...e }));
+      app.service.github.touchObserved(run.run_id, { pr_state: prState, merge_sha: pr.merged ? pr.merge_commit_sha : null });
+      return out;
+    });
     const after = app.service.getRun(run.run_id);
-    const checkText =
-      checks.conclusion === null
-        ? checks.total === 0
-          ? 'no checks reported yet'
-          : `${checks.pending} of ${checks.total} checks pending`
-        : checks.conclusion === 'success'
-          ? `all ${checks.total} checks green`
-          : `checks failed (${checks.failing.join(', ')})`;
     const changed = applied.filter((a) => !a.duplicate && a.outcome === 'applied').length;
-    const message = `PR #${prNumber} @ ${pr.head_sha.slice(0, 7)}: ${checkText}; review ${review?.state ?? 'none'}; ${
+    const message = `PR #${prNumber}${prState === 'open' ? '' : ` ${prState}`} @ ${pr.head_sha.slice(0, 7)}: ${checks ? checkText(checks) : 'checks not read'}; review ${review?.state ?? 'none'}; ${
       changed ? `${run.state} -> ${after.state}` : `state stays ${after.state}`
     }${applied.some((a) => a.duplicate) ? ' (already synced)' : ''}`;
-    return { ...base, status: 'synced', message, head_sha: pr.head_sha, pr_state: pr.state, checks, review, applied };
+    return { ...base, status: 'synced', message, head_sha: pr.head_sha, pr_state: prState, ...(checks ? { checks } : {}), review, applied };
   } catch (err) {
     if (err instanceof RateLimitedError) {
       log.warn({ retry_after_s: err.retryAfterSec }, 'GitHub sync rate limited');
@@ -153,8 +225,20 @@ export async function syncRun(app: App, client: GitHubClient, run: RunView): Pro
     }
     if (!(err instanceof GitHubApiError)) throw err;
     log.warn({ status: err.status, err: err.message }, 'GitHub sync failed');
-    const attempt = app.service.startAttempt(run.run_id, 'github_sync', { pr_number: prNumber });
-    app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: `github_http_${err.status}`, stderr_log: errorMessage(err), duration_ms: 0 });
+    if (!opts.dryRun) {
+      const attempt = app.service.startAttempt(run.run_id, 'github_sync', { pr_number: prNumber });
+      app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: `github_http_${err.status}`, stderr_log: errorMessage(err), duration_ms: 0 });
+    }
     return { ...base, status: 'error', message: err.message };
   }
+}
+
+function checkText(checks: CheckSummary): string {
+  return checks.conclusion === null
+    ? checks.total === 0
+      ? 'no checks reported yet'
+      : `${checks.pending} of ${checks.total} checks pending`
+    : checks.conclusion === 'success'
+      ? `all ${checks.total} checks green`
+      : `checks failed (${checks.failing.join(', ')})`;
 }

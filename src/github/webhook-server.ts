@@ -9,6 +9,7 @@ import { TOOLS } from '../../tools/index.js';
 import { AuditWriter, webhookAuditPath, type AuditLine } from './audit.js';
 import { DeliveryProcessingError, planDelivery, processDelivery } from './webhook-events.js';
 import { DELIVERY_SOURCE } from './ledger.js';
+import { startFollowupWorker, type FollowupWorker, type FollowupWorkerOptions } from './followups.js';
 
 export { DELIVERY_SOURCE };
 export const DEFAULT_WEBHOOK_HOST = '127.0.0.1';
@@ -27,12 +28,16 @@ export interface WebhookServerOptions {
   allowUnsigned?: boolean;
   /** Defaults to the one registry of TOOLS. */
   registry?: Registry;
+  /** The follow-up worker (queued syncs); on by default. Tests may tune its backoff. */
+  followups?: false | Omit<FollowupWorkerOptions, 'app' | 'registry'>;
 }
 
 export interface WebhookServer {
   url: string;
   server: Server;
   auditPath: string;
+  /** The queued-sync worker, when running (idle() waits until nothing due is left). */
+  followups?: FollowupWorker;
   close(): Promise<void>;
 }
 
@@ -58,8 +63,9 @@ const MAX_DELIVERY_ID = 200;
 /**
  * The GitHub webhook receiver (SPEC §9), checks in this order: path 404, Content-Length 400,
  * size 413 (declared, then counted while the body streams in), X-GitHub-Event 400, signature 401,
- * delivery reservation (repeat -> 200 duplicate_delivery), JSON 400 (released), processing 500
- * (released, so GitHub's redelivery is processed), else 200. One audit line per request.
+ * delivery reservation (repeat -> 200 duplicate_delivery), JSON 400 (released), recording 500
+ * (released, so GitHub's redelivery is processed), else 200. A sync the delivery asks for is queued
+ * in the database and worked after the answer (followups.ts). One audit line per request.
  */
 export async function startWebhookServer(opts: WebhookServerOptions): Promise<WebhookServer> {
   const { app } = opts;
@@ -76,6 +82,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
   const registry = opts.registry ?? new Registry(TOOLS);
   const audit = new AuditWriter(webhookAuditPath(app));
   const log = app.logger.child({ component: 'github-webhook' });
+  const followups = opts.followups === false ? undefined : startFollowupWorker({ app, registry, ...(opts.followups ?? {}) });
   if (unsigned) {
     log.warn('GitHub webhook runs WITHOUT signature verification (--allow-unsigned): anyone who can reach it can change run states; use only for local development');
   }
@@ -150,12 +157,12 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     let payload: unknown;
     let parseError: unknown;
     try {
-      payload = JSON.parse(raw);
+      payload = JSON.parse(formEncoded(req) ? formPayload(raw) : raw);
     } catch (err) {
       parseError = err;
     }
     const plan = parseError === undefined ? planDelivery(app, event, payload) : undefined;
-    const settledOutcome = plan && plan.calls.length === 0 ? (plan.pong ? 'pong' : 'ignored') : undefined;
+    const settledOutcome = plan && plan.calls.length === 0 && plan.followups.length === 0 ? (plan.pong ? 'pong' : 'ignored') : undefined;
     const reservation = app.service.reserveDelivery(
       { source: DELIVERY_SOURCE, delivery_id: delivery, event_type: event, payload_sha256: createHash('sha256').update(body).digest('hex') },
       undefined,
@@ -166,19 +173,25 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     }
     if (!plan) {
       app.service.releaseDelivery(DELIVERY_SOURCE, delivery);
-      return { status: 400, outcome: 'invalid_json', body: { ok: false, error: `body is not valid JSON: ${errorMessage(parseError)}` }, error: 'invalid JSON' };
+        return {
+        status: 400,
+        outcome: 'invalid_json',
+        body: { ok: false, error: `${formEncoded(req) ? "the form field 'payload' is not valid JSON" : 'body is not valid JSON'}: ${errorMessage(parseError)}` },
+        error: 'invalid JSON',
+      };
     }
     try {
       const sender = (payload as { sender?: { login?: unknown } } | null)?.sender?.login;
-      const report = await processDelivery(app, registry, event, payload, { actor: typeof sender === 'string' ? `github:${sender}` : 'github' }, plan);
+      const report = await processDelivery(app, registry, event, payload, { actor: typeof sender === 'string' ? `github:${sender}` : 'github', deliveryId: delivery }, plan);
       if (!settledOutcome) app.service.finishDelivery(DELIVERY_SOURCE, delivery, report.outcome);
+      if (report.queued.length) followups?.kick();
       return {
         status: 200,
         outcome: report.outcome,
         processed: report.processed,
         ignored: report.ignored,
         error: report.warning,
-        body: { ok: true, outcome: report.outcome, processed: report.processed, ignored: report.ignored, calls: report.calls, notes: report.notes },
+        body: { ok: true, outcome: report.outcome, processed: report.processed, ignored: report.ignored, calls: report.calls, queued: report.queued, notes: report.notes },
       };
     } catch (err) {
       app.service.releaseDelivery(DELIVERY_SOURCE, delivery);
@@ -218,8 +231,10 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     url,
     server,
     auditPath: audit.path,
+    ...(followups ? { followups } : {}),
     close: () =>
       (closed ??= (async () => {
+        await followups?.stop();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
@@ -227,6 +242,17 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
         await audit.close();
       })()),
   };
+}
+
+/** GitHub's other content type: `application/x-www-form-urlencoded` with the JSON in the `payload` field. */
+function formEncoded(req: IncomingMessage): boolean {
+  return /^application\/x-www-form-urlencoded\b/i.test(headerValue(req, 'content-type') ?? '');
+}
+
+function formPayload(raw: string): string {
+  const payload = new URLSearchParams(raw).get('payload');
+  if (payload === null) throw new Error("no 'payload' field in the form body");
+  return payload;
 }
 
 function headerValue(req: IncomingMessage, name: string): string | undefined {

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { parseJsonObject } from '../core/json.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
-import { RunStateSchema, TERMINAL_STATES } from '../core/states.js';
+import { RunStateSchema, type RunState, TERMINAL_STATES } from '../core/states.js';
 import { agentPolicyFor } from '../policy.js';
 import type { DigestFacts, PromptFacts, RunFacts, StepCounts } from './rules.js';
 
@@ -28,6 +28,7 @@ interface RunRow {
   updated_at: string;
   current_state: string;
   last_error: string | null;
+  pr_number: number | null;
 }
 
 interface ArtifactRow {
@@ -192,6 +193,14 @@ export interface GatherOptions extends PromptInput {
   cwd?: string;
 }
 
+/** How long GitHub has been silent about a waiting run (null: never heard from), and the policy's limit. */
+function githubQuiet(app: App, runId: string, state: RunState, nowMs: number): Pick<RunFacts, 'github_quiet_sec' | 'resync_after_sec'> {
+  const resync = app.policy.github.resync_after_sec;
+  if (state !== 'CI_WAIT' && state !== 'REVIEW_WAIT') return { github_quiet_sec: null, resync_after_sec: resync };
+  const at = app.service.github.github(runId)?.last_observed_at;
+  return { github_quiet_sec: at ? Math.max(0, Math.floor((nowMs - Date.parse(at)) / 1000)) : null, resync_after_sec: resync };
+}
+
 /** Facts for one run or for every non-terminal run, oldest update first. */
 export function gatherFacts(app: App, opts: GatherOptions = {}): RunFacts[] {
   const db = app.db;
@@ -199,7 +208,7 @@ export function gatherFacts(app: App, opts: GatherOptions = {}): RunFacts[] {
   const params = opts.run_id ? [opts.run_id] : [];
   const runs = db
     .prepare(
-      `SELECT r.run_id, r.owner, r.repo, r.budget_json, r.workspace_dir, r.updated_at, s.current_state, s.last_error
+      `SELECT r.run_id, r.owner, r.repo, r.budget_json, r.workspace_dir, r.updated_at, s.current_state, s.last_error, r.pr_number
        FROM runs r JOIN run_states s ON s.run_id = r.run_id WHERE ${filter} ORDER BY r.updated_at, r.run_id`,
     )
     .all(...params) as RunRow[];
@@ -234,6 +243,7 @@ export function gatherFacts(app: App, opts: GatherOptions = {}): RunFacts[] {
   for (const a of artifactRows) latest.set(`${a.run_id}:${a.artifact_type}`, a);
 
   const lastCommand = db.prepare(`SELECT MAX(created_at) AS at FROM events WHERE run_id = ? AND event_type LIKE 'command.%'`);
+  const nowMs = Date.now();
   const cwd = opts.cwd ?? process.cwd();
   const contractsDir = autoContractDir(app);
 
@@ -288,6 +298,8 @@ export function gatherFacts(app: App, opts: GatherOptions = {}): RunFacts[] {
       prepare_args: state === 'DISCOVERY' ? prepareArgs(budget) : {},
       finish,
       max_retryable_attempts: agentPolicyFor(app.policy, row.owner, row.repo).max_retryable_attempts,
+      ...githubQuiet(app, row.run_id, state, nowMs),
+      pr_number: row.pr_number,
     };
   });
 }

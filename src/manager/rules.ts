@@ -62,6 +62,12 @@ export interface RunFacts {
   finish: { changes: string; title?: string } | null;
   /** policy run_agent_step.max_retryable_attempts for the run's repository. */
   max_retryable_attempts: number;
+  /** Seconds since GitHub last told us about a CI_WAIT / REVIEW_WAIT run (webhook or sync); null when never. */
+  github_quiet_sec?: number | null;
+  /** policy github.resync_after_sec: a waiting run quiet for this long is synced again. */
+  resync_after_sec?: number;
+  /** The linked PR, when there is one (an iteration pushes onto it). */
+  pr_number?: number | null;
 }
 
 export interface RuleDecision extends Decision {
@@ -150,6 +156,10 @@ export function decide(facts: RunFacts): RuleDecision {
     case 'PAUSED':
       return decision(facts, 'wait_human', 'paused by a person; resume it to continue', 'normal');
     case 'PUSHED':
+      if (facts.pr_number) {
+        // Only with policy github.iteration_push: confirm does an iteration stop here.
+        return decision(facts, 'wait_human', `iteration pushed to PR #${facts.pr_number}; confirm it with link-pr (policy github.iteration_push is confirm)`, 'normal');
+      }
       return decision(facts, 'wait_human', 'pushed; a person opens the PR (request-open-pr, then approve-open-pr)', 'normal');
     case 'NEEDS_HUMAN_REVIEW':
       return decision(facts, 'wait_human', `needs human review${facts.last_error ? `: ${facts.last_error}` : ''}`, 'high');
@@ -240,8 +250,16 @@ export function decide(facts: RunFacts): RuleDecision {
       });
     }
     case 'CI_WAIT':
-    case 'REVIEW_WAIT':
-      return decision(facts, 'sync_github', `${state}: sync PR checks and reviews from GitHub`, 'normal');
+    case 'REVIEW_WAIT': {
+      // The webhook keeps a waiting run current; a sync fills in what a lost delivery never said.
+      const quiet = facts.github_quiet_sec;
+      const limit = facts.resync_after_sec;
+      if (quiet !== undefined && quiet !== null && limit !== undefined && quiet < limit) {
+        return decision(facts, 'noop', `${state}: GitHub reported ${quiet} s ago; re-sync once it has been quiet for ${limit} s (policy github.resync_after_sec)`, 'low');
+      }
+      const why = quiet === undefined || quiet === null ? 'not synced yet' : `no word from GitHub for ${quiet} s`;
+      return decision(facts, 'sync_github', `${state}: sync PR state, checks and reviews from GitHub (${why})`, 'normal');
+    }
     default:
       return decision(facts, 'wait_human', `no rule for ${state}`, 'normal');
   }

@@ -40,6 +40,7 @@ export const TOOLSET_OF: Readonly<Record<string, Toolset>> = {
   'skills-feedback': 'worker',
   'record-check': 'github',
   'record-review': 'github',
+  'record-pr-state': 'github',
   'sync-github': 'github',
   'cleanup-webhook-deliveries': 'github',
   'webhook-audit-summary': 'github',

@@ -177,4 +177,83 @@ CREATE INDEX manager_decisions_run ON manager_decisions(run_id, decision_id);
 CREATE INDEX manager_decisions_tick ON manager_decisions(tick_id);
 `,
   },
+  {
+    // Numbered after the issue that added it, leaving room for parallel branches' migrations.
+    version: 15,
+    name: 'github: run heads, PR state, pending observations, follow-up queue',
+    sql: `
+-- Every head the run's PR had (push, link, sync), newest last: checks and statuses are matched by head SHA.
+CREATE TABLE run_heads (
+  head_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  head_sha TEXT NOT NULL,
+  head_owner TEXT,
+  head_repo TEXT,
+  source TEXT NOT NULL,
+  recorded_at TEXT NOT NULL
+);
+CREATE INDEX run_heads_run ON run_heads(run_id, head_id);
+CREATE INDEX run_heads_sha ON run_heads(head_sha);
+-- The last time GitHub told us anything about the run's PR (webhook or sync), and the PR's state.
+CREATE TABLE run_github (
+  run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+  last_observed_at TEXT NOT NULL,
+  pr_state TEXT,
+  merge_sha TEXT
+);
+-- GitHub observations that arrived while they did not fit the run's state; applied when they do.
+CREATE TABLE pending_observations (
+  pending_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  event_type TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  payload_json TEXT NOT NULL,
+  head_sha TEXT,
+  arrived_state TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  resolved_at TEXT,
+  resolution TEXT,
+  UNIQUE (run_id, idempotency_key)
+);
+CREATE INDEX pending_observations_open ON pending_observations(run_id) WHERE resolved_at IS NULL;
+-- Work a webhook delivery asked for (the sync after a green check), done after the answer.
+CREATE TABLE github_followups (
+  followup_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  kind TEXT NOT NULL CHECK (kind IN ('sync')),
+  reason TEXT NOT NULL,
+  delivery_id TEXT,
+  status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at TEXT NOT NULL,
+  claimed_by TEXT,
+  claimed_at TEXT,
+  last_error TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX github_followups_one_queued ON github_followups(run_id, kind) WHERE status = 'queued';
+CREATE INDEX github_followups_due ON github_followups(status, next_at);
+`,
+  },
+  {
+    version: 16,
+    name: 'artifacts: iteration_packet (what a run iterates on: failed checks, logs, review comments)',
+    sql: `
+CREATE TABLE artifacts_v16 (
+  artifact_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  artifact_type TEXT NOT NULL CHECK (artifact_type IN (
+    'contract','branch','task_packet','agent_last_message','agent_event_stream','agent_runtime_report',
+    'run_digest','manager_insight','preflight_report','pr_open_request','pr_url','iteration_packet')),
+  uri TEXT NOT NULL,
+  metadata_json TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL
+);
+INSERT INTO artifacts_v16 SELECT artifact_id, run_id, artifact_type, uri, metadata_json, created_at FROM artifacts;
+DROP TABLE artifacts;
+ALTER TABLE artifacts_v16 RENAME TO artifacts;
+CREATE INDEX artifacts_run ON artifacts(run_id, artifact_type, artifact_id);
+`,
+  },
 ];

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
+import { iterationContext, iterationPromptSection, materializeIterationPacket } from '../github/iteration-packet.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { UserInputError, errorMessage } from '../core/errors.js';
 import type { ApplyResult, AttemptView, RunView } from '../core/models.js';
@@ -126,6 +127,8 @@ interface Plan {
   readOnlyRoots: string[];
   prompt: string;
   promptSource: string;
+  /** The iteration packet given to a worker in ITERATING (its Markdown and the stored JSON file). */
+  iteration?: { markdown: string; artifact: { uri: string } };
   repoDir: string;
   codexBin: string;
   /** What `codex --version` and `codex exec --help` said. */
@@ -331,7 +334,19 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   if (active) {
     throw new RefusedError(`an agent step is already running for ${run.run_id} (attempt ${active.attempt_no}, since ${active.started_at}); wait for it or look at inspect-run.`);
   }
+  const iteration = run.state === 'ITERATING' ? await iterationContext(app, run) : undefined;
+  if (iteration?.stop) {
+    // The loop is bounded: the run goes to a person instead of another round.
+    app.service.applyEvent({
+      run_id: run.run_id,
+      event_type: 'worker.step.failed',
+      payload: { step: 'agent', reason_code: iteration.stop.reason_code, error_message: iteration.stop.message, to_state: 'NEEDS_HUMAN_REVIEW' },
+      idempotency_key: `worker.step.failed:${run.run_id}:${iteration.stop.reason_code}:${iteration.artifact.artifact_id}`,
+    });
+    throw new RefusedError(`${iteration.stop.reason_code}: ${iteration.stop.message}; the run is now NEEDS_HUMAN_REVIEW and no worker was started`);
+  }
   return {
+    iteration,
     run,
     stage,
     policy,
@@ -507,6 +522,8 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
 
   let taskPacketPath: string | null = null;
   let body = plan.prompt;
+  // The iteration packet inside the sandbox, where the worker (and the loop's skills) can read it.
+  const iterationFiles = plan.iteration ? materializeIterationPacket(plan.repoDir, plan.iteration) : null;
   if (plan.policy.skills_mode === 'agentpr') {
     const contract = materializeContract(plan.repoDir, plan.packetContract ?? app.service.latestArtifact(ex.run.run_id, 'contract')?.uri);
     const packet = buildTaskPacket({
@@ -519,12 +536,15 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
       maxAgentSeconds: plan.maxAgentSeconds,
       contract,
       env: app.env,
+      iterationPacket: iterationFiles,
     });
     writeTaskPacket(packet);
     taskPacketPath = join(dir, 'task_packet.json');
     writeFileSync(taskPacketPath, `${JSON.stringify(packet, null, 2)}\n`);
     body = skillsEnvelope(packet, plan.prompt);
   }
+  // What CI and reviewers said about the PR's head, as untrusted data after the task.
+  if (plan.iteration) body = `${body}\n${iterationPromptSection(plan.iteration.markdown)}`;
   const roots = plan.policy.skills_mode === 'agentpr' ? [...plan.readOnlyRoots, installedSkillsDir(app.env)] : plan.readOnlyRoots;
   const fullPrompt = composePrompt(safetyContract({ repoDir: plan.repoDir, readOnlyRoots: roots }), body);
   const lastMessage = lastMessagePath(plan.repoDir);

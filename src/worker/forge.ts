@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { loadExeca } from '../exec.js';
 import type { App } from '../app.js';
+import { computeDiffStats } from '../analysis/diff-stats.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { ConfigurationError, UserInputError, errorMessage } from '../core/errors.js';
 import type { AttemptView, RunView } from '../core/models.js';
@@ -190,7 +191,16 @@ function outcome(step: 'prepare' | 'finish', attempt: AttemptView, r: ScriptResu
   };
 }
 
-function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { event_type: string; payload: Record<string, unknown> } | null, stepName: 'prepare' | 'finish', metadata: Record<string, unknown>): { state: RunState; last_error: string | null; error?: string } {
+function settle(
+  app: App,
+  attempt: AttemptView,
+  r: ScriptResult,
+  okEvent: { event_type: string; payload: Record<string, unknown> } | null,
+  stepName: 'prepare' | 'finish',
+  metadata: Record<string, unknown>,
+  /** Applied after okEvent in the same transaction (an iteration's push back onto its PR). */
+  thenEvent?: { event_type: string; payload: Record<string, unknown>; idempotency_key: string },
+): { state: RunState; last_error: string | null; error?: string } {
   const ok = r.exitCode === 0 && !r.timedOut;
   const errorText = ok ? undefined : scrubSecrets(lastLine(r.stderr) || `${stepName}.sh exited ${r.exitCode ?? r.signal}`, app.env);
   const finish = () =>
@@ -221,7 +231,9 @@ function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { even
         payload: event.payload,
         idempotency_key: defaultIdempotencyKey(event.event_type, attempt.run_id, { step: stepName, attempt_no: attempt.attempt_no }),
       });
-      return { state: res.state, last_error: res.last_error, ...(errorText ? { error: errorText } : {}) };
+      const then = ok && thenEvent ? app.service.applyEvent({ run_id: attempt.run_id, ...thenEvent }) : undefined;
+      const last = then ?? res;
+      return { state: last.state, last_error: last.last_error, ...(errorText ? { error: errorText } : {}) };
     });
   } catch (err) {
     if (!(err instanceof TransitionError)) throw err;
@@ -316,6 +328,8 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
   if (!existsSync(workspace) || !statSync(workspace).isDirectory()) {
     throw new UserInputError(`workspace ${workspace} of ${run.run_id} does not exist; run run-prepare first`);
   }
+  // An iteration's push is recorded with its size: the changes finish is about to commit.
+  const iterationDiff = run.pr_number ? await computeDiffStats(workspace).then((d) => ({ changed_files: d.changed_files, added_lines: d.added_lines, deleted_lines: d.deleted_lines }), () => undefined) : undefined;
   const script = forgeScriptPath('finish', app.env);
   const args = [input.changes, input.project ?? '', input.title ?? ''];
   while (args.length > 1 && args[args.length - 1] === '') args.pop();
@@ -340,6 +354,16 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
       };
     }
   }
-  const s = settle(app, attempt, r, okEvent, 'finish', { ...metadata, ...(r.outputs.branch ? { branch: r.outputs.branch, head_sha: r.outputs.head_sha } : {}) });
+  // An iteration pushes onto the PR that is already open: the approval covered opening it, so with
+  // policy github.iteration_push auto the run goes straight back to CI_WAIT with its new head.
+  const relink =
+    okEvent && run.pr_number && app.policy.github.iteration_push === 'auto'
+      ? {
+          event_type: 'command.pr.linked',
+          payload: { pr_number: run.pr_number, iteration_push: true, ...(r.outputs.head_sha ? { head_sha: r.outputs.head_sha } : {}), ...(iterationDiff ? { diff: iterationDiff } : {}) },
+          idempotency_key: `command.pr.linked:${run.run_id}:pr:${run.pr_number}:push:${r.outputs.head_sha ?? `finish-${attempt.attempt_no}`}`,
+        }
+      : undefined;
+  const s = settle(app, attempt, r, okEvent, 'finish', { ...metadata, ...(r.outputs.branch ? { branch: r.outputs.branch, head_sha: r.outputs.head_sha } : {}) }, relink);
   return outcome('finish', attempt, r, s);
 }

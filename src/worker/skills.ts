@@ -20,7 +20,7 @@ export const STAGE_SKILLS: Readonly<Record<string, readonly string[]>> = {
   DISCOVERY: ['agentpr-discovery'],
   IMPLEMENTING: ['agentpr-implement-and-validate'],
   LOCAL_VALIDATING: ['agentpr-implement-and-validate'],
-  ITERATING: ['agentpr-iterate-on-feedback', 'agentpr-implement-and-validate'],
+  ITERATING: ['agentpr-fix-ci', 'agentpr-address-comments', 'agentpr-iterate-on-feedback', 'agentpr-implement-and-validate'],
 };
 
 export function projectSkillsDir(): string {
@@ -216,6 +216,8 @@ export const TaskPacketSchema = z.object({
     max_retryable_attempts: z.number().int(),
   }),
   paths: z.object({ runtime_dir: z.string(), task_packet: z.string(), last_message: z.string() }),
+  /** ITERATING: the iteration packet copied into the runtime dir (failed checks, logs, review comments; untrusted text). */
+  iteration_packet: z.object({ markdown: z.string(), json: z.string() }).nullable().optional(),
 });
 export type TaskPacket = z.infer<typeof TaskPacketSchema>;
 
@@ -244,6 +246,7 @@ export function buildTaskPacket(opts: {
   maxAgentSeconds: number;
   contract: TaskPacket['contract'];
   env?: NodeJS.ProcessEnv;
+  iterationPacket?: { markdown: string; json: string } | null;
 }): TaskPacket {
   const repo = resolve(opts.run.workspace_dir);
   const rt = runtimeDir(repo);
@@ -276,6 +279,7 @@ export function buildTaskPacket(opts: {
       task_packet: join(rt, 'task_packet.json'),
       last_message: join(rt, 'codex_last_message.txt'),
     },
+    ...(opts.iterationPacket ? { iteration_packet: opts.iterationPacket } : {}),
   };
 }
 

@@ -147,7 +147,8 @@ describe('PR open gate: request-open-pr / approve-open-pr', () => {
     expect(ok.text).toContain('approved by telegram:42 via telegram');
     const posts = gh.requestsTo('POST', '/repos/octo-org/widgets/pulls');
     expect(posts).toHaveLength(1);
-    expect(posts[0]!.body).toEqual({ title: 'Fix typo in README', head: BRANCH, base: 'main', body: 'Small fix.', draft: false });
+    // maintainer_can_modify (policy github.maintainer_can_modify, default true) lets upstream push to the branch.
+    expect(posts[0]!.body).toEqual({ title: 'Fix typo in README', head: BRANCH, base: 'main', body: 'Small fix.', draft: false, maintainer_can_modify: true });
     expect(posts[0]!.authorization).toBe(`token ${gh.token}`);
     expect(app.service.listArtifacts(s.runId, 'pr_url').map((a) => a.uri)).toEqual(['https://github.test/octo-org/widgets/pull/1']);
     expect(app.service.listAttempts(s.runId, 'pr_create')).toMatchObject([{ status: 'succeeded' }]);

@@ -16,7 +16,7 @@ export function pushedRun(
   app: App,
   owner: string,
   repo: string,
-  opts: { branch?: string; workspace_dir?: string; contract?: string; stopBeforePush?: boolean } = {},
+  opts: { branch?: string; workspace_dir?: string; contract?: string; stopBeforePush?: boolean; head_sha?: string } = {},
 ): RunView {
   const run = app.service.createRun({ owner, repo, workspace_dir: opts.workspace_dir });
   const steps: Array<[string, Record<string, unknown>]> = [
@@ -24,16 +24,16 @@ export function pushedRun(
     ['worker.discovery.completed', { contract_path: opts.contract ?? join(run.workspace_dir, '.agentpr_runtime', 'contracts', 'contract.md') }],
     ['command.start.implementation', {}],
     ['command.local.validation.passed', {}],
-    ['worker.push.completed', { branch: opts.branch ?? 'changes' }],
+    ['worker.push.completed', { branch: opts.branch ?? 'changes', ...(opts.head_sha ? { head_sha: opts.head_sha } : {}) }],
   ];
   if (opts.stopBeforePush) steps.pop();
   for (const [event_type, payload] of steps) app.service.applyEvent({ run_id: run.run_id, event_type, payload });
   return app.service.getRun(run.run_id);
 }
 
-/** A PUSHED run linked to PR `prNumber` (-> CI_WAIT). */
-export function linkedRun(app: App, owner: string, repo: string, prNumber: number, branch = 'changes'): RunView {
-  const run = pushedRun(app, owner, repo, { branch });
+/** A PUSHED run linked to PR `prNumber` (-> CI_WAIT); with `headSha`, the push recorded that head. */
+export function linkedRun(app: App, owner: string, repo: string, prNumber: number, branch = 'changes', headSha?: string): RunView {
+  const run = pushedRun(app, owner, repo, { branch, ...(headSha ? { head_sha: headSha } : {}) });
   app.service.applyEvent({ run_id: run.run_id, event_type: 'command.pr.linked', payload: { pr_number: prNumber } });
   return app.service.getRun(run.run_id);
 }

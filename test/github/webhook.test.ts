@@ -222,9 +222,9 @@ describe('GitHub webhook receiver', () => {
     expect(keys).toContain(`github.review.submitted:${run.run_id}:review:237895671:changes_requested`);
   });
 
-  it('matches a failed commit status to the run by its pushed branch', async () => {
-    const run = linkedRun(app, OWNER, REPO, 2, 'changes');
-    const payload = fixture<{ state: string }>('status');
+  it('matches a failed commit status to the run by its head SHA', async () => {
+    const payload = fixture<{ state: string; sha: string }>('status');
+    const run = linkedRun(app, OWNER, REPO, 2, 'changes', payload.sha);
     payload.state = 'pending';
     const pending = await deliver(hook.url, { event: 'status', payload });
     expect(pending.body.outcome).toBe('ignored');
@@ -253,6 +253,7 @@ describe('GitHub webhook receiver', () => {
       ]);
       const pending = await deliver(hook2.url, { event: 'check_run', payload: fixture('check_run.completed.success') });
       expect(pending.body).toMatchObject({ outcome: 'processed', processed: 1 });
+      await hook2.followups!.idle();
       expect(withToken.app.service.getRun(run2.run_id).state).toBe('CI_WAIT');
 
       gh.setChecks(OWNER, REPO, 'ec26c3e57ca3a959ca5aad62de7213c562f8c821', [
@@ -261,6 +262,7 @@ describe('GitHub webhook receiver', () => {
       ]);
       const done = await deliver(hook2.url, { event: 'check_suite', payload: fixture('check_suite.completed') });
       expect(done.body.outcome).toBe('processed');
+      await hook2.followups!.idle();
       expect(withToken.app.service.getRun(run2.run_id).state).toBe('REVIEW_WAIT');
       expect(gh.requestsTo('GET', '/check-runs')).toHaveLength(2);
       expect(gh.requests.every((r) => r.authorization === `token ${gh.token}`)).toBe(true);
@@ -297,17 +299,18 @@ describe('GitHub webhook receiver', () => {
     const summary = await registry.call('webhook-audit-summary', { hours: 1 }, { app, entry: 'cli' });
     expect(summary.ok).toBe(true);
     if (!summary.ok) return;
+    // The closed (unmerged) PR is recorded too: the run goes to NEEDS_HUMAN_REVIEW (pr_closed).
     expect(summary.data).toMatchObject({
       total: 4,
-      by_outcome: { processed: 1, invalid_signature: 1, ignored: 1, alive: 1 },
+      by_outcome: { processed: 2, invalid_signature: 1, alive: 1 },
       by_status_code: { '200': 3, '401': 1 },
       by_event: { check_run: 2, pull_request: 1, '(none)': 1 },
-      processed: 1,
-      ledger_by_outcome: { processed: 1, ignored: 1 },
+      processed: 2,
+      ledger_by_outcome: { processed: 2 },
     });
     expect((summary.data.last_errors as Array<{ outcome: string }>)[0]!.outcome).toBe('invalid_signature');
 
-    app.db.prepare(`UPDATE webhook_deliveries SET received_at = '2020-01-01T00:00:00.000Z' WHERE outcome = 'ignored'`).run();
+    app.db.prepare(`UPDATE webhook_deliveries SET received_at = '2020-01-01T00:00:00.000Z' WHERE event_type = 'pull_request'`).run();
     const dry = await registry.call('cleanup-webhook-deliveries', { keep_days: 7, dry_run: true }, { app, entry: 'cli' });
     expect(dry.ok && dry.data).toMatchObject({ deleted: 1, dry_run: true });
     expect(ledger(app)).toHaveLength(2);

@@ -1,10 +1,40 @@
-import { GitHubSim, type SimCheckRun, type SimIncoming, type SimPull, type SimReply, type SimRepo, type SimRequest, type SimReview, type SimStatus } from '../../src/demo/github-sim.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GitHubSim, type SimCheckRun, type SimIncoming, type SimPull, type SimReply, type SimRepo, type SimRequest, type SimReview, type SimShape, type SimStatus } from '../../src/demo/github-sim.js';
+
+const REST = join(import.meta.dirname, '..', 'fixtures', 'github', 'rest');
+const example = (name: string): unknown => JSON.parse(readFileSync(join(REST, `${name}.json`), 'utf8'));
+const EXAMPLES: Record<SimShape, unknown> = {
+  pull: example('pulls.get'),
+  'combined-status': example('repos.getCombinedStatusForRef'),
+  'check-runs': example('checks.listForRef'),
+  reviews: example('pulls.listReviews'),
+  annotations: example('checks.listAnnotations'),
+  'review-comments': example('pulls.listReviewComments'),
+  'issue-comments': example('issues.listComments'),
+};
+
+/** `over` laid on `base` (GitHub's recorded example): objects merge, a list's items each lie on the example's first item. */
+function dress(base: unknown, over: unknown): unknown {
+  if (Array.isArray(over)) {
+    const first = Array.isArray(base) ? base[0] : undefined;
+    return over.map((item) => dress(first, item));
+  }
+  if (over && typeof over === 'object' && base && typeof base === 'object' && !Array.isArray(base)) {
+    const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+    for (const [k, v] of Object.entries(over as Record<string, unknown>)) out[k] = dress((base as Record<string, unknown>)[k], v);
+    return out;
+  }
+  return over;
+}
 
 /**
  * The tests' GitHub: the demo's REST simulator (src/demo/github-sim.ts) plus what tests need —
  * a default token, repos created on first use, request records with Authorization and body,
  * rate-limit plans and injected failures (through GitHubSim's `intercept`), and shortcuts to
  * add PRs, checks and reviews. New PRs get head SHA `sha-of-<head>` and a github.test html_url.
+ * Answers carry the fields of GitHub's recorded REST examples (test/fixtures/github/rest), with the
+ * simulator's values in the fields it knows.
  */
 
 export type RecordedRequest = SimRequest;
@@ -80,6 +110,11 @@ export class FakeGitHub extends GitHubSim {
 
   requestsTo(method: string, pathIncludes: string): RecordedRequest[] {
     return this.requests.filter((r) => r.method === method && r.path.includes(pathIncludes));
+  }
+
+  /** Every answer the simulator builds is sent in the shape of GitHub's own response example (@octokit/openapi). */
+  protected override shape(kind: SimShape, json: unknown): unknown {
+    return dress(EXAMPLES[kind], json);
   }
 
   protected override intercept(req: SimIncoming): SimReply | undefined {

@@ -135,7 +135,7 @@ describe('toolsets and read-only', () => {
     try {
       const gh = await connectInMemory(t.app, { toolsets: ['github'] });
       const names = (await gh.client.listTools()).tools.map((x) => x.name).sort();
-      expect(names).toEqual(['approve-open-pr', 'cleanup-webhook-deliveries', 'record-check', 'record-review', 'request-open-pr', 'sync-github', 'webhook-audit-summary']);
+      expect(names).toEqual(['approve-open-pr', 'cleanup-webhook-deliveries', 'record-check', 'record-pr-state', 'record-review', 'request-open-pr', 'sync-github', 'webhook-audit-summary']);
       await expect(gh.client.callTool({ name: 'create-run', arguments: { owner: 'o', repo: 'r' } })).rejects.toThrow(/create-run not found/);
       await gh.close();
       const ro = await connectInMemory(t.app, { toolsets: ['github', 'core'], readOnly: true });

@@ -76,7 +76,7 @@ describe('policy file', () => {
     const m = loadError({ run_agent_step: { max_agent_secs: 10 } });
     expect(m).toContain('run_agent_step.max_agent_secs: unknown key');
     expect(m).toContain('max_agent_seconds');
-    expect(loadError({ telegram: {} })).toMatch(/telegram: unknown key; allowed keys: run_agent_step, telegram_bot, github_webhook, manager/);
+    expect(loadError({ telegram: {} })).toMatch(/telegram: unknown key; allowed keys: run_agent_step, telegram_bot, github_webhook, github, manager/);
   });
 
   test('a wrong value names the key, the value and the allowed values', () => {

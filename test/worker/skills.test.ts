@@ -28,7 +28,9 @@ describe('skills mode', () => {
 
     const installed = ok(await h.call('install-skills', {})) as { skills: Array<{ name: string; action: string }> };
     expect(installed.skills.map((s) => `${s.name}:${s.action}`)).toEqual([
+      'agentpr-address-comments:installed',
       'agentpr-discovery:installed',
+      'agentpr-fix-ci:installed',
       'agentpr-implement-and-validate:installed',
       'agentpr-iterate-on-feedback:installed',
     ]);
@@ -81,6 +83,6 @@ describe('skills mode', () => {
     expect(r.skills).toEqual([expect.objectContaining({ action: 'updated' })]);
     expect(readFileSync(md, 'utf8')).not.toContain('local edit');
     const bad = await h.call('install-skills', { only: ['nope'] });
-    expect(!bad.ok && bad.error).toMatch(/unknown skill nope; the project has: agentpr-discovery, /);
+    expect(!bad.ok && bad.error).toMatch(/unknown skill nope; the project has: agentpr-address-comments, agentpr-discovery, /);
   });
 });
