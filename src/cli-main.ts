@@ -1,3 +1,4 @@
+import { reconcileAtStart } from './worker/reconcile.js';
 import { z } from 'zod';
 import { createApp, type App } from './app.js';
 import { UsageError, errorMessage } from './core/errors.js';
@@ -277,6 +278,7 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
     } else throw new UsageError(`unknown option ${a} for serve; allowed: --http, --host, --port, --read-only`);
   }
   const app = openApp();
+  reconcileAtStart(app);
   if (!http) {
     await serveStdio({ readOnly }, app);
     return await new Promise<number>(() => undefined); // runs until stdin closes (serveStdio exits)

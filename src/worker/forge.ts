@@ -249,23 +249,17 @@ export interface PrepareInput {
  * metadata (the manager reads "prepare has run" from the attempts).
  */
 export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSignal): Promise<ForgeOutcome> {
-  let run = app.service.getRun(input.run_id);
-  if (run.state !== 'QUEUED' && run.state !== 'DISCOVERY') {
-    throw new UserInputError(
-      `run-prepare works on a run in DISCOVERY (a QUEUED run is moved there first); ${run.run_id} is in ${run.state}${run.state === 'FAILED_RETRYABLE' || run.state === 'PAUSED' ? ' — move it back with retry/resume target_state=DISCOVERY' : ''}`,
-    );
-  }
+  const assertPreparable = (r: RunView) => {
+    if (r.state !== 'QUEUED' && r.state !== 'DISCOVERY') {
+      throw new UserInputError(
+        `run-prepare works on a run in DISCOVERY (a QUEUED run is moved there first); ${r.run_id} is in ${r.state}${r.state === 'FAILED_RETRYABLE' || r.state === 'PAUSED' ? ' — move it back with retry/resume target_state=DISCOVERY' : ''}`,
+      );
+    }
+  };
+  const run = app.service.getRun(input.run_id);
+  assertPreparable(run);
   assertInsideRoot(app, run);
   const script = forgeScriptPath('prepare', app.env);
-  if (run.state === 'QUEUED') {
-    app.service.applyEvent({
-      run_id: run.run_id,
-      event_type: 'command.start.discovery',
-      payload: {},
-      idempotency_key: defaultIdempotencyKey('command.start.discovery', run.run_id, { after_event_id: app.service.lastEventId(run.run_id), by: 'run-prepare' }),
-    });
-    run = app.service.getRun(run.run_id);
-  }
   const workspace = resolve(run.workspace_dir);
   const cwd = dirname(workspace);
   mkdirSync(cwd, { recursive: true });
@@ -282,7 +276,21 @@ export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSi
     ...(input.upstream_url ? { upstream_url: input.upstream_url } : {}),
     ...(input.fork_url ? { fork_url: input.fork_url } : {}),
   };
-  const attempt = app.service.startAttempt(run.run_id, 'prepare', { ...attemptOwnerMetadata(), ...metadata });
+  // The state check, QUEUED -> DISCOVERY and the run's lease in one transaction: a second caller
+  // is refused before it changes anything.
+  const attempt = app.service.transaction(() => {
+    const now = app.service.getRun(run.run_id);
+    assertPreparable(now);
+    if (now.state === 'QUEUED') {
+      app.service.applyEvent({
+        run_id: run.run_id,
+        event_type: 'command.start.discovery',
+        payload: {},
+        idempotency_key: defaultIdempotencyKey('command.start.discovery', run.run_id, { after_event_id: app.service.lastEventId(run.run_id), by: 'run-prepare' }),
+      });
+    }
+    return app.service.startAttempt(run.run_id, 'prepare', { ...attemptOwnerMetadata(), ...metadata });
+  });
   let r: ScriptResult;
   try {
     r = await runScript({ script, args, cwd, env, logBase: logBase(app, run.run_id, 'prepare', attempt.attempt_no), timeoutSec: input.timeout_sec ?? DEFAULT_SCRIPT_TIMEOUT_SEC, signal });
@@ -305,10 +313,11 @@ export interface FinishInput {
 
 /** finish.sh in the run's clone: LOCAL_VALIDATING -> worker.push.completed {branch, head_sha} -> PUSHED. */
 export async function runFinish(app: App, input: FinishInput, signal?: AbortSignal): Promise<ForgeOutcome> {
+  const assertFinishable = (r: RunView) => {
+    if (r.state !== 'LOCAL_VALIDATING') throw new UserInputError(`run-finish pushes a run in LOCAL_VALIDATING; ${r.run_id} is in ${r.state}`);
+  };
   const run = app.service.getRun(input.run_id);
-  if (run.state !== 'LOCAL_VALIDATING') {
-    throw new UserInputError(`run-finish pushes a run in LOCAL_VALIDATING; ${run.run_id} is in ${run.state}`);
-  }
+  assertFinishable(run);
   assertInsideRoot(app, run);
   const workspace = resolve(run.workspace_dir);
   if (!existsSync(workspace) || !statSync(workspace).isDirectory()) {
@@ -318,7 +327,7 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
   const args = [input.changes, input.project ?? '', input.title ?? ''];
   while (args.length > 1 && args[args.length - 1] === '') args.pop();
   const metadata = { script, args, cwd: workspace };
-  const attempt = app.service.startAttempt(run.run_id, 'finish', { ...attemptOwnerMetadata(), ...metadata });
+  const attempt = app.service.startAttempt(run.run_id, 'finish', { ...attemptOwnerMetadata(), ...metadata }, { guard: assertFinishable });
   let r: ScriptResult;
   try {
     r = await runScript({ script, args, cwd: workspace, env: { ...app.env }, logBase: logBase(app, run.run_id, 'finish', attempt.attempt_no), timeoutSec: input.timeout_sec ?? DEFAULT_SCRIPT_TIMEOUT_SEC, signal });
