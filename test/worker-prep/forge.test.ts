@@ -60,7 +60,7 @@ describe('run-prepare', () => {
     const { run, data } = await preparedRun();
     expect(data.ok).toBe(true);
     expect(data.state).toBe('DISCOVERY');
-    expect(run.workspace_dir).toBe(join(app.config.workspaceRoot, 'widget'));
+    expect(run.workspace_dir).toBe(join(app.config.workspaceRoot, run.owner, 'widget', run.run_id));
     expect(existsSync(join(run.workspace_dir, 'README.md'))).toBe(true);
     expect(data.outputs.branch).toMatch(/^feature\/forge-\d{8}-\d{6}$/);
     expect(data.outputs.base).toBe('main');
