@@ -6,6 +6,7 @@ import type { AttemptView } from '../core/models.js';
 import { canTransition, isTerminal, type RunState } from '../core/states.js';
 import { agentPolicyFor } from '../policy.js';
 import { groupAlive } from './runner.js';
+import { signalTree } from './contain.js';
 import { currentHolder, holderGone, pidAlive, procStart } from '../store/holder.js';
 
 export { procStart };
@@ -91,9 +92,11 @@ export function stopOrphanedWorker(attempt: AttemptView): number | null {
   const m = attempt.metadata;
   const me = attemptOwnerMetadata();
   const pid = m.worker_pid;
+  // Processes that left the worker's group (setsid, daemons) still carry its marker.
+  const swept = typeof m.worker_marker === 'string' && m.owner_host === me.owner_host && m.owner_boot_id === me.owner_boot_id ? signalTree(null, m.worker_marker, 'SIGKILL') : 0;
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) return null;
   if (m.owner_host !== me.owner_host || !me.owner_boot_id || m.owner_boot_id !== me.owner_boot_id) return null;
-  if (!groupAlive(pid)) return null;
+  if (!groupAlive(pid)) return swept ? pid : null;
   const start = procStart(pid);
   if (start !== undefined ? start !== m.worker_proc_start : !existsSync('/proc/self/stat')) return null;
   try {
