@@ -68,8 +68,8 @@ export function describeHolder(h: Holder): string {
 export function holderGone(h: Holder, expiresAt: string, now = Date.now()): string | null {
   const self = currentHolder();
   if (h.host === self.host) {
-    if (h.boot_id && self.boot_id && h.boot_id !== self.boot_id) return `holder ${describeHolder(h)} ran before the machine rebooted`;
-    if (!pidAlive(h.pid)) return `holder ${describeHolder(h)} is gone`;
+    if (h.boot_id && self.boot_id && h.boot_id !== self.boot_id) return `owner pid ${h.pid} ran before the machine rebooted`;
+    if (!pidAlive(h.pid)) return `owner pid ${h.pid} is gone`;
     if (h.proc_start) {
       const start = procStart(h.pid);
       if (start !== undefined && start !== h.proc_start) return `pid ${h.pid} now belongs to another process`;

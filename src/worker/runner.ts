@@ -433,11 +433,16 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
 
   // The step ends when the worker exits or, after a timeout/abort/write error, once the kill is
   // done: whichever comes first. Never on stdout closing alone.
-  const ended = await Promise.race([exited, (async () => {
-    while (!stopping) await sleep(50);
-    await stopping;
-    return null;
-  })()]);
+  let settled = false;
+  const ended = await Promise.race([
+    exited,
+    (async () => {
+      while (!stopping && !settled) await sleep(50);
+      if (stopping) await stopping;
+      return null;
+    })(),
+  ]);
+  settled = true;
   clearTimeout(timer);
   opts.signal?.removeEventListener('abort', onAbort);
   // Whatever is left of the tree (daemons, grandchildren holding stdout) goes now.
