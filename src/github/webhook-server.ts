@@ -1,3 +1,4 @@
+import { httpLimits } from '../mcp/http.js';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +22,10 @@ export interface WebhookServerOptions {
   /** 0 picks a free port. */
   port?: number;
   path?: string;
+  /** Slow clients: see HttpServerOptions (defaults 30 s request, 10 s head, 1024 connections). */
+  requestTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  maxConnections?: number;
   /** The first secret is current; the others are accepted too, for rotation. */
   secrets?: string[];
   /** Accept unsigned deliveries when no secret is set (local development only). */
@@ -188,7 +193,8 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     }
   };
 
-  const server = createServer({ requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => {
+  const limits = httpLimits(opts, app.env);
+  const server = createServer({ requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: 5_000, connectionsCheckingInterval: limits.checkEveryMs }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       log.error({ err }, 'webhook request handler crashed');
       if (!res.headersSent) send(req, res, { status: 500, outcome: 'error', body: { ok: false, error: 'internal error' }, close: true });
@@ -203,6 +209,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
+    server.maxConnections = limits.maxConnections;
     server.listen(opts.port ?? DEFAULT_WEBHOOK_PORT, opts.host ?? DEFAULT_WEBHOOK_HOST, () => {
       server.off('error', reject);
       resolve();
