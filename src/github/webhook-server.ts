@@ -79,7 +79,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
   if (!path.startsWith('/')) throw new ConfigurationError(`webhook path '${path}' must start with /, e.g. ${DEFAULT_WEBHOOK_PATH}`);
   const maxBytes = app.policy.github_webhook.max_payload_bytes;
   const registry = opts.registry ?? new Registry(TOOLS);
-  const audit = new AuditWriter(webhookAuditPath(app));
+  const audit = new AuditWriter(webhookAuditPath(app), { maxBytes: app.policy.github_webhook.audit_log_max_bytes, keep: app.policy.github_webhook.audit_log_keep });
   const log = app.logger.child({ component: 'github-webhook' });
   if (unsigned) {
     log.warn('GitHub webhook runs WITHOUT signature verification (--allow-unsigned): anyone who can reach it can change run states; use only for local development');
@@ -92,13 +92,14 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     const answer = await decide(req);
     const line: AuditLine = {
       ts: new Date().toISOString(),
-      event: event ?? null,
-      delivery: delivery ?? null,
+      // Header values are the sender's: kept short, so an unauthenticated request costs a few bytes.
+      event: clip(event),
+      delivery: clip(delivery),
       status_code: answer.status,
       outcome: answer.outcome,
       processed: answer.processed ?? 0,
       ignored: answer.ignored ?? 0,
-      error: answer.error ?? null,
+      error: answer.error ? answer.error.slice(0, 500) : null,
       duration_ms: Math.round((performance.now() - started) * 100) / 100,
     };
     audit.write(line);
@@ -302,4 +303,11 @@ function send(req: IncomingMessage, res: ServerResponse, answer: Answer): void {
       setTimeout(() => req.socket.destroy(), 1_000).unref();
     });
   }
+}
+
+/** A header value as the audit keeps it: at most 64 printable characters. */
+function clip(v: string | undefined): string | null {
+  if (v === undefined) return null;
+  const printable = v.replace(/[^\x20-\x7e]/g, '?');
+  return printable.length > 64 ? `${printable.slice(0, 64)}...` : printable;
 }

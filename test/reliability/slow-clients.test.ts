@@ -4,7 +4,9 @@ import { Client } from '@modelcontextprotocol/client';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { startHttpServer, type RunningHttpServer } from '../../src/mcp/http.js';
 import { startWebhookServer, type WebhookServer } from '../../src/github/webhook-server.js';
-import { makeTestApp } from '../helpers/app.js';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeTestApp, tempDir } from '../helpers/app.js';
 
 /**
  * Issue 14: slow clients cannot starve the HTTP servers. 300 connections send headers and then
@@ -37,6 +39,43 @@ async function slowBodies(url: URL, n: number, path: string): Promise<number> {
   );
   return opened;
 }
+
+describe('webhook audit', () => {
+  test('unauthenticated requests with 14 KB of headers add a short line each; the log rotates by size', async () => {
+    const dir = tempDir('agentpr-audit-');
+    const policy = join(dir, 'policy.json');
+    writeFileSync(policy, JSON.stringify({ github_webhook: { audit_log_max_bytes: 8192, audit_log_keep: 2 } }));
+    const t = makeTestApp({ env: { AGENTPR_POLICY_FILE: policy } });
+    closers.push(async () => {
+      await t.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const hook = await startWebhookServer({ app: t.app, port: 0, secrets: ['the-real-secret'] });
+    closers.push(() => hook.close());
+    const big = 'x'.repeat(7000);
+    for (let i = 0; i < 60; i++) {
+      const res = await fetch(hook.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': `push${big}`, 'x-github-delivery': `d-${i}-${big}`, 'x-hub-signature-256': 'sha256=00' },
+        body: '{}',
+      });
+      expect(res.status).toBe(401);
+      await res.arrayBuffer();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const path = hook.auditPath;
+    const files = [path, `${path}.1`, `${path}.2`];
+    expect(existsSync(`${path}.1`)).toBe(true);
+    expect(existsSync(`${path}.3`)).toBe(false);
+    for (const f of files.filter((x) => existsSync(x))) {
+      expect(statSync(f).size, f).toBeLessThanOrEqual(8192);
+      for (const line of readFileSync(f, 'utf8').trim().split('\n')) {
+        expect(line.length).toBeLessThan(400);
+        expect(JSON.parse(line)).toMatchObject({ status_code: 401, outcome: 'invalid_signature' });
+      }
+    }
+  }, 60_000);
+});
 
 describe('slow clients', () => {
   test(`MCP over HTTP: ${SLOW} slow-body connections, and a normal MCP client still lists the tools`, async () => {
