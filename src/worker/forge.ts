@@ -40,6 +40,14 @@ export interface ScriptResult {
   durationMs: number;
   /** AGENTPR_KEY=value lines of stdout, keys lower-cased without the prefix (branch, head_sha, ...). */
   outputs: Record<string, string>;
+  /** disk_full / io_error when writing the logs failed; null otherwise. */
+  writeFailure?: 'disk_full' | 'io_error' | null;
+}
+
+const SCRIPT_KEEP_CHARS = 1024 * 1024;
+
+function keepTail(text: string): string {
+  return text.length > SCRIPT_KEEP_CHARS ? text.slice(-SCRIPT_KEEP_CHARS) : text;
 }
 
 export function parseOutputs(stdout: string): Record<string, string> {
@@ -86,15 +94,23 @@ export async function runScript(opts: {
     cleanup: true,
     buffer: false,
   });
+  // In memory only the last SCRIPT_KEEP_CHARS of each stream (the AGENTPR_* lines and the error
+  // come last); the log files get everything, until a write fails (a full disk).
   let stdout = '';
   let stderr = '';
+  let writeError: NodeJS.ErrnoException | null = null;
+  const onWriteError = (err: NodeJS.ErrnoException) => {
+    writeError ??= err;
+  };
+  outFile.on('error', onWriteError);
+  errFile.on('error', onWriteError);
   child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    outFile.write(d);
+    stdout = keepTail(stdout + d.toString());
+    if (!writeError) outFile.write(d);
   });
   child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    errFile.write(d);
+    stderr = keepTail(stderr + d.toString());
+    if (!writeError) errFile.write(d);
   });
   let timedOut = false;
   const killGroup = (sig: NodeJS.Signals) => {
@@ -129,7 +145,8 @@ export async function runScript(opts: {
   opts.signal?.removeEventListener('abort', onAbort);
   outFile.end();
   errFile.end();
-  await Promise.all([once(outFile, 'close'), once(errFile, 'close')]);
+  await Promise.all([outFile, errFile].map((f) => (f.closed ? Promise.resolve() : once(f, 'close').catch(() => undefined))));
+  if (writeError) stderr += `\nwriting the step's logs failed: ${(writeError as NodeJS.ErrnoException).code ?? ''} ${(writeError as Error).message}\n`;
   if (timedOut) stderr += `\n${opts.script}: timed out after ${opts.timeoutSec} s; the process group was killed\n`;
   return {
     exitCode: r.exitCode ?? null,
@@ -141,6 +158,7 @@ export async function runScript(opts: {
     stderrLog,
     durationMs: Date.now() - started,
     outputs: parseOutputs(stdout),
+    writeFailure: writeError ? ((writeError as NodeJS.ErrnoException).code === 'ENOSPC' || (writeError as NodeJS.ErrnoException).code === 'EDQUOT' ? 'disk_full' : 'io_error') : null,
   };
 }
 
@@ -195,7 +213,7 @@ function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { even
     app.service.finishAttempt(attempt.attempt_id, {
       status: ok ? 'succeeded' : r.timedOut ? 'timed_out' : 'failed',
       exit_code: r.exitCode,
-      reason_code: ok ? null : r.timedOut ? 'timeout' : 'script_failed',
+      reason_code: ok ? null : r.timedOut ? 'timeout' : (r.writeFailure ?? 'script_failed'),
       stdout_log: r.stdoutLog,
       stderr_log: r.stderrLog,
       duration_ms: r.durationMs,
@@ -205,7 +223,7 @@ function settle(app: App, attempt: AttemptView, r: ScriptResult, okEvent: { even
     ? okEvent
     : r.timedOut
       ? { event_type: 'timer.timeout', payload: { step: stepName, attempt_no: attempt.attempt_no } }
-      : { event_type: 'worker.step.failed', payload: { step: stepName, reason_code: 'script_failed', error_message: errorText ?? '', attempt_no: attempt.attempt_no } };
+      : { event_type: 'worker.step.failed', payload: { step: stepName, reason_code: r.writeFailure ?? 'script_failed', error_message: errorText ?? '', attempt_no: attempt.attempt_no } };
   try {
     return app.service.transaction(() => {
       finish();
