@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { dbFingerprint } from '../helpers/db.js';
@@ -235,4 +235,36 @@ describe('a workspace per run', () => {
       expect(() => git(h!.tmp, ['--git-dir', forks[other].forkDir, 'show', `${branch}:${owner}.txt`])).toThrow();
     }
   }, 90_000);
+
+  test('cleanup-workspaces removes the trees of finished runs and keeps shared, live and outside ones', async () => {
+    h = makeHarness();
+    const root = h.app.config.workspaceRoot;
+    const mk = (owner: string, repo: string, dir?: string) => {
+      const run = h!.app.service.createRun({ owner, repo, ...(dir ? { workspace_dir: dir } : {}) });
+      mkdirSync(join(run.workspace_dir, 'src'), { recursive: true });
+      writeFileSync(join(run.workspace_dir, 'src', 'a.txt'), 'a');
+      return run;
+    };
+    const done = mk('octo', 'gone');
+    h.app.service.applyEvent({ run_id: done.run_id, event_type: 'worker.step.failed', payload: { step: 'agent', reason_code: 'test', error_message: 'given up', to_state: 'FAILED_TERMINAL' } });
+    const live = mk('octo', 'busy');
+    // The old shared layout: a finished run and a live one in <root>/<repo>.
+    const sharedDone = mk('octo', 'shared', join(root, 'shared'));
+    h.app.service.applyEvent({ run_id: sharedDone.run_id, event_type: 'worker.step.failed', payload: { step: 'agent', reason_code: 'test', error_message: 'given up', to_state: 'FAILED_TERMINAL' } });
+    h.app.service.createRun({ owner: 'other', repo: 'shared', workspace_dir: join(root, 'shared') });
+    const dry = ok(await h.call('cleanup-workspaces', { older_than_days: 0, dry_run: true }));
+    expect(dry).toMatchObject({ removed: 1, kept: 1 });
+    expect(existsSync(done.workspace_dir)).toBe(true);
+    const real = ok(await h.call('cleanup-workspaces', { older_than_days: 0 }));
+    expect(real.workspaces).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ run_id: done.run_id, action: 'removed' }),
+        expect.objectContaining({ run_id: sharedDone.run_id, action: 'kept', why: expect.stringContaining('not finished') }),
+      ]),
+    );
+    expect(existsSync(done.workspace_dir)).toBe(false);
+    expect(existsSync(join(root, 'shared', 'src', 'a.txt'))).toBe(true);
+    expect(existsSync(live.workspace_dir)).toBe(true);
+    expect(h.app.service.getRun(done.run_id).state).toBe('FAILED_TERMINAL');
+  });
 });
