@@ -131,6 +131,10 @@ async function uncommitted(repoDir: string): Promise<string[]> {
   try {
     paths = await dirtyPaths(repoDir);
   } catch (err) {
+    // git fails the same way on a full disk; say which it is.
+    if (/No space left on device|ENOSPC|Disk quota exceeded|Out of diskspace/i.test(errorMessage(err))) {
+      throw new RefusedError(`disk_full: checking ${repoDir} failed: ${errorMessage(err)}; nothing was changed. Free space on that disk and call again.`);
+    }
     throw new RefusedError(`workspace_not_a_git_repo: ${errorMessage(err)}; nothing was changed. Run run-prepare to clone the repository.`);
   }
   return paths.filter((p) => p.slice(p.indexOf(' ') + 1) !== RUNTIME_ENV_OVERRIDES_FILE);

@@ -63,3 +63,25 @@ test.runIf(canMount())('a disk that fills during the agent step: the attempt fai
   // Still answering.
   expect(ok(await h.call('show-run', { run_id: runId })).run).toMatchObject({ run_id: runId });
 }, 120_000);
+
+test.runIf(canMount())('a full disk under the clone is reported as disk_full, not as a missing repository (skipped unless root may mount a tmpfs)', async () => {
+  h = makeHarness();
+  const runId = (ok(await h.call('create-run', { owner: 'octo', repo: 'demo' })).run as { run_id: string; workspace_dir: string }).run_id;
+  const workspace = h.app.service.getRun(runId).workspace_dir;
+  const parent = join(workspace, '..');
+  mkdirSync(parent, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', parent]);
+  mounted.push(parent);
+  expect(ok(await h.call('run-prepare', { run_id: runId })).ok).toBe(true);
+  await toImplementing(h, runId);
+  writeFileSync(join(workspace, 'README.md'), 'changed\n');
+  try {
+    execFileSync('dd', ['if=/dev/zero', `of=${join(parent, 'fill')}`, 'bs=4k'], { stdio: 'ignore' });
+  } catch {
+    // dd stops with ENOSPC: the disk is full now
+  }
+  const r = await h.call('run-agent-step', { run_id: runId, prompt: 'Anything.' });
+  expect(r.ok).toBe(false);
+  expect(r.ok ? '' : r.error).toMatch(/^disk_full: checking .* failed: .*; nothing was changed/);
+  expect(h.app.service.listAttempts(runId, 'agent')).toEqual([]);
+}, 120_000);
