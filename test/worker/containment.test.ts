@@ -92,6 +92,28 @@ describe.runIf(hasProc)('worker containment', () => {
   }, 40_000);
 });
 
+describe.runIf(hasProc)('worker limits', () => {
+  test.each(modes)('%s: policy worker_limits reach the worker through prlimit', async (mode) => {
+    const bin = script(`limits-${mode}.sh`, `echo "{\\"nofile\\":$(ulimit -n),\\"cpu\\":\\"$(ulimit -t)\\",\\"as\\":\\"$(ulimit -v)\\"}"`);
+    const lines: string[] = [];
+    const r = await runProcess({
+      bin,
+      args: [],
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      eventsPath: join(dir, `limits-${mode}.jsonl`),
+      stderrPath: join(dir, `limits-${mode}.err`),
+      timeoutMs: 20_000,
+      stamp: (l) => l,
+      onLine: (l) => lines.push(l),
+      limits: { open_files: 64, cpu_seconds: 120, address_space_mb: 4096 },
+      containment: detectContainment({ AGENTPR_WORKER_CONTAINMENT: mode }),
+    });
+    expect(r.exitCode, readFileSync(join(dir, `limits-${mode}.err`), 'utf8')).toBe(0);
+    expect(JSON.parse(lines[0]!)).toEqual({ nofile: 64, cpu: '120', as: String(4096 * 1024) });
+  }, 30_000);
+});
+
 describe.runIf(hasProc)('bounded capture', () => {
   test('a 600 MiB line without a newline is counted and stored short, never held whole', async () => {
     const bin = script('huge.sh', `echo '{"type":"thread.started"}'\nhead -c 629145600 /dev/zero | tr '\\0' 'a'`);
