@@ -1,7 +1,7 @@
-import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { once } from 'node:events';
-import { loadExeca } from '../exec.js';
+import { detectContainment } from './contain.js';
+import { runProcess } from './runner.js';
 import type { App } from '../app.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { ConfigurationError, UserInputError, errorMessage } from '../core/errors.js';
@@ -66,8 +66,11 @@ export function lastLine(text: string): string {
 }
 
 /**
- * Run a script with bash in its own process group; logs go to files as they arrive. On timeout
- * the whole group gets SIGTERM, then SIGKILL 5 s later (git may have children of its own).
+ * Run a script with bash, contained like the agent worker (its own PID namespace where the kernel
+ * allows it, else its own session plus a /proc sweep; see contain.ts), so git and ssh children it
+ * leaves behind are ended with it. stdout and stderr go to log files as they arrive; in memory only
+ * the last SCRIPT_KEEP_CHARS of each. On timeout or abort everything gets SIGTERM, then SIGKILL
+ * 5 s later, and the step ends then. A failed log write (a full disk) is `writeFailure`.
  */
 export async function runScript(opts: {
   script: string;
@@ -81,85 +84,59 @@ export async function runScript(opts: {
   mkdirSync(dirname(opts.logBase), { recursive: true });
   const stdoutLog = `${opts.logBase}.stdout.log`;
   const stderrLog = `${opts.logBase}.stderr.log`;
-  const outFile = createWriteStream(stdoutLog);
-  const errFile = createWriteStream(stderrLog);
-  const started = Date.now();
-  const child = (await loadExeca()).execa('bash', [opts.script, ...opts.args], {
-    cwd: opts.cwd,
-    env: { ...opts.env, GIT_TERMINAL_PROMPT: '0' },
-    extendEnv: false,
-    stdin: 'ignore',
-    detached: true,
-    reject: false,
-    cleanup: true,
-    buffer: false,
-  });
-  // In memory only the last SCRIPT_KEEP_CHARS of each stream (the AGENTPR_* lines and the error
-  // come last); the log files get everything, until a write fails (a full disk).
   let stdout = '';
-  let stderr = '';
-  let writeError: NodeJS.ErrnoException | null = null;
-  const onWriteError = (err: NodeJS.ErrnoException) => {
-    writeError ??= err;
-  };
-  outFile.on('error', onWriteError);
-  errFile.on('error', onWriteError);
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout = keepTail(stdout + d.toString());
-    if (!writeError) outFile.write(d);
+  const env = Object.fromEntries(Object.entries({ ...opts.env, GIT_TERMINAL_PROMPT: '0' }).filter((e): e is [string, string] => e[1] !== undefined));
+  const r = await runProcess({
+    bin: bashPath(env.PATH),
+    args: [opts.script, ...opts.args],
+    cwd: opts.cwd,
+    env,
+    eventsPath: stdoutLog,
+    stderrPath: stderrLog,
+    timeoutMs: opts.timeoutSec * 1000,
+    killGraceMs: 5_000,
+    stamp: (line) => line,
+    onLine: (line) => {
+      stdout = keepTail(`${stdout}${line}\n`);
+    },
+    signal: opts.signal,
+    containment: detectContainment(opts.env),
   });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr = keepTail(stderr + d.toString());
-    if (!writeError) errFile.write(d);
-  });
-  let timedOut = false;
-  const killGroup = (sig: NodeJS.Signals) => {
-    try {
-      if (child.pid) process.kill(-child.pid, sig);
-    } catch {
-      // already gone
-    }
-  };
-  let killTimer: NodeJS.Timeout | undefined;
-  const stop = () => {
-    killGroup('SIGTERM');
-    killTimer = setTimeout(() => killGroup('SIGKILL'), 5_000);
-  };
-  const timer = setTimeout(() => {
-    timedOut = true;
-    stop();
-  }, opts.timeoutSec * 1000);
-  const onAbort = () => stop();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
-  // bash has exited, but children left in its group (ignoring SIGTERM, or backgrounded) would keep
-  // the pipes open: after a timeout kill them at once, after a normal exit give them 2 s.
-  let lingerTimer: NodeJS.Timeout | undefined;
-  child.once('exit', () => {
-    if (timedOut || opts.signal?.aborted) killGroup('SIGKILL');
-    else lingerTimer = setTimeout(() => killGroup('SIGKILL'), 2_000);
-  });
-  const r = await child;
-  clearTimeout(timer);
-  if (killTimer) clearTimeout(killTimer);
-  if (lingerTimer) clearTimeout(lingerTimer);
-  opts.signal?.removeEventListener('abort', onAbort);
-  outFile.end();
-  errFile.end();
-  await Promise.all([outFile, errFile].map((f) => (f.closed ? Promise.resolve() : once(f, 'close').catch(() => undefined))));
-  if (writeError) stderr += `\nwriting the step's logs failed: ${(writeError as NodeJS.ErrnoException).code ?? ''} ${(writeError as Error).message}\n`;
-  if (timedOut) stderr += `\n${opts.script}: timed out after ${opts.timeoutSec} s; the process group was killed\n`;
+  let stderr = tailOf(stderrLog, SCRIPT_KEEP_CHARS);
+  if (r.spawnError) stderr += `\n${r.spawnError}\n`;
+  if (r.writeError) stderr += `\nwriting the step's logs failed: ${r.writeError.code} ${r.writeError.message}\n`;
+  if (r.timedOut) stderr += `\n${opts.script}: timed out after ${opts.timeoutSec} s; its processes were killed\n`;
+  const code = r.writeError?.code;
   return {
-    exitCode: r.exitCode ?? null,
-    signal: r.signal ?? null,
-    timedOut,
+    exitCode: r.exitCode,
+    signal: r.signal,
+    timedOut: r.timedOut,
     stdout,
     stderr,
     stdoutLog,
     stderrLog,
-    durationMs: Date.now() - started,
+    durationMs: r.durationMs,
     outputs: parseOutputs(stdout),
-    writeFailure: writeError ? ((writeError as NodeJS.ErrnoException).code === 'ENOSPC' || (writeError as NodeJS.ErrnoException).code === 'EDQUOT' ? 'disk_full' : 'io_error') : null,
+    writeFailure: code ? (code === 'ENOSPC' || code === 'EDQUOT' ? 'disk_full' : 'io_error') : null,
   };
+}
+
+function bashPath(pathVar: string | undefined): string {
+  for (const dir of (pathVar ?? '/usr/bin:/bin').split(':')) {
+    if (!dir) continue;
+    const p = join(dir, 'bash');
+    if (existsSync(p)) return resolve(p);
+  }
+  return '/bin/bash';
+}
+
+function tailOf(path: string, chars: number): string {
+  try {
+    const text = readFileSync(path, 'utf8');
+    return text.length > chars ? text.slice(-chars) : text;
+  } catch {
+    return '';
+  }
 }
 
 function assertInsideRoot(app: App, run: RunView): void {
