@@ -362,7 +362,11 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
 
   const killAll = async (firstWait: number): Promise<void> => {
     groupSignals.push('SIGTERM');
-    signalTree(pid, token, 'SIGTERM');
+    // In a PID namespace SIGTERM to unshare itself would end the namespace at once; the processes
+    // inside get it first (they carry the marker), so the worker has its grace to shut down.
+    if (containment.mode === 'pidns' && pid !== null) {
+      for (const p of markedPids(token)) if (p !== pid) signalPid(p, 'SIGTERM');
+    } else signalTree(pid, token, 'SIGTERM');
     if (!(await waitTreeGone(pid, token, firstWait))) {
       groupSignals.push('SIGKILL');
       signalTree(pid, token, 'SIGKILL');
@@ -463,6 +467,14 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
     spawnError,
     pid,
   });
+}
+
+function signalPid(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone meanwhile
+  }
 }
 
 function treeAlive(pid: number, token: string): boolean {
