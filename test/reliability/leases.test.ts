@@ -128,7 +128,7 @@ describe('two processes, one run', () => {
     expect(h.app.service.leases.list()).toEqual([]);
   }, 90_000);
 
-  test('a lease whose holder was killed is reclaimed by the next step; reads leave the orphan alone, reconcile-runs closes it', async () => {
+  test('a step whose process was killed (kill -9): reads leave the orphan alone, reconcile-runs lists and closes it', async () => {
     h = makeHarness();
     const { runId } = await preparedRun(h);
     await toImplementing(h, runId);
