@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { ConfigurationError } from './core/errors.js';
 import { resolveConfig, type Config, type ConfigOverrides } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { openDatabase, type DB } from './store/db.js';
@@ -43,7 +44,7 @@ export class App {
     mkdirSync(config.reportsDir, { recursive: true });
     mkdirSync(config.workspaceRoot, { recursive: true });
     this.db = openDatabase(config.dbPath);
-    this.service = new Service(this.db, { workspaceRoot: config.workspaceRoot });
+    this.service = new Service(this.db, { workspaceRoot: config.workspaceRoot, leaseTtlMs: leaseTtlFromEnv(env) });
   }
 
   onClose(fn: () => void | Promise<void>): void {
@@ -61,7 +62,10 @@ export interface CreateAppOptions extends ConfigOverrides {
   env?: NodeJS.ProcessEnv;
   /** Install the startup doctor before write/admin tools (default true). */
   doctorGate?: boolean;
-  /** Close attempts left running by a dead process (default true). */
+  /**
+   * Close attempts left running by a dead process (default false). Servers and the manager loop
+   * pass true when they start; a one-off CLI call (a read above all) never changes state this way.
+   */
   reconcile?: boolean;
 }
 
@@ -71,6 +75,17 @@ export function createApp(opts: CreateAppOptions = {}): App {
   const config = resolveConfig(opts, opts.env);
   const app = new App(config, opts.logger ?? createLogger(), opts.env ?? process.env);
   if (opts.doctorGate !== false) app.preCallHooks.push(doctorGate(app));
-  if (opts.reconcile !== false) reconcileOrphanedAttempts(app);
+  if (opts.reconcile === true) reconcileOrphanedAttempts(app);
   return app;
+}
+
+/** AGENTPR_LEASE_TTL_SEC: how long a run's lease outlives its holder's last heartbeat (default 300). */
+export function leaseTtlFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = env.AGENTPR_LEASE_TTL_SEC?.trim();
+  if (!raw) return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 1 || n > 86_400) {
+    throw new ConfigurationError(`AGENTPR_LEASE_TTL_SEC=${raw} is not a number of seconds between 1 and 86400; fix or unset it (default 300)`);
+  }
+  return Math.round(n * 1000);
 }

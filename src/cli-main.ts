@@ -1,3 +1,4 @@
+import { reconcileAtStart } from './worker/reconcile.js';
 import { z } from 'zod';
 import { createApp, type App } from './app.js';
 import { UsageError } from './core/errors.js';
@@ -299,6 +300,7 @@ async function serveCommand(argv: string[], globals: GlobalOptions, openApp: () 
   }
   const exposure = serverExposure({ readOnly, toolsets });
   const app = openApp();
+  reconcileAtStart(app);
   if (!http) {
     await serveStdio(exposure, app);
     return await new Promise<number>(() => undefined); // runs until stdin closes (serveStdio exits)

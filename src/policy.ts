@@ -26,6 +26,19 @@ export const RunAgentStepPolicySchema = z.strictObject({
   /** Extra read-only roots the safety contract names (SPEC §4; seed constraint 27). */
   allowed_read_only_roots: z.array(z.string()).default([]),
   required_skills: z.array(z.string()).default([]),
+  /** Longest stdout line kept whole; longer ones are stored as their first and last 2 KiB and counted. */
+  max_line_bytes: z.number().int().min(4096).max(256 * 1024 * 1024).default(8 * 1024 * 1024),
+  /** Stored event stream per attempt; past it, lines are counted but not stored (the digest says so). */
+  max_stream_bytes: z.number().int().min(65_536).default(256 * 1024 * 1024),
+  /** Resource limits of the worker (prlimit); null or absent: unlimited. */
+  worker_limits: z
+    .strictObject({
+      address_space_mb: z.number().int().min(64).nullable().default(null),
+      cpu_seconds: z.number().int().min(1).nullable().default(null),
+      open_files: z.number().int().min(16).nullable().default(null),
+      processes: z.number().int().min(8).nullable().default(null),
+    })
+    .default({ address_space_mb: null, cpu_seconds: null, open_files: null, processes: null }),
 });
 export type RunAgentStepPolicy = z.infer<typeof RunAgentStepPolicySchema>;
 
@@ -42,6 +55,10 @@ export const TelegramPolicySchema = z.strictObject({
 export const WebhookPolicySchema = z.strictObject({
   max_payload_bytes: z.number().int().min(1024).default(1_048_576),
   audit_log_file: z.string().min(1).default('github_webhook_audit.jsonl'),
+  /** The audit log is rotated (file.1, file.2, ...) when it grows past this. */
+  audit_log_max_bytes: z.number().int().min(4096).default(10 * 1024 * 1024),
+  /** Rotated audit files kept. */
+  audit_log_keep: z.number().int().min(1).max(100).default(3),
 });
 
 /** How runs follow their pull request on GitHub. */

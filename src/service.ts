@@ -18,6 +18,18 @@ import {
   type RunView,
 } from './core/models.js';
 import { RunStateSchema, type RunState } from './core/states.js';
+import { LeaseHeldError, SqliteLeaseStore, type LeaseStore } from './store/leases.js';
+import { currentHolder, holderGone } from './store/holder.js';
+
+/** How long a lease lives without a heartbeat (its holder renews it every third of this). */
+export const DEFAULT_LEASE_TTL_MS = 5 * 60_000;
+
+export interface StartAttemptOptions {
+  /** Take the run's lease (default true): refused with LeaseHeldError while another step holds it. */
+  lease?: boolean;
+  /** Checked inside the write transaction before anything is written; throw to refuse. */
+  guard?: (run: RunView) => void;
+}
 
 export interface CreateRunInput {
   owner: string;
@@ -301,12 +313,19 @@ export class Service extends EventEmitter<ServiceEvents> {
   readonly github: GitHubStore;
   private readonly st: Record<string, Statement>;
   private readonly tx: { immediate: <T>(fn: () => T) => T };
+  /** Run leases: one active step per run, across processes. */
+  readonly leases: LeaseStore;
+  readonly leaseTtlMs: number;
+  private readonly heldAttempts = new Set<number>();
+  private heartbeatTimer: NodeJS.Timeout | undefined;
 
-  constructor(db: DB, opts: { workspaceRoot: string }) {
+  constructor(db: DB, opts: { workspaceRoot: string; leaseTtlMs?: number }) {
     super();
     this.db = db;
     this.workspaceRoot = resolve(opts.workspaceRoot);
     this.github = new GitHubStore(db);
+    this.leases = new SqliteLeaseStore(db);
+    this.leaseTtlMs = opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     // One transaction wrapper made once; each write passes its body in.
     const wrapper = db.transaction((fn: () => unknown) => fn());
     this.tx = { immediate: <T>(fn: () => T) => wrapper.immediate(fn) as T };
@@ -346,7 +365,9 @@ export class Service extends EventEmitter<ServiceEvents> {
     const owner = OwnerSchema.parse(input.owner);
     const repo = RepoSchema.parse(input.repo);
     const runId = input.run_id ?? newRunId();
-    const workspace = resolve(input.workspace_dir ?? join(this.workspaceRoot, repo));
+    // Each run has its own tree: two owners with the same repo name, or two runs of one repository,
+    // never share a clone. Runs created before keep the workspace they recorded.
+    const workspace = resolve(input.workspace_dir ?? join(this.workspaceRoot, owner, repo, runId));
     const now = nowIso();
     const view = this.transaction(() => {
       if (this.st.getRun.get(runId)) throw new UserInputError(`run ${runId} already exists`);
@@ -679,18 +700,75 @@ export class Service extends EventEmitter<ServiceEvents> {
 
   // ---- step attempts ------------------------------------------------------------------------
 
-  /** attempt_no = previous max for (run, step) + 1, taken inside the write lock. */
-  startAttempt(runId: string, step: string, metadata: Record<string, unknown> = {}): AttemptView {
-    return this.transaction(() => {
-      this.getRun(runId);
+  /**
+   * attempt_no = previous max for (run, step) + 1, taken inside the write lock, together with the
+   * run's lease: while another live process (or this one) runs a step of the run, the call is
+   * refused with LeaseHeldError and nothing is written. A lease left by a holder that is gone is
+   * reclaimed and its attempt closed as `lease_reclaimed` in the same transaction.
+   */
+  startAttempt(runId: string, step: string, metadata: Record<string, unknown> = {}, opts: StartAttemptOptions = {}): AttemptView {
+    const attempt = this.transaction(() => {
+      const run = this.getRun(runId);
+      opts.guard?.(run);
       const prev = (this.st.maxAttempt.get(runId, step) as { n: number | null }).n ?? 0;
-      const info = this.st.insertAttempt.run(runId, step, prev + 1, JSON.stringify(metadata), nowIso());
-      return this.attemptById(Number(info.lastInsertRowid));
+      const now = Date.now();
+      const info = this.st.insertAttempt.run(runId, step, prev + 1, JSON.stringify(metadata), new Date(now).toISOString());
+      const attemptId = Number(info.lastInsertRowid);
+      if (opts.lease !== false) {
+        const got = this.leases.acquire({ run_id: runId, step, attempt_id: attemptId, holder: currentHolder(), ttl_ms: this.leaseTtlMs, now, gone: (l) => holderGone(l.holder, l.expires_at, now) });
+        // Throwing rolls the attempt row back with everything else in this transaction.
+        if (!got.ok) throw new LeaseHeldError(got.held, `${step} step`);
+        if (got.reclaimed) this.closeReclaimed(got.reclaimed.lease.attempt_id, got.reclaimed.why, now);
+      }
+      return this.attemptById(attemptId);
+    });
+    if (opts.lease !== false) this.trackHeld(attempt.attempt_id);
+    return attempt;
+  }
+
+  private closeReclaimed(attemptId: number, why: string, now: number): void {
+    const old = this.attemptById(attemptId);
+    if (old.status !== 'running') return;
+    const started = Date.parse(old.started_at);
+    this.st.finishAttempt.run({
+      attempt_id: attemptId,
+      status: 'failed',
+      exit_code: null,
+      reason_code: 'lease_reclaimed',
+      stdout_log: old.stdout_log ?? null,
+      stderr_log: old.stderr_log ?? null,
+      duration_ms: Number.isFinite(started) ? Math.max(0, now - started) : null,
+      metadata_json: JSON.stringify({ ...old.metadata, reclaimed: { at: new Date(now).toISOString(), why, by: currentHolder() } }),
+      now: new Date(now).toISOString(),
     });
   }
 
+  private trackHeld(attemptId: number): void {
+    this.heldAttempts.add(attemptId);
+    if (this.heartbeatTimer) return;
+    this.heartbeatTimer = setInterval(() => {
+      try {
+        if (!this.db.open) return this.stopHeartbeat();
+        this.leases.heartbeat(currentHolder(), this.leaseTtlMs, Date.now());
+      } catch {
+        // A busy database delays one beat; the next one (a third of the TTL later) catches up.
+      }
+    }, Math.max(50, Math.floor(this.leaseTtlMs / 3)));
+    this.heartbeatTimer.unref();
+  }
+
+  private untrackHeld(attemptId: number): void {
+    this.heldAttempts.delete(attemptId);
+    if (this.heldAttempts.size === 0) this.stopHeartbeat();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
   finishAttempt(attemptId: number, input: FinishAttemptInput): AttemptView {
-    return this.transaction(() => {
+    const view = this.transaction(() => {
       const current = this.attemptById(attemptId);
       this.st.finishAttempt.run({
         attempt_id: attemptId,
@@ -703,8 +781,11 @@ export class Service extends EventEmitter<ServiceEvents> {
         metadata_json: JSON.stringify({ ...current.metadata, ...(input.metadata ?? {}) }),
         now: nowIso(),
       });
+      this.leases.release(attemptId);
       return this.attemptById(attemptId);
     });
+    this.untrackHeld(attemptId);
+    return view;
   }
 
   /** Merges `patch` into an attempt's metadata (e.g. the worker's pid once it is spawned). */
@@ -729,6 +810,15 @@ export class Service extends EventEmitter<ServiceEvents> {
         : this.db.prepare(`SELECT * FROM step_attempts WHERE run_id = ? ORDER BY attempt_id`).all(runId)
     ) as Array<WithMetadataJson<AttemptView>>;
     return rows.map((r) => withMetadata(r));
+  }
+
+  /** Whether an applied event changed the run's state after `iso` (an ISO timestamp). */
+  stateChangedSince(runId: string, iso: string): boolean {
+    return (
+      this.db
+        .prepare(`SELECT 1 FROM events WHERE run_id = ? AND created_at > ? AND outcome = 'applied' AND from_state IS NOT to_state LIMIT 1`)
+        .get(runId, iso) !== undefined
+    );
   }
 
   /** Attempts still marked running (e.g. left behind by a crashed process). */

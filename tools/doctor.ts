@@ -6,7 +6,7 @@ export const doctorTool = defineTool({
   name: 'doctor',
   title: 'Doctor (startup prerequisites)',
   description:
-    'Check the prerequisites agentpr needs: git, the codex binary (AGENTPR_CODEX_BIN or codex on PATH, --version), the database writable, the policy file valid, the workspace root writable, and the tokens of the features you name (github_sync, telegram, manager_llm, webhook). Each check says ok or what failed and how to fix it. The same checks run automatically before every write/admin tool (git, database, policy; codex for run-agent-step and manager-tick) unless skip_doctor is passed.',
+    'Check the prerequisites agentpr needs: git, the codex binary (AGENTPR_CODEX_BIN or codex on PATH, --version), how workers are contained (containment: pidns, a PID namespace of their own, or session, their own session plus a /proc sweep; AGENTPR_WORKER_CONTAINMENT), the database writable, the policy file valid, the workspace root writable, and the tokens of the features you name (github_sync, telegram, manager_llm, webhook). Each check says ok or what failed and how to fix it. The same checks run automatically before every write/admin tool (git, database, policy; codex for run-agent-step and manager-tick) unless skip_doctor is passed.',
   tier: 'read',
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: z.object({

@@ -34,6 +34,8 @@ import { skillsStatusTool } from './skills-status.js';
 import { installSkillsTool } from './install-skills.js';
 import { skillsMetricsTool } from './skills-metrics.js';
 import { skillsFeedbackTool } from './skills-feedback.js';
+import { reconcileRunsTool } from './reconcile-runs.js';
+import { cleanupWorkspacesTool } from './cleanup-workspaces.js';
 
 /** The one list of tools. MCP (stdio, HTTP), the CLI, Telegram, the manager LLM and the webhook all read it. */
 export const TOOLS: readonly AnyTool[] = [
@@ -72,4 +74,6 @@ export const TOOLS: readonly AnyTool[] = [
   installSkillsTool,
   skillsMetricsTool,
   skillsFeedbackTool,
+  reconcileRunsTool,
+  cleanupWorkspacesTool,
 ];

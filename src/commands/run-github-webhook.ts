@@ -1,3 +1,4 @@
+import { reconcileAtStart } from '../worker/reconcile.js';
 import { UsageError, errorMessage } from '../core/errors.js';
 import {
   DEFAULT_WEBHOOK_HOST,
@@ -54,6 +55,7 @@ export const runGithubWebhook: CliCommand = {
       }
     }
     const app = openApp();
+    reconcileAtStart(app);
     const secrets = webhookSecretsFromEnv(app.env);
     if (!secrets.length && !allowUnsigned) {
       process.stderr.write(

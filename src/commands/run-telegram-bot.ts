@@ -1,3 +1,4 @@
+import { reconcileAtStart } from '../worker/reconcile.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import { TelegramBot } from '../telegram/bot.js';
 import { NL_MODES, resolveTelegramConfig, type TelegramFlags } from '../telegram/config.js';
@@ -78,6 +79,7 @@ export const runTelegramBot: CliCommand = {
       return 2;
     }
     const app = openApp();
+    reconcileAtStart(app);
     const bot = new TelegramBot({ app, config });
     try {
       const me = await bot.init();

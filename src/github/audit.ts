@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
@@ -24,19 +24,46 @@ export function webhookAuditPath(app: App): string {
   return isAbsolute(file) ? file : join(app.config.reportsDir, file);
 }
 
-/** Appends audit lines through one buffered stream (a line is one write, so lines never interleave). */
+/**
+ * Appends audit lines through one buffered stream (a line is one write, so lines never interleave).
+ * Past `maxBytes` the file is rotated: file -> file.1 -> file.2 ..., `keep` rotated files kept.
+ */
 export class AuditWriter {
   readonly path: string;
-  private readonly stream: WriteStream;
+  private stream: WriteStream;
+  private bytes: number;
+  private readonly maxBytes: number;
+  private readonly keep: number;
 
-  constructor(path: string) {
+  constructor(path: string, opts: { maxBytes?: number; keep?: number } = {}) {
     this.path = path;
+    this.maxBytes = opts.maxBytes ?? Infinity;
+    this.keep = opts.keep ?? 3;
     mkdirSync(dirname(path), { recursive: true });
+    this.bytes = existsSync(path) ? statSync(path).size : 0;
     this.stream = createWriteStream(path, { flags: 'a' });
   }
 
   write(line: AuditLine): void {
-    this.stream.write(`${JSON.stringify(line)}\n`);
+    const text = `${JSON.stringify(line)}\n`;
+    if (this.bytes > 0 && this.bytes + Buffer.byteLength(text) > this.maxBytes) this.rotate();
+    this.bytes += Buffer.byteLength(text);
+    this.stream.write(text);
+  }
+
+  private rotate(): void {
+    const old = this.stream;
+    old.end();
+    try {
+      rmSync(`${this.path}.${this.keep}`, { force: true });
+      for (let i = this.keep - 1; i >= 1; i--) if (existsSync(`${this.path}.${i}`)) renameSync(`${this.path}.${i}`, `${this.path}.${i + 1}`);
+      // The old stream still writes its buffered lines through its descriptor, now to file.1.
+      renameSync(this.path, `${this.path}.1`);
+    } catch {
+      // A failed rotation leaves the file growing; the next write tries again.
+    }
+    this.bytes = 0;
+    this.stream = createWriteStream(this.path, { flags: 'a' });
   }
 
   close(): Promise<void> {

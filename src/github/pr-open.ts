@@ -10,6 +10,7 @@ import type { ArtifactView, RunView } from '../core/models.js';
 import { agentPolicyFor } from '../policy.js';
 import { RefusedError, type ToolContext } from '../registry.js';
 import type { PrApprovalView } from '../service.js';
+import { attemptOwnerMetadata } from '../worker/reconcile.js';
 import { GitHubApiError, RateLimitedError, githubClient, githubSettings, type PullRequestInfo } from './client.js';
 
 /**
@@ -320,7 +321,18 @@ export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<Too
   }
 
   const client = await githubClient(app.logger, app.env);
-  const attempt = app.service.startAttempt(run.run_id, 'pr_create', { request_id: request.request_id, head: request.head, head_sha: headSha });
+  // The run's lease: a second approval of the same run is refused here, before GitHub is called.
+  const attempt = app.service.startAttempt(
+    run.run_id,
+    'pr_create',
+    { ...attemptOwnerMetadata(), request_id: request.request_id, head: request.head, head_sha: headSha },
+    {
+      guard: (now) => {
+        if (now.pr_number) throw new RefusedError(`${now.run_id} is already linked to PR #${now.pr_number}; nothing changed`);
+        if (now.state !== 'PUSHED') throw new RefusedError(`approve-open-pr needs the run in PUSHED; ${now.run_id} is in ${now.state}`);
+      },
+    },
+  );
   const started = Date.now();
   let pr: PullRequestInfo;
   let existing = false;
@@ -360,26 +372,34 @@ export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<Too
     throw err;
   }
 
-  const { apply, approval } = app.service.linkPrWithApproval({
-    run_id: run.run_id,
-    pr_number: pr.number,
-    idempotency_key: `command.pr.linked:${run.run_id}:pr:${pr.number}`,
-    // The head checks are matched against: the approved commit, in the repository it lives in (a fork or upstream).
-    head: { head_sha: headSha, head_owner: pr.head_owner ?? (request.head.includes(':') ? request.head.split(':')[0]! : run.owner), head_repo: pr.head_repo ?? run.repo },
-    pr_url_artifact: { type: 'pr_url', uri: pr.html_url, metadata: { pr_number: pr.number, head: request.head, head_sha: headSha, existing, request_id: request.request_id } },
-    approval: {
-      request_id: request.request_id,
-      approved_by: ctx.actor ?? ctx.entry,
-      entry: ctx.entry,
-      approved_at: new Date().toISOString(),
-      head_sha: headSha,
-      gate_ok: gate.ok,
-      gate: gate as unknown as Record<string, unknown>,
-      bypass: !gate.ok,
-      pr_url: pr.html_url,
-      pr_existing: existing,
-    },
-  });
+  let linked: ReturnType<typeof app.service.linkPrWithApproval>;
+  try {
+    linked = app.service.linkPrWithApproval({
+      run_id: run.run_id,
+      pr_number: pr.number,
+      idempotency_key: `command.pr.linked:${run.run_id}:pr:${pr.number}`,
+      // The head checks are matched against: the approved commit, in the repository it lives in (a fork or upstream).
+      head: { head_sha: headSha, head_owner: pr.head_owner ?? (request.head.includes(':') ? request.head.split(':')[0]! : run.owner), head_repo: pr.head_repo ?? run.repo },
+      pr_url_artifact: { type: 'pr_url', uri: pr.html_url, metadata: { pr_number: pr.number, head: request.head, head_sha: headSha, existing, request_id: request.request_id } },
+      approval: {
+        request_id: request.request_id,
+        approved_by: ctx.actor ?? ctx.entry,
+        entry: ctx.entry,
+        approved_at: new Date().toISOString(),
+        head_sha: headSha,
+        gate_ok: gate.ok,
+        gate: gate as unknown as Record<string, unknown>,
+        bypass: !gate.ok,
+        pr_url: pr.html_url,
+        pr_existing: existing,
+      },
+    });
+  } catch (err) {
+    // Never leave the attempt (and the run's lease) behind: the PR exists, the link failed.
+    app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: 'link_failed', stderr_log: errorMessage(err), duration_ms: Date.now() - started, metadata: { pr_number: pr.number, pr_url: pr.html_url } });
+    throw err;
+  }
+  const { apply, approval } = linked;
   app.service.finishAttempt(attempt.attempt_id, { status: 'succeeded', exit_code: 0, duration_ms: Date.now() - started, metadata: { pr_number: pr.number, pr_url: pr.html_url, existing } });
   app.logger.info({ run_id: run.run_id, pr: pr.number, existing, bypass: !gate.ok, approved_by: approval.approved_by }, 'PR linked');
   return {

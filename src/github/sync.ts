@@ -226,7 +226,8 @@ export async function syncRun(app: App, client: GitHubClient, run: RunView, opts
     if (!(err instanceof GitHubApiError)) throw err;
     log.warn({ status: err.status, err: err.message }, 'GitHub sync failed');
     if (!opts.dryRun) {
-      const attempt = app.service.startAttempt(run.run_id, 'github_sync', { pr_number: prNumber });
+      // A record of the failure, opened and closed at once: it needs no lease.
+      const attempt = app.service.startAttempt(run.run_id, 'github_sync', { pr_number: prNumber }, { lease: false });
       app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: `github_http_${err.status}`, stderr_log: errorMessage(err), duration_ms: 0 });
     }
     return { ...base, status: 'error', message: err.message };

@@ -1,3 +1,4 @@
+import { httpLimits } from '../mcp/http.js';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,6 +23,10 @@ export interface WebhookServerOptions {
   /** 0 picks a free port. */
   port?: number;
   path?: string;
+  /** Slow clients: see HttpServerOptions (defaults 30 s request, 10 s head, 1024 connections). */
+  requestTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  maxConnections?: number;
   /** The first secret is current; the others are accepted too, for rotation. */
   secrets?: string[];
   /** Accept unsigned deliveries when no secret is set (local development only). */
@@ -80,7 +85,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
   if (!path.startsWith('/')) throw new ConfigurationError(`webhook path '${path}' must start with /, e.g. ${DEFAULT_WEBHOOK_PATH}`);
   const maxBytes = app.policy.github_webhook.max_payload_bytes;
   const registry = opts.registry ?? new Registry(TOOLS);
-  const audit = new AuditWriter(webhookAuditPath(app));
+  const audit = new AuditWriter(webhookAuditPath(app), { maxBytes: app.policy.github_webhook.audit_log_max_bytes, keep: app.policy.github_webhook.audit_log_keep });
   const log = app.logger.child({ component: 'github-webhook' });
   const followups = opts.followups === false ? undefined : startFollowupWorker({ app, registry, ...(opts.followups ?? {}) });
   if (unsigned) {
@@ -94,13 +99,14 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     const answer = await decide(req);
     const line: AuditLine = {
       ts: new Date().toISOString(),
-      event: event ?? null,
-      delivery: delivery ?? null,
+      // Header values are the sender's: kept short, so an unauthenticated request costs a few bytes.
+      event: clip(event),
+      delivery: clip(delivery),
       status_code: answer.status,
       outcome: answer.outcome,
       processed: answer.processed ?? 0,
       ignored: answer.ignored ?? 0,
-      error: answer.error ?? null,
+      error: answer.error ? answer.error.slice(0, 500) : null,
       duration_ms: Math.round((performance.now() - started) * 100) / 100,
     };
     audit.write(line);
@@ -201,7 +207,8 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     }
   };
 
-  const server = createServer({ requestTimeout: 30_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => {
+  const limits = httpLimits(opts, app.env);
+  const server = createServer({ requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: 5_000, connectionsCheckingInterval: limits.checkEveryMs }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       log.error({ err }, 'webhook request handler crashed');
       if (!res.headersSent) send(req, res, { status: 500, outcome: 'error', body: { ok: false, error: 'internal error' }, close: true });
@@ -216,6 +223,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
+    server.maxConnections = limits.maxConnections;
     server.listen(opts.port ?? DEFAULT_WEBHOOK_PORT, opts.host ?? DEFAULT_WEBHOOK_HOST, () => {
       server.off('error', reject);
       resolve();
@@ -321,4 +329,11 @@ function send(req: IncomingMessage, res: ServerResponse, answer: Answer): void {
       setTimeout(() => req.socket.destroy(), 1_000).unref();
     });
   }
+}
+
+/** A header value as the audit keeps it: at most 64 printable characters. */
+function clip(v: string | undefined): string | null {
+  if (v === undefined) return null;
+  const printable = v.replace(/[^\x20-\x7e]/g, '?');
+  return printable.length > 64 ? `${printable.slice(0, 64)}...` : printable;
 }

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { reconcileAtStart } from '../worker/reconcile.js';
 import type { App } from '../app.js';
 import type { CallOutcome, Registry } from '../registry.js';
 import type { TickInput } from './tick.js';
@@ -31,6 +32,8 @@ export async function runManagerLoop(app: App, registry: Registry, opts: LoopOpt
   let failed = 0;
   while (!opts.stopSignal.aborted && (opts.maxLoops === undefined || loops < opts.maxLoops)) {
     loops++;
+    // Orphans are closed here, before each tick decides, never inside a read.
+    reconcileAtStart(app, 'manager');
     const outcome = await registry.call('manager-tick', opts.tick, {
       app,
       entry: 'cli',

@@ -32,6 +32,12 @@ export interface HttpServerOptions {
   path?: string;
   /** Largest request body accepted (bytes). */
   maxBodyBytes?: number;
+  /** Slow clients: the whole request (head and body) must arrive within this (default 30 s; responses, SSE included, are not limited). */
+  requestTimeoutMs?: number;
+  /** The request head must arrive within this (default 10 s). */
+  headersTimeoutMs?: number;
+  /** Open connections at most (default AGENTPR_HTTP_MAX_CONNECTIONS, else 1024); more are closed at once. */
+  maxConnections?: number;
 }
 
 export interface RunningHttpServer {
@@ -167,7 +173,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     return allowed;
   };
 
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const limits = httpLimits(opts, process.env);
+  const server = createServer({ connectionsCheckingInterval: limits.checkEveryMs }, (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== path && board.handles(url.pathname)) {
       if (!validateHost(req, res) || !originAllowed(req, res)) return;
@@ -192,8 +199,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
       else res.end();
     });
   });
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 0; // SSE responses of long tool calls stay open
+  // Slow clients (a head or body trickling in) are cut off; this bounds receiving the request only,
+  // so SSE responses of long tool calls stay open.
+  server.headersTimeout = limits.headersTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+  server.keepAliveTimeout = 5_000;
+  server.maxConnections = limits.maxConnections;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -229,4 +240,19 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Request/header timeouts and the connection cap of an HTTP server (MCP and webhook). */
+export function httpLimits(
+  opts: { requestTimeoutMs?: number; headersTimeoutMs?: number; maxConnections?: number },
+  env: NodeJS.ProcessEnv,
+): { requestTimeoutMs: number; headersTimeoutMs: number; maxConnections: number; checkEveryMs: number } {
+  const fromEnv = Number(env.AGENTPR_HTTP_MAX_CONNECTIONS);
+  const maxConnections = opts.maxConnections ?? (Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : 1024);
+  const requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+  // Node requires headersTimeout <= requestTimeout.
+  const headersTimeoutMs = Math.min(opts.headersTimeoutMs ?? 10_000, requestTimeoutMs);
+  // Node checks the timeouts every this often (its default, 30 s, would let a slow client stay twice as long).
+  const checkEveryMs = Math.max(250, Math.min(5_000, Math.floor(headersTimeoutMs / 2)));
+  return { requestTimeoutMs, headersTimeoutMs, maxConnections, checkEveryMs };
 }

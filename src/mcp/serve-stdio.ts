@@ -15,7 +15,8 @@ export interface StdioOptions {
 
 /** Serves MCP on stdin/stdout until stdin closes or a signal arrives. stdout carries only protocol. */
 export async function serveStdio(opts: StdioOptions = {}, existing?: App): Promise<void> {
-  const app = existing ?? createApp({ home: opts.home, db: opts.db, policyFile: opts.policyFile });
+  // A server start closes attempts a dead process left running (the CLI's serve already did).
+  const app = existing ?? createApp({ home: opts.home, db: opts.db, policyFile: opts.policyFile, reconcile: true });
   const exposure = serverExposure(opts, app.env);
   const server = createMcpServer(app, { ...exposure, notifyChanges: true });
   const transport = new LineStdioTransport();

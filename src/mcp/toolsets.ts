@@ -30,6 +30,8 @@ export const TOOLSET_OF: Readonly<Record<string, Toolset>> = {
   'inspect-run': 'core',
   'run-bottlenecks': 'core',
   'run-prepare': 'worker',
+  'reconcile-runs': 'core',
+  'cleanup-workspaces': 'worker',
   'run-finish': 'worker',
   'run-preflight': 'worker',
   'run-agent-step': 'worker',

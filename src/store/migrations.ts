@@ -2,6 +2,8 @@
  * Numbered schema migrations. Each runs once, in its own transaction, and is recorded in
  * `schema_migrations`. Never edit a shipped migration: add the next number.
  */
+import { LEASE_MIGRATIONS } from './migrations-leases.js';
+
 export interface Migration {
   version: number;
   name: string;
@@ -177,6 +179,7 @@ CREATE INDEX manager_decisions_run ON manager_decisions(run_id, decision_id);
 CREATE INDEX manager_decisions_tick ON manager_decisions(tick_id);
 `,
   },
+  ...LEASE_MIGRATIONS,
   {
     // Numbered after the issue that added it, leaving room for parallel branches' migrations.
     version: 15,

@@ -22,6 +22,7 @@ import {
   type UsageTotals,
 } from '../analysis/index.js';
 import { activeSteps, type ActiveAgentStep } from './active.js';
+import { detectContainment } from './contain.js';
 import { buildRuntimeEnv, excludeRuntimeDir, loadEnvOverrides, type LoadedEnvOverrides } from './env.js';
 import { artifactFor, readDigestFile } from './inspect.js';
 import { attemptOwnerMetadata, procStart } from './reconcile.js';
@@ -223,6 +224,10 @@ async function uncommitted(repoDir: string): Promise<string[]> {
   try {
     paths = await dirtyPaths(repoDir);
   } catch (err) {
+    // git fails the same way on a full disk; say which it is.
+    if (/No space left on device|ENOSPC|Disk quota exceeded|Out of diskspace/i.test(errorMessage(err))) {
+      throw new RefusedError(`disk_full: checking ${repoDir} failed: ${errorMessage(err)}; nothing was changed. Free space on that disk and call again.`);
+    }
     throw new RefusedError(`workspace_not_a_git_repo: ${errorMessage(err)}; nothing was changed. Run run-prepare to clone the repository.`);
   }
   return paths;
@@ -593,12 +598,16 @@ async function runWorker(ex: Execution): Promise<WorkerFacts> {
         stdinFile: promptPath,
         stamp: stampLine,
         signal: ex.abort.signal,
-        onSpawn: (pid) => {
+        containment: detectContainment(app.env),
+        maxLineBytes: plan.policy.max_line_bytes,
+        maxStreamBytes: plan.policy.max_stream_bytes,
+        limits: plan.policy.worker_limits,
+        onSpawn: (pid, marker) => {
           ex.active.pid = pid;
           // If this process dies (kill -9), the next start finds the worker's group by these and ends it.
           try {
             const start = procStart(pid);
-            app.service.updateAttemptMetadata(attempt.attempt_id, { worker_pid: pid, ...(start ? { worker_proc_start: start } : {}) });
+            app.service.updateAttemptMetadata(attempt.attempt_id, { worker_pid: pid, worker_marker: marker, ...(start ? { worker_proc_start: start } : {}) });
           } catch (err) {
             app.logger.warn({ run_id: ex.run.run_id, attempt_no: attempt.attempt_no, err: errorMessage(err) }, 'could not record the worker pid on the attempt');
           }
@@ -696,7 +705,9 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
   const runId = ex.run.run_id;
   const proc = facts.proc;
   const timedOut = proc?.timedOut ?? false;
-  const aborted = proc?.aborted ?? false;
+  // A failed write of the stream (a full disk) ends the step like a cancellation, with its reason.
+  const ioReason = proc?.writeError ? ioReasonCode(proc.writeError.code) : null;
+  const aborted = (proc?.aborted ?? false) || ioReason !== null;
   const exitCode = proc ? proc.exitCode : null;
   const durationMs = proc ? proc.durationMs : Date.now() - Date.parse(attempt.started_at);
   let diffStats: DiffStats | null = null;
@@ -757,7 +768,8 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
   if (forcedTarget) analysis = analyzeParsed(facts.acc.result(), { ...analysisInput, stateAfter: forcedTarget });
   const keepStream = analysis.keepStream;
   if (!keepStream) rmSync(facts.eventsPath, { force: true });
-  const digest = { ...analysis.digest, artifacts: { ...analysis.digest.artifacts, events: keepStream ? facts.eventsPath : null } };
+  const capture = proc ? captureNote(proc) : null;
+  const digest = { ...analysis.digest, artifacts: { ...analysis.digest.artifacts, events: keepStream ? facts.eventsPath : null }, ...(capture ? { capture } : {}) };
   writeFileSync(paths.digest, digestToJson(digest));
   writeFileSync(paths.insight, analysis.insightMarkdown);
   const runtimeReport = {
@@ -804,12 +816,18 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
   else if (aborted) {
     eventPlan = {
       event_type: 'worker.step.failed',
-      payload: { step: 'agent', attempt_no: attempt.attempt_no, reason_code: 'cancelled', error_message: ex.abort.signal.reason ? String(ex.abort.signal.reason) : 'the worker was stopped', to_state: 'FAILED_RETRYABLE' },
+      payload: {
+        step: 'agent',
+        attempt_no: attempt.attempt_no,
+        reason_code: ioReason ?? 'cancelled',
+        error_message: ioReason ? (proc?.writeError?.message ?? ioReason) : ex.abort.signal.reason ? String(ex.abort.signal.reason) : 'the worker was stopped',
+        to_state: 'FAILED_RETRYABLE',
+      },
     };
   } else eventPlan = eventForTarget(analysis.targetState, analysis, attempt.attempt_no);
 
   const status = aborted ? 'failed' : attemptStatus(facts, analysis);
-  const reasonCode = timedOut ? 'timeout' : aborted ? 'cancelled' : v.reason_code;
+  const reasonCode = timedOut ? 'timeout' : aborted ? (ioReason ?? 'cancelled') : v.reason_code;
   let note: string | null = null;
   let applied: ApplyResult | null = null;
   app.service.transaction(() => {
@@ -831,6 +849,8 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
         group_signals: proc?.groupSignals ?? [],
         lines: proc?.lineCount ?? 0,
         keep_event_stream: keepStream,
+        containment: proc?.containment ?? null,
+        ...(capture ? { capture } : {}),
       },
     });
     for (const a of artifacts) app.service.addArtifact(runId, a);
@@ -864,7 +884,7 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
     state_before: plan.stage,
     state_after: after.state,
     grade: v.grade,
-    reason_code: timedOut ? 'timeout' : aborted ? 'cancelled' : v.reason_code,
+    reason_code: reasonCode,
     next_action: v.next_action,
     evidence: timedOut ? [`killed after max_agent_seconds ${plan.maxAgentSeconds}`, ...v.evidence] : v.evidence,
     exit_code: exitCode,
@@ -878,11 +898,31 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
   };
 }
 
+/** disk_full for a full disk or quota, io_error for other failed writes; null for anything else. */
+function ioReasonCode(code: string | undefined): 'disk_full' | 'io_error' | null {
+  if (code === 'ENOSPC' || code === 'EDQUOT') return 'disk_full';
+  if (code === 'EIO' || code === 'EROFS' || code === 'EFBIG') return 'io_error';
+  return null;
+}
+
+/** What the capture left out, for the digest and the attempt; null when it kept everything. */
+function captureNote(proc: RunProcessResult): Record<string, unknown> | null {
+  if (!proc.oversizedLines && !proc.droppedLines && !proc.writeError) return null;
+  return {
+    oversized_lines: proc.oversizedLines,
+    stored_bytes: proc.storedBytes,
+    dropped_lines: proc.droppedLines,
+    ...(proc.droppedLines && !proc.writeError ? { note: `the stored stream reached max_stream_bytes; ${proc.droppedLines} later line(s) were counted but not stored` } : {}),
+    ...(proc.writeError ? { write_error: proc.writeError } : {}),
+  };
+}
+
 /** Last resort when the step itself broke (disk full, a bug): close the attempt so the run never stays stuck. */
 function recordCrash(ex: Execution, err: unknown): AgentStepOutcome {
   const { app, attempt } = ex;
   const runId = ex.run.run_id;
   const message = `agent step failed inside agentpr: ${errorMessage(err)}`;
+  const crashReason = ioReasonCode((err as NodeJS.ErrnoException | undefined)?.code) ?? 'orchestrator_error';
   app.logger.error({ run_id: runId, attempt_no: attempt.attempt_no, err }, 'agent step crashed');
   let ev: ApplyResult | null = null;
   try {
@@ -890,7 +930,7 @@ function recordCrash(ex: Execution, err: unknown): AgentStepOutcome {
       if (app.service.attemptById(attempt.attempt_id).status === 'running') {
         app.service.finishAttempt(attempt.attempt_id, {
           status: 'failed',
-          reason_code: 'orchestrator_error',
+          reason_code: crashReason,
           duration_ms: Date.now() - Date.parse(attempt.started_at),
           metadata: { error: message.slice(0, 2000) },
         });
@@ -900,7 +940,7 @@ function recordCrash(ex: Execution, err: unknown): AgentStepOutcome {
         ev = app.service.applyEvent({
           run_id: runId,
           event_type: 'worker.step.failed',
-          payload: { step: 'agent', attempt_no: attempt.attempt_no, reason_code: 'orchestrator_error', error_message: message.slice(0, 2000), to_state: 'FAILED_RETRYABLE' },
+          payload: { step: 'agent', attempt_no: attempt.attempt_no, reason_code: crashReason, error_message: message.slice(0, 2000), to_state: 'FAILED_RETRYABLE' },
           idempotency_key: `run-agent-step:${runId}:agent:${attempt.attempt_no}:crash`,
         });
       }
@@ -917,7 +957,7 @@ function recordCrash(ex: Execution, err: unknown): AgentStepOutcome {
     state_before: ex.plan.stage,
     state_after: after?.state ?? ex.plan.stage,
     grade: null,
-    reason_code: 'orchestrator_error',
+    reason_code: crashReason,
     next_action: null,
     evidence: [message],
     exit_code: null,

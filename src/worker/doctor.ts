@@ -1,3 +1,4 @@
+import { detectContainment } from './contain.js';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { loadExeca } from '../exec.js';
@@ -15,7 +16,7 @@ import { CODEX_VERSIONS_RUN, buildAgentArgs, checkAccepted, checkExtraArgs, prob
  * place? Each check says what it found and, when it fails, how to fix it. `doctorGate` runs the
  * required subset before every write/admin tool.
  */
-export const DOCTOR_CHECKS = ['git', 'codex', 'database', 'policy', 'workspace_root', 'github_token', 'telegram_token', 'manager_llm_key', 'webhook_secret'] as const;
+export const DOCTOR_CHECKS = ['git', 'codex', 'containment', 'database', 'policy', 'workspace_root', 'github_token', 'telegram_token', 'manager_llm_key', 'webhook_secret'] as const;
 export type DoctorCheckName = (typeof DOCTOR_CHECKS)[number];
 
 /** Optional features whose credentials the doctor checks when the caller says they are used. */
@@ -55,6 +56,16 @@ function pass(name: DoctorCheckName, detail: string): DoctorCheck {
 
 function fail(name: DoctorCheckName, detail: string, fix: string): DoctorCheck {
   return { name, ok: false, detail, fix };
+}
+
+/** How workers are contained (pidns or session), and whether they die with agentpr. */
+function checkContainment(env: NodeJS.ProcessEnv): DoctorCheck {
+  try {
+    const c = detectContainment(env);
+    return pass('containment', `${c.mode}: ${c.detail}; workers ${c.diesWithParent ? 'die with agentpr (setpriv --pdeathsig)' : 'may outlive agentpr until the next start (no setpriv)'}`);
+  } catch (err) {
+    return fail('containment', errorMessage(err), 'set AGENTPR_WORKER_CONTAINMENT=auto (or session), or allow unprivileged user namespaces');
+  }
 }
 
 async function checkGit(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
@@ -166,6 +177,8 @@ export async function runCheck(app: App, name: DoctorCheckName): Promise<DoctorC
       return checkGit(env);
     case 'codex':
       return checkCodex(app);
+    case 'containment':
+      return checkContainment(env);
     case 'database':
       return checkDatabase(app);
     case 'policy':
@@ -201,7 +214,7 @@ export function clearDoctorCache(app: App): void {
 }
 
 export function checksFor(opts: Pick<DoctorOptions, 'checks' | 'worker' | 'features'>): DoctorCheckName[] {
-  const names = new Set<DoctorCheckName>(opts.checks ?? ['git', 'database', 'policy', 'workspace_root', ...(opts.worker === false ? [] : (['codex'] as const))]);
+  const names = new Set<DoctorCheckName>(opts.checks ?? ['git', 'database', 'policy', 'workspace_root', ...(opts.worker === false ? [] : (['codex', 'containment'] as const))]);
   for (const f of opts.features ?? []) names.add(FEATURE_CHECK[f]);
   return DOCTOR_CHECKS.filter((n) => names.has(n));
 }
@@ -228,7 +241,7 @@ export async function runDoctor(app: App, opts: DoctorOptions = {}): Promise<Doc
 /** Checks every write/admin tool needs; tools that start the codex worker also need codex. */
 export const GATE_BASE_CHECKS: readonly DoctorCheckName[] = ['git', 'database', 'policy'];
 export const GATE_EXTRA_CHECKS: Readonly<Record<string, readonly DoctorCheckName[]>> = {
-  'run-agent-step': ['codex', 'workspace_root'],
+  'run-agent-step': ['codex', 'containment', 'workspace_root'],
   'manager-tick': ['codex', 'workspace_root'],
   'run-prepare': ['workspace_root'],
   'run-finish': ['workspace_root'],

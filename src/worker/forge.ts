@@ -1,9 +1,9 @@
-import { createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { scrubSecrets } from '../logger.js';
 import { GIT_PUSH_CREDENTIALS, safeGitEnv } from './git-safety.js';
 import { dirname, join, resolve } from 'node:path';
-import { once } from 'node:events';
-import { loadExeca } from '../exec.js';
+import { detectContainment } from './contain.js';
+import { runProcess } from './runner.js';
 import type { App } from '../app.js';
 import { computeDiffStats } from '../analysis/diff-stats.js';
 import { defaultIdempotencyKey } from '../core/events.js';
@@ -43,6 +43,14 @@ export interface ScriptResult {
   durationMs: number;
   /** AGENTPR_KEY=value lines of stdout, keys lower-cased without the prefix (branch, head_sha, ...). */
   outputs: Record<string, string>;
+  /** disk_full / io_error when writing the logs failed; null otherwise. */
+  writeFailure?: 'disk_full' | 'io_error' | null;
+}
+
+const SCRIPT_KEEP_CHARS = 1024 * 1024;
+
+function keepTail(text: string): string {
+  return text.length > SCRIPT_KEEP_CHARS ? text.slice(-SCRIPT_KEEP_CHARS) : text;
 }
 
 export function parseOutputs(stdout: string): Record<string, string> {
@@ -61,8 +69,11 @@ export function lastLine(text: string): string {
 }
 
 /**
- * Run a script with bash in its own process group; logs go to files as they arrive. On timeout
- * the whole group gets SIGTERM, then SIGKILL 5 s later (git may have children of its own).
+ * Run a script with bash, contained like the agent worker (its own PID namespace where the kernel
+ * allows it, else its own session plus a /proc sweep; see contain.ts), so git and ssh children it
+ * leaves behind are ended with it. stdout and stderr go to log files as they arrive; in memory only
+ * the last SCRIPT_KEEP_CHARS of each. On timeout or abort everything gets SIGTERM, then SIGKILL
+ * 5 s later, and the step ends then. A failed log write (a full disk) is `writeFailure`.
  */
 export async function runScript(opts: {
   script: string;
@@ -76,75 +87,60 @@ export async function runScript(opts: {
   mkdirSync(dirname(opts.logBase), { recursive: true });
   const stdoutLog = `${opts.logBase}.stdout.log`;
   const stderrLog = `${opts.logBase}.stderr.log`;
-  const outFile = createWriteStream(stdoutLog);
-  const errFile = createWriteStream(stderrLog);
-  const started = Date.now();
-  const child = (await loadExeca()).execa('bash', [opts.script, ...opts.args], {
-    cwd: opts.cwd,
-    env: safeGitEnv(opts.env, { credentials: GIT_PUSH_CREDENTIALS }),
-    extendEnv: false,
-    stdin: 'ignore',
-    detached: true,
-    reject: false,
-    cleanup: true,
-    buffer: false,
-  });
   let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    outFile.write(d);
+  // Hooks and fsmonitor off, agentpr's secrets withheld except the credential a push needs.
+  const env = safeGitEnv(opts.env, { credentials: GIT_PUSH_CREDENTIALS });
+  const r = await runProcess({
+    bin: bashPath(env.PATH),
+    args: [opts.script, ...opts.args],
+    cwd: opts.cwd,
+    env,
+    eventsPath: stdoutLog,
+    stderrPath: stderrLog,
+    timeoutMs: opts.timeoutSec * 1000,
+    killGraceMs: 5_000,
+    stamp: (line) => line,
+    onLine: (line) => {
+      stdout = keepTail(`${stdout}${line}\n`);
+    },
+    signal: opts.signal,
+    containment: detectContainment(opts.env),
   });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    errFile.write(d);
-  });
-  let timedOut = false;
-  const killGroup = (sig: NodeJS.Signals) => {
-    try {
-      if (child.pid) process.kill(-child.pid, sig);
-    } catch {
-      // already gone
-    }
-  };
-  let killTimer: NodeJS.Timeout | undefined;
-  const stop = () => {
-    killGroup('SIGTERM');
-    killTimer = setTimeout(() => killGroup('SIGKILL'), 5_000);
-  };
-  const timer = setTimeout(() => {
-    timedOut = true;
-    stop();
-  }, opts.timeoutSec * 1000);
-  const onAbort = () => stop();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
-  // bash has exited, but children left in its group (ignoring SIGTERM, or backgrounded) would keep
-  // the pipes open: after a timeout kill them at once, after a normal exit give them 2 s.
-  let lingerTimer: NodeJS.Timeout | undefined;
-  child.once('exit', () => {
-    if (timedOut || opts.signal?.aborted) killGroup('SIGKILL');
-    else lingerTimer = setTimeout(() => killGroup('SIGKILL'), 2_000);
-  });
-  const r = await child;
-  clearTimeout(timer);
-  if (killTimer) clearTimeout(killTimer);
-  if (lingerTimer) clearTimeout(lingerTimer);
-  opts.signal?.removeEventListener('abort', onAbort);
-  outFile.end();
-  errFile.end();
-  await Promise.all([once(outFile, 'close'), once(errFile, 'close')]);
-  if (timedOut) stderr += `\n${opts.script}: timed out after ${opts.timeoutSec} s; the process group was killed\n`;
+  let stderr = tailOf(stderrLog, SCRIPT_KEEP_CHARS);
+  if (r.spawnError) stderr += `\n${r.spawnError}\n`;
+  if (r.writeError) stderr += `\nwriting the step's logs failed: ${r.writeError.code} ${r.writeError.message}\n`;
+  if (r.timedOut) stderr += `\n${opts.script}: timed out after ${opts.timeoutSec} s; its processes were killed\n`;
+  const code = r.writeError?.code;
   return {
-    exitCode: r.exitCode ?? null,
-    signal: r.signal ?? null,
-    timedOut,
+    exitCode: r.exitCode,
+    signal: r.signal,
+    timedOut: r.timedOut,
     stdout,
     stderr,
     stdoutLog,
     stderrLog,
-    durationMs: Date.now() - started,
+    durationMs: r.durationMs,
     outputs: parseOutputs(stdout),
+    writeFailure: code ? (code === 'ENOSPC' || code === 'EDQUOT' ? 'disk_full' : 'io_error') : null,
   };
+}
+
+function bashPath(pathVar: string | undefined): string {
+  for (const dir of (pathVar ?? '/usr/bin:/bin').split(':')) {
+    if (!dir) continue;
+    const p = join(dir, 'bash');
+    if (existsSync(p)) return resolve(p);
+  }
+  return '/bin/bash';
+}
+
+function tailOf(path: string, chars: number): string {
+  try {
+    const text = readFileSync(path, 'utf8');
+    return text.length > chars ? text.slice(-chars) : text;
+  } catch {
+    return '';
+  }
 }
 
 function assertInsideRoot(app: App, run: RunView): void {
@@ -207,7 +203,7 @@ function settle(
     app.service.finishAttempt(attempt.attempt_id, {
       status: ok ? 'succeeded' : r.timedOut ? 'timed_out' : 'failed',
       exit_code: r.exitCode,
-      reason_code: ok ? null : r.timedOut ? 'timeout' : 'script_failed',
+      reason_code: ok ? null : r.timedOut ? 'timeout' : (r.writeFailure ?? 'script_failed'),
       stdout_log: r.stdoutLog,
       stderr_log: r.stderrLog,
       duration_ms: r.durationMs,
@@ -217,7 +213,7 @@ function settle(
     ? okEvent
     : r.timedOut
       ? { event_type: 'timer.timeout', payload: { step: stepName, attempt_no: attempt.attempt_no } }
-      : { event_type: 'worker.step.failed', payload: { step: stepName, reason_code: 'script_failed', error_message: errorText ?? '', attempt_no: attempt.attempt_no } };
+      : { event_type: 'worker.step.failed', payload: { step: stepName, reason_code: r.writeFailure ?? 'script_failed', error_message: errorText ?? '', attempt_no: attempt.attempt_no } };
   try {
     return app.service.transaction(() => {
       finish();
@@ -263,23 +259,17 @@ export interface PrepareInput {
  * metadata (the manager reads "prepare has run" from the attempts).
  */
 export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSignal): Promise<ForgeOutcome> {
-  let run = app.service.getRun(input.run_id);
-  if (run.state !== 'QUEUED' && run.state !== 'DISCOVERY') {
-    throw new UserInputError(
-      `run-prepare works on a run in DISCOVERY (a QUEUED run is moved there first); ${run.run_id} is in ${run.state}${run.state === 'FAILED_RETRYABLE' || run.state === 'PAUSED' ? ' — move it back with retry/resume target_state=DISCOVERY' : ''}`,
-    );
-  }
+  const assertPreparable = (r: RunView) => {
+    if (r.state !== 'QUEUED' && r.state !== 'DISCOVERY') {
+      throw new UserInputError(
+        `run-prepare works on a run in DISCOVERY (a QUEUED run is moved there first); ${r.run_id} is in ${r.state}${r.state === 'FAILED_RETRYABLE' || r.state === 'PAUSED' ? ' — move it back with retry/resume target_state=DISCOVERY' : ''}`,
+      );
+    }
+  };
+  const run = app.service.getRun(input.run_id);
+  assertPreparable(run);
   assertInsideRoot(app, run);
   const script = forgeScriptPath('prepare', app.env);
-  if (run.state === 'QUEUED') {
-    app.service.applyEvent({
-      run_id: run.run_id,
-      event_type: 'command.start.discovery',
-      payload: {},
-      idempotency_key: defaultIdempotencyKey('command.start.discovery', run.run_id, { after_event_id: app.service.lastEventId(run.run_id), by: 'run-prepare' }),
-    });
-    run = app.service.getRun(run.run_id);
-  }
   const workspace = resolve(run.workspace_dir);
   const cwd = dirname(workspace);
   mkdirSync(cwd, { recursive: true });
@@ -296,7 +286,21 @@ export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSi
     ...(input.upstream_url ? { upstream_url: input.upstream_url } : {}),
     ...(input.fork_url ? { fork_url: input.fork_url } : {}),
   };
-  const attempt = app.service.startAttempt(run.run_id, 'prepare', { ...attemptOwnerMetadata(), ...metadata });
+  // The state check, QUEUED -> DISCOVERY and the run's lease in one transaction: a second caller
+  // is refused before it changes anything.
+  const attempt = app.service.transaction(() => {
+    const now = app.service.getRun(run.run_id);
+    assertPreparable(now);
+    if (now.state === 'QUEUED') {
+      app.service.applyEvent({
+        run_id: run.run_id,
+        event_type: 'command.start.discovery',
+        payload: {},
+        idempotency_key: defaultIdempotencyKey('command.start.discovery', run.run_id, { after_event_id: app.service.lastEventId(run.run_id), by: 'run-prepare' }),
+      });
+    }
+    return app.service.startAttempt(run.run_id, 'prepare', { ...attemptOwnerMetadata(), ...metadata });
+  });
   let r: ScriptResult;
   try {
     r = await runScript({ script, args, cwd, env, logBase: logBase(app, run.run_id, 'prepare', attempt.attempt_no), timeoutSec: input.timeout_sec ?? DEFAULT_SCRIPT_TIMEOUT_SEC, signal });
@@ -319,10 +323,11 @@ export interface FinishInput {
 
 /** finish.sh in the run's clone: LOCAL_VALIDATING -> worker.push.completed {branch, head_sha} -> PUSHED. */
 export async function runFinish(app: App, input: FinishInput, signal?: AbortSignal): Promise<ForgeOutcome> {
+  const assertFinishable = (r: RunView) => {
+    if (r.state !== 'LOCAL_VALIDATING') throw new UserInputError(`run-finish pushes a run in LOCAL_VALIDATING; ${r.run_id} is in ${r.state}`);
+  };
   const run = app.service.getRun(input.run_id);
-  if (run.state !== 'LOCAL_VALIDATING') {
-    throw new UserInputError(`run-finish pushes a run in LOCAL_VALIDATING; ${run.run_id} is in ${run.state}`);
-  }
+  assertFinishable(run);
   assertInsideRoot(app, run);
   const workspace = resolve(run.workspace_dir);
   if (!existsSync(workspace) || !statSync(workspace).isDirectory()) {
@@ -334,7 +339,7 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
   const args = [input.changes, input.project ?? '', input.title ?? ''];
   while (args.length > 1 && args[args.length - 1] === '') args.pop();
   const metadata = { script, args, cwd: workspace };
-  const attempt = app.service.startAttempt(run.run_id, 'finish', { ...attemptOwnerMetadata(), ...metadata });
+  const attempt = app.service.startAttempt(run.run_id, 'finish', { ...attemptOwnerMetadata(), ...metadata }, { guard: assertFinishable });
   let r: ScriptResult;
   try {
     r = await runScript({ script, args, cwd: workspace, env: { ...app.env }, logBase: logBase(app, run.run_id, 'finish', attempt.attempt_no), timeoutSec: input.timeout_sec ?? DEFAULT_SCRIPT_TIMEOUT_SEC, signal });

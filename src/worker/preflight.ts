@@ -78,7 +78,7 @@ export function checkWorkspaceInsideRoot(repoDir: string, workspaceRoot: string)
   return bad(
     'workspace_inside_root',
     `workspace ${repoDir}${real !== resolve(repoDir) ? ` (really ${real})` : ''} is ${rel === '' ? 'the workspace root itself' : 'outside the workspace root'} ${root}`,
-    `create the run with a workspace_dir under ${root} (the default <root>/<repo>), or set AGENTPR_WORKSPACE_ROOT to a directory that contains it`,
+    `create the run with a workspace_dir under ${root} (the default <root>/<owner>/<repo>/<run_id>), or set AGENTPR_WORKSPACE_ROOT to a directory that contains it`,
   );
 }
 

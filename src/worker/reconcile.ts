@@ -1,5 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { existsSync } from 'node:fs';
 import type { App } from '../app.js';
 import { defaultIdempotencyKey } from '../core/events.js';
 import { errorMessage } from '../core/errors.js';
@@ -7,6 +6,10 @@ import type { AttemptView } from '../core/models.js';
 import { canTransition, isTerminal, type RunState } from '../core/states.js';
 import { agentPolicyFor } from '../policy.js';
 import { groupAlive } from './runner.js';
+import { signalTree } from './contain.js';
+import { currentHolder, holderGone, pidAlive, procStart } from '../store/holder.js';
+
+export { procStart };
 
 /**
  * Orphaned attempts (issue 5, item 7): an attempt row says `running` but the process that owned
@@ -28,58 +31,32 @@ export type AttemptOwner = {
   owner_proc_start?: string;
 };
 
-function readBootId(): string | undefined {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Linux: the process start time in clock ticks since boot (/proc/<pid>/stat field 22); else undefined. */
-export function procStart(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return rest[19]; // field 22 overall = index 19 after pid and comm
-  } catch {
-    return undefined;
-  }
-}
-
 let ownerCache: AttemptOwner | undefined;
 
 /** Put this into the metadata of every attempt you start (spread it): who owns the attempt. */
 export function attemptOwnerMetadata(): AttemptOwner {
   if (!ownerCache) {
-    const bootId = readBootId();
-    const start = procStart(process.pid);
+    const h = currentHolder();
     ownerCache = {
-      owner_pid: process.pid,
-      owner_host: hostname(),
-      ...(bootId ? { owner_boot_id: bootId } : {}),
-      ...(start ? { owner_proc_start: start } : {}),
+      owner_pid: h.pid,
+      owner_host: h.host,
+      ...(h.boot_id ? { owner_boot_id: h.boot_id } : {}),
+      ...(h.proc_start ? { owner_proc_start: h.proc_start } : {}),
     };
   }
   return { ...ownerCache };
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the pid exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Attempts without owner metadata (or from another host) are only declared orphans when this old. */
 export const UNOWNED_STALE_MS = 6 * 60 * 60 * 1000;
 
-/** Why this running attempt is an orphan, or null when its owner may still be working on it. */
-export function orphanReason(attempt: AttemptView, now = Date.now()): string | null {
+/**
+ * Why this running attempt is an orphan, or null when its owner may still be working on it. An
+ * attempt with a lease is judged by its lease's holder (its process, or its heartbeat from
+ * another host); only attempts from before leases fall back to the owner in their metadata.
+ */
+export function orphanReason(attempt: AttemptView, now = Date.now(), lease?: { holder: Parameters<typeof holderGone>[0]; expires_at: string }): string | null {
+  if (lease) return holderGone(lease.holder, lease.expires_at, now);
   const me = attemptOwnerMetadata();
   const m = attempt.metadata;
   const pid = typeof m.owner_pid === 'number' ? m.owner_pid : undefined;
@@ -115,9 +92,11 @@ export function stopOrphanedWorker(attempt: AttemptView): number | null {
   const m = attempt.metadata;
   const me = attemptOwnerMetadata();
   const pid = m.worker_pid;
+  // Processes that left the worker's group (setsid, daemons) still carry its marker.
+  const swept = typeof m.worker_marker === 'string' && m.owner_host === me.owner_host && m.owner_boot_id === me.owner_boot_id ? signalTree(null, m.worker_marker, 'SIGKILL') : 0;
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) return null;
   if (m.owner_host !== me.owner_host || !me.owner_boot_id || m.owner_boot_id !== me.owner_boot_id) return null;
-  if (!groupAlive(pid)) return null;
+  if (!groupAlive(pid)) return swept ? pid : null;
   const start = procStart(pid);
   if (start !== undefined ? start !== m.worker_proc_start : !existsSync('/proc/self/stat')) return null;
   try {
@@ -145,26 +124,33 @@ export interface ReconciledAttempt {
  * paused run, PLAN_READY, ...), or the policy says UNCHANGED, only the attempt is closed.
  * Cheap when nothing is running: one indexed query.
  */
-export function reconcileOrphanedAttempts(app: App, now = Date.now()): ReconciledAttempt[] {
+export type ReconcileBy = 'startup' | 'manager' | 'reconcile-runs';
+
+export function reconcileOrphanedAttempts(app: App, now = Date.now(), by: ReconcileBy = 'startup'): ReconciledAttempt[] {
   const done: ReconciledAttempt[] = [];
   for (const attempt of app.service.runningAttempts()) {
-    const why = orphanReason(attempt, now);
+    const why = orphanReason(attempt, now, app.service.leases.forAttempt(attempt.attempt_id));
     if (!why) continue;
     try {
       const r = app.service.transaction((): ReconciledAttempt | null => {
         // Another process may have closed it since the list was read.
         if (app.service.attemptById(attempt.attempt_id).status !== 'running') return null;
+        const lease = app.service.leases.forAttempt(attempt.attempt_id);
+        if (lease && holderGone(lease.holder, lease.expires_at, now) === null) return null; // its holder came back with a heartbeat
         const run = app.service.getRun(attempt.run_id);
         const stopped = stopOrphanedWorker(attempt);
-        const message = `${attempt.step} attempt ${attempt.attempt_no} was left running (${why}); closed at startup${stopped ? `, its worker (process group ${stopped}) killed` : ''}`;
+        const message = `${attempt.step} attempt ${attempt.attempt_no} was left running (${why}); closed ${by === 'startup' ? 'at startup' : `by ${by}`}${stopped ? `, its worker (process group ${stopped}) killed` : ''}`;
         app.service.finishAttempt(attempt.attempt_id, {
           status: 'failed',
           reason_code: ORPHAN_REASON,
           exit_code: null,
           duration_ms: Number.isFinite(Date.parse(attempt.started_at)) ? Math.max(0, now - Date.parse(attempt.started_at)) : null,
-          metadata: { reconciled: { at: new Date(now).toISOString(), by: attemptOwnerMetadata(), why, worker_killed: stopped } },
+          metadata: { reconciled: { at: new Date(now).toISOString(), by: attemptOwnerMetadata(), via: by, why, worker_killed: stopped } },
         });
-        const target = retryTarget(run.state, agentPolicyFor(app.policy, run.owner, run.repo).on_retryable_state);
+        // A run that moved on since the attempt started (a PR linked meanwhile, a person's retry)
+        // is healthy as it is: the orphan is closed, the run is left alone.
+        const movedOn = app.service.stateChangedSince(run.run_id, attempt.started_at);
+        const target = movedOn ? null : retryTarget(run.state, agentPolicyFor(app.policy, run.owner, run.repo).on_retryable_state);
         let after = run.state;
         if (target !== null) {
           const payload: Record<string, unknown> = { step: attempt.step, reason_code: ORPHAN_REASON, error_message: message, attempt_no: attempt.attempt_no };
@@ -200,4 +186,14 @@ function retryTarget(from: RunState, policyState: string): { state: RunState; ex
   // The SPEC default of worker.step.failed: PUSHED -> NEEDS_HUMAN_REVIEW, else FAILED_RETRYABLE.
   const fallback: RunState = from === 'PUSHED' ? 'NEEDS_HUMAN_REVIEW' : 'FAILED_RETRYABLE';
   return canTransition(from, fallback) && from !== fallback ? { state: fallback, explicit: false } : null;
+}
+
+/** The reconcile a server runs when it starts (and the manager loop before each tick); never throws. */
+export function reconcileAtStart(app: App, by: ReconcileBy = 'startup'): ReconciledAttempt[] {
+  try {
+    return reconcileOrphanedAttempts(app, Date.now(), by);
+  } catch (err) {
+    app.logger.error({ err: errorMessage(err) }, 'could not reconcile orphaned step attempts');
+    return [];
+  }
 }

@@ -1,10 +1,12 @@
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { loadExeca } from '../exec.js';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { LineSplitter } from '../analysis/stream-parser.js';
 import { ConfigurationError, UserInputError } from '../core/errors.js';
 import type { RunAgentStepPolicy } from '../policy.js';
 import { RUNTIME_DIR_NAME } from './env.js';
+import { MARKER_VAR, detectContainment, markedPids, signalTree, type Containment, type ContainmentMode } from './contain.js';
 
 /** The codex CLI's exit code for "command not found", which SPEC §4 reports for a missing binary. */
 export const CODEX_NOT_FOUND_EXIT = 127;
@@ -112,11 +114,27 @@ export interface RunProcessOptions {
   stamp: (line: string, receivedAt: Date) => string;
   /** Every stdout line as it arrives: raw, as stored (stamped), and when. Must not throw. */
   onLine?: (line: string, stored: string, receivedAt: Date) => void;
-  onSpawn?: (pid: number) => void;
+  /** The worker's pid and the marker its processes carry in their environment (for a later sweep). */
+  onSpawn?: (pid: number, marker: string) => void;
   /** Aborting kills the process tree (the caller went away or the server is closing). */
   signal?: AbortSignal;
   /** A file fed to the worker's stdin (the prompt: never in argv, where `ps` shows it); else stdin is closed. */
   stdinFile?: string;
+  /** How the worker is contained (default: detectContainment(process.env)). */
+  containment?: Containment;
+  /** Longest line kept whole (default 8 MiB); longer ones become a short agentpr.oversized_line record. */
+  maxLineBytes?: number;
+  /** Bytes of stream stored per attempt (default 256 MiB); past it lines are counted, not stored. */
+  maxStreamBytes?: number;
+  /** Resource limits applied with prlimit (null/absent: unlimited). */
+  limits?: WorkerLimits;
+}
+
+export interface WorkerLimits {
+  address_space_mb?: number | null;
+  cpu_seconds?: number | null;
+  open_files?: number | null;
+  processes?: number | null;
 }
 
 export interface RunProcessResult {
@@ -133,6 +151,15 @@ export interface RunProcessResult {
   lineCount: number;
   /** Signals sent to the process group: on timeout/abort, or to clean up leftovers after exit. */
   groupSignals: string[];
+  containment: ContainmentMode;
+  /** Lines longer than maxLineBytes (stored as a short record, never held whole). */
+  oversizedLines: number;
+  /** Bytes written to the events file. */
+  storedBytes: number;
+  /** Lines not stored because the stream passed maxStreamBytes. */
+  droppedLines: number;
+  /** Writing the stream failed (ENOSPC, EIO, ...): the worker was stopped. */
+  writeError: { code: string; message: string } | null;
 }
 
 /** State letter and process group from /proc/<pid>/stat (Linux), or undefined. */
@@ -193,14 +220,6 @@ function signalGroup(pid: number, sig: NodeJS.Signals): boolean {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function waitGroupGone(pid: number, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (!groupAlive(pid)) return true;
-    await sleep(50);
-  }
-  return !groupAlive(pid);
-}
 
 /**
  * Process groups of workers still running. They are in their own group, so a terminal's Ctrl-C
@@ -208,17 +227,20 @@ async function waitGroupGone(pid: number, ms: number): Promise<boolean> {
  * signal (a plain CLI call), they are killed first. Servers install their own handlers and close
  * the App, which stops and records the steps.
  */
-const liveGroups = new Set<number>();
+const liveGroups = new Map<number, string>();
 const EXIT_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 let exitHookInstalled = false;
 const signalHandlers = new Map<NodeJS.Signals, () => void>();
 
 function killLiveGroups(): void {
-  for (const g of liveGroups) signalGroup(g, 'SIGKILL');
+  for (const [g, token] of liveGroups) {
+    signalGroup(g, 'SIGKILL');
+    signalTree(null, token, 'SIGKILL');
+  }
 }
 
-function trackGroup(pid: number): void {
-  liveGroups.add(pid);
+function trackGroup(pid: number, token: string): void {
+  liveGroups.set(pid, token);
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on('exit', killLiveGroups);
@@ -246,57 +268,118 @@ function untrackGroup(pid: number): void {
   if (liveGroups.size === 0) untrackSignals();
 }
 
+/** prlimit arguments for the limits that are set (empty when none are). */
+export function prlimitArgs(limits: WorkerLimits | undefined): string[] {
+  if (!limits) return [];
+  const out: string[] = [];
+  if (limits.address_space_mb) out.push(`--as=${limits.address_space_mb * 1024 * 1024}`);
+  if (limits.cpu_seconds) out.push(`--cpu=${limits.cpu_seconds}`);
+  if (limits.open_files) out.push(`--nofile=${limits.open_files}`);
+  if (limits.processes) out.push(`--nproc=${limits.processes}`);
+  return out.length ? ['prlimit', ...out, '--'] : [];
+}
+
+const DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024;
+const DEFAULT_MAX_STREAM_BYTES = 256 * 1024 * 1024;
+/** What an oversized line keeps of its start and end. */
+const OVERSIZED_KEEP = 2048;
+
 /**
- * Runs the worker in its own process group (detached), storing each stdout line with its receive
- * stamp and stderr in a file. On timeout or abort the whole group gets SIGTERM, then SIGKILL after
- * the grace; members left behind after a normal exit are ended the same way. Never throws for the
- * process's own failures: they come back in the result.
+ * Runs the worker contained (see contain.ts: a PID namespace, else its own session plus a /proc
+ * sweep), storing each stdout line with its receive stamp and stderr in a file. On timeout or abort
+ * every process of the worker gets SIGTERM, then SIGKILL after the grace, and the step ends then:
+ * a process that escaped and holds stdout open does not keep it waiting. Lines are never held
+ * whole past maxLineBytes, the stored stream stops at maxStreamBytes, and a failed write (a full
+ * disk) stops the worker and comes back as writeError. Never throws for the process's own
+ * failures: they come back in the result.
  */
 export async function runProcess(opts: RunProcessOptions): Promise<RunProcessResult> {
   mkdirSync(dirname(opts.eventsPath), { recursive: true });
   mkdirSync(dirname(opts.stderrPath), { recursive: true });
   if (!isAbsolute(opts.bin)) throw new Error(`runProcess needs an absolute binary path, got ${opts.bin}`);
   const grace = opts.killGraceMs ?? 5000;
+  const maxLine = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  const maxStream = opts.maxStreamBytes ?? DEFAULT_MAX_STREAM_BYTES;
+  const containment = opts.containment ?? detectContainment(process.env);
   const started = new Date();
-  const eventsFd = openSync(opts.eventsPath, 'a');
   const groupSignals: string[] = [];
+  const token = randomUUID();
   let lineCount = 0;
+  let oversizedLines = 0;
+  let storedBytes = 0;
+  let droppedLines = 0;
+  let writeError: RunProcessResult['writeError'] = null;
   let timedOut = false;
   let aborted = false;
   let stopping: Promise<void> | undefined;
-
-  const child = (await loadExeca()).execa(opts.bin, opts.args, {
+  const finish = (extra: Partial<RunProcessResult>): RunProcessResult => {
+    const finished = new Date();
+    return {
+      exitCode: null, signal: null, timedOut, aborted, spawnError: null, pid: null,
+      startedAt: started.toISOString(), finishedAt: finished.toISOString(), durationMs: finished.getTime() - started.getTime(),
+      lineCount, groupSignals, containment: containment.mode, oversizedLines, storedBytes, droppedLines, writeError,
+      ...extra,
+    };
+  };
+  try {
+    accessSync(opts.bin, constants.X_OK);
+  } catch (err) {
+    return finish({ exitCode: CODEX_NOT_FOUND_EXIT, spawnError: `could not start the worker ${opts.bin}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+  }
+  let eventsFd: number | null = openSync(opts.eventsPath, 'a');
+  let stderrFd: number;
+  let stdinFd: number | undefined;
+  try {
+    stderrFd = openSync(opts.stderrPath, 'a');
+  } catch (err) {
+    closeSync(eventsFd);
+    throw err;
+  }
+  try {
+    if (opts.stdinFile) stdinFd = openSync(opts.stdinFile, 'r');
+  } catch (err) {
+    closeSync(eventsFd);
+    closeSync(stderrFd);
+    throw err;
+  }
+  const argv = [...containment.prefix, ...prlimitArgs(opts.limits), opts.bin, ...opts.args];
+  const child = spawn(argv[0]!, argv.slice(1), {
     cwd: opts.cwd,
-    env: opts.env,
-    extendEnv: false,
+    env: { ...opts.env, [MARKER_VAR]: token },
     detached: true,
-    cleanup: false,
-    stdin: opts.stdinFile ? { file: opts.stdinFile } : 'ignore',
-    stdout: 'pipe',
-    stderr: { file: opts.stderrPath, append: true },
-    buffer: false,
-    reject: false,
+    stdio: [stdinFd ?? 'ignore', 'pipe', stderrFd],
     windowsHide: true,
   });
+  closeSync(stderrFd);
+  if (stdinFd !== undefined) closeSync(stdinFd);
   const pid = child.pid ?? null;
+  const exited = new Promise<{ code: number | null; signal: string | null; error: string | null }>((res) => {
+    child.once('exit', (code, sig) => res({ code, signal: sig, error: null }));
+    child.once('error', (err) => res({ code: null, signal: null, error: err.message }));
+  });
   if (pid !== null) {
-    trackGroup(pid);
-    opts.onSpawn?.(pid);
+    trackGroup(pid, token);
+    opts.onSpawn?.(pid, token);
   }
 
-  const stop = (why: 'timeout' | 'abort'): Promise<void> => {
+  const killAll = async (firstWait: number): Promise<void> => {
+    groupSignals.push('SIGTERM');
+    // In a PID namespace SIGTERM to unshare itself would end the namespace at once; the processes
+    // inside get it first (they carry the marker), so the worker has its grace to shut down.
+    if (containment.mode === 'pidns' && pid !== null) {
+      for (const p of markedPids(token)) if (p !== pid) signalPid(p, 'SIGTERM');
+    } else signalTree(pid, token, 'SIGTERM');
+    if (!(await waitTreeGone(pid, token, firstWait))) {
+      groupSignals.push('SIGKILL');
+      signalTree(pid, token, 'SIGKILL');
+      await waitTreeGone(pid, token, 2000);
+    }
+  };
+  const stop = (why: 'timeout' | 'abort' | 'write'): Promise<void> => {
     if (stopping || pid === null) return stopping ?? Promise.resolve();
     if (why === 'timeout') timedOut = true;
-    else aborted = true;
-    stopping = (async () => {
-      groupSignals.push('SIGTERM');
-      signalGroup(pid, 'SIGTERM');
-      if (!(await waitGroupGone(pid, grace))) {
-        groupSignals.push('SIGKILL');
-        signalGroup(pid, 'SIGKILL');
-        await waitGroupGone(pid, 2000);
-      }
-    })();
+    else if (why === 'abort') aborted = true;
+    stopping = killAll(grace);
     return stopping;
   };
 
@@ -305,65 +388,107 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
   if (opts.signal?.aborted) onAbort();
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-  const linesDone = new Promise<void>((resolveLines) => {
-    if (!child.stdout) return resolveLines();
-    const rl = createInterface({ input: child.stdout, crlfDelay: Infinity });
-    rl.on('line', (line) => {
-      const at = new Date();
-      lineCount++;
-      const stored = opts.stamp(line, at);
+  const store = (stored: string): void => {
+    if (eventsFd === null) return;
+    const bytes = Buffer.byteLength(stored) + 1;
+    if (storedBytes + bytes > maxStream) {
+      droppedLines++;
+      return;
+    }
+    try {
       writeSync(eventsFd, `${stored}\n`);
+      storedBytes += bytes;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      writeError ??= { code: e.code ?? 'EIO', message: `writing ${opts.eventsPath} failed: ${e.message}` };
+      droppedLines++;
       try {
-        opts.onLine?.(line, stored, at);
+        closeSync(eventsFd);
       } catch {
-        // a progress reporter's failure must not break the capture
+        // the descriptor is unusable anyway
       }
-    });
-    rl.on('close', () => resolveLines());
+      eventsFd = null;
+      void stop('write');
+    }
+  };
+  const emit = (line: string): void => {
+    const at = new Date();
+    lineCount++;
+    const stored = opts.stamp(line, at);
+    store(stored);
+    try {
+      opts.onLine?.(line, stored, at);
+    } catch {
+      // a progress reporter's failure must not break the capture
+    }
+  };
+  const splitter = new LineSplitter(maxLine, {
+    line: (buf, start, end) => emit(buf.toString('utf8', start, end).replace(/\r$/, '')),
+    tail: (buf, start, end) => emit(buf.toString('utf8', start, end)),
+    oversized: (h, t, total) => {
+      oversizedLines++;
+      emit(JSON.stringify({ type: 'agentpr.oversized_line', bytes: total, head: h.toString('utf8', 0, Math.min(h.length, OVERSIZED_KEEP)), tail: t.toString('utf8', Math.max(0, t.length - OVERSIZED_KEEP)) }));
+    },
+  });
+  const stdout = child.stdout!;
+  const linesDone = new Promise<void>((resolveLines) => {
+    stdout.on('data', (chunk: Buffer) => splitter.push(chunk));
+    stdout.once('close', () => resolveLines());
+    stdout.once('error', () => resolveLines());
   });
 
-  let spawnError: string | null = null;
-  let exitCode: number | null = null;
-  let signal: string | null = null;
-  try {
-    const result = await child;
-    exitCode = result.exitCode ?? null;
-    signal = result.signal ?? null;
-    if (result.failed && result.exitCode === undefined && !result.signal && !timedOut && !aborted) {
-      spawnError = result.originalMessage || result.shortMessage || 'could not start the worker';
-    }
-  } finally {
-    clearTimeout(timer);
-    opts.signal?.removeEventListener('abort', onAbort);
-  }
-  // Grandchildren may still hold stdout open; end them so the stream closes.
-  if (pid !== null && groupAlive(pid)) {
+  // The step ends when the worker exits or, after a timeout/abort/write error, once the kill is
+  // done: whichever comes first. Never on stdout closing alone.
+  let settled = false;
+  const ended = await Promise.race([
+    exited,
+    (async () => {
+      while (!stopping && !settled) await sleep(50);
+      if (stopping) await stopping;
+      return null;
+    })(),
+  ]);
+  settled = true;
+  clearTimeout(timer);
+  opts.signal?.removeEventListener('abort', onAbort);
+  // Whatever is left of the tree (daemons, grandchildren holding stdout) goes now.
+  if (pid !== null && treeAlive(pid, token)) {
     if (stopping) await stopping;
-    else {
-      groupSignals.push('SIGTERM');
-      signalGroup(pid, 'SIGTERM');
-      if (!(await waitGroupGone(pid, Math.min(grace, 2000)))) {
-        groupSignals.push('SIGKILL');
-        signalGroup(pid, 'SIGKILL');
-        await waitGroupGone(pid, 2000);
-      }
-    }
+    else await killAll(Math.min(grace, 2000));
   } else if (stopping) await stopping;
+  const exit = ended ?? (await Promise.race([exited, sleep(1000).then(() => null)]));
   await Promise.race([linesDone, sleep(2000)]);
-  closeSync(eventsFd);
+  stdout.destroy();
+  splitter.end();
+  if (eventsFd !== null) closeSync(eventsFd);
   if (pid !== null) untrackGroup(pid);
-  const finished = new Date();
-  return {
-    exitCode: spawnError ? CODEX_NOT_FOUND_EXIT : exitCode,
-    signal,
-    timedOut,
-    aborted,
+  const spawnError = exit?.error ?? null;
+  return finish({
+    exitCode: spawnError ? CODEX_NOT_FOUND_EXIT : (exit?.code ?? null),
+    signal: exit?.signal ?? null,
     spawnError,
     pid,
-    startedAt: started.toISOString(),
-    finishedAt: finished.toISOString(),
-    durationMs: finished.getTime() - started.getTime(),
-    lineCount,
-    groupSignals,
-  };
+  });
+}
+
+function signalPid(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone meanwhile
+  }
+}
+
+function treeAlive(pid: number, token: string): boolean {
+  return groupAlive(pid) || markedPids(token).some((p) => isProcessAlive(p));
+}
+
+async function waitTreeGone(pid: number | null, token: string, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  const gone = () => (pid === null || !groupAlive(pid)) && !markedPids(token).some((p) => isProcessAlive(p));
+  while (Date.now() < until) {
+    if (gone()) return true;
+    await sleep(50);
+  }
+  return gone();
 }

@@ -35,7 +35,7 @@ describe('service', () => {
     const run = app.service.createRun({ owner: 'octo', repo: 'hello' });
     expect(run.run_id).toMatch(/^run_[0-9a-f]{12}$/);
     expect(run.state).toBe('QUEUED');
-    expect(run.workspace_dir).toBe(`${app.config.workspaceRoot}/hello`);
+    expect(run.workspace_dir).toBe(`${app.config.workspaceRoot}/octo/hello/${run.run_id}`);
     const events = app.service.listEvents(run.run_id);
     expect(events.map((e) => e.event_type)).toEqual(['command.run.create']);
   });
@@ -101,12 +101,13 @@ describe('service', () => {
   test('step attempts number themselves per run and step', () => {
     const { run_id } = app.service.createRun({ owner: 'octo', repo: 'hello' });
     const a1 = app.service.startAttempt(run_id, 'agent');
-    const a2 = app.service.startAttempt(run_id, 'agent');
-    const p1 = app.service.startAttempt(run_id, 'prepare');
-    expect([a1.attempt_no, a2.attempt_no, p1.attempt_no]).toEqual([1, 2, 1]);
     const done = app.service.finishAttempt(a1.attempt_id, { status: 'succeeded', exit_code: 0, duration_ms: 12 });
     expect(done).toMatchObject({ status: 'succeeded', exit_code: 0, duration_ms: 12 });
     expect(done.finished_at).not.toBeNull();
+    const a2 = app.service.startAttempt(run_id, 'agent');
+    app.service.finishAttempt(a2.attempt_id, { status: 'failed' });
+    const p1 = app.service.startAttempt(run_id, 'prepare');
+    expect([a1.attempt_no, a2.attempt_no, p1.attempt_no]).toEqual([1, 2, 1]);
   });
 
   test('unknown run and bad owner are refused without writing', () => {

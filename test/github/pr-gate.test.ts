@@ -1,3 +1,4 @@
+import { reconcileOrphanedAttempts } from '../../src/worker/reconcile.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -156,6 +157,24 @@ describe('PR open gate: request-open-pr / approve-open-pr', () => {
     const again = await call('approve-open-pr', { run_id: s.runId, token, confirm: true });
     expect(again.ok && again.data).toMatchObject({ status: 'already_linked', pr_number: 1 });
     expect(gh.requestsTo('POST', '/pulls')).toHaveLength(1);
+  });
+
+  it('two approvals at once: one PR, the other refused; no attempt is left running, a later reconcile moves nothing', async () => {
+    const s = await setupPushedRun(app);
+    const req = await call('request-open-pr', { run_id: s.runId, title: 'Fix typo in README' });
+    if (!req.ok) throw new Error(req.error);
+    const token = req.data.token as string;
+    const [a, b] = await Promise.all([call('approve-open-pr', { run_id: s.runId, token, confirm: true }), call('approve-open-pr', { run_id: s.runId, token, confirm: true })]);
+    const wins = [a, b].filter((r) => r.ok && r.data.status === 'opened');
+    const losers = [a, b].filter((r) => !r.ok);
+    expect(wins).toHaveLength(1);
+    expect(losers).toHaveLength(1);
+    expect(!losers[0]!.ok && losers[0]!.error).toMatch(/is busy: its pr_create step|already linked to PR #1/);
+    expect(gh.requestsTo('POST', '/repos/octo-org/widgets/pulls')).toHaveLength(1);
+    expect(app.service.listAttempts(s.runId, 'pr_create').map((x) => x.status)).toEqual(['succeeded']);
+    expect(app.service.leases.list()).toEqual([]);
+    expect(reconcileOrphanedAttempts(app, Date.now() + 7 * 3_600_000)).toEqual([]);
+    expect(app.service.getRun(s.runId).state).toBe('CI_WAIT');
   });
 
   it('blocks on the DoD gate with every failed check, and records an explicit bypass', async () => {

@@ -152,7 +152,7 @@ test.runIf(existsSync('/proc/self/stat'))('the restart kills only a group that i
   const attemptFor = (repo: string, workerPid: number, procStartValue: string | undefined) => {
     const id = h!.app.service.createRun({ owner: 'octo', repo }).run_id;
     h!.app.service.applyEvent({ run_id: id, event_type: 'command.start.discovery' });
-    return h!.app.service.startAttempt(id, 'agent', { ...attemptOwnerMetadata(), owner_pid: deadOwner, worker_pid: workerPid, worker_proc_start: procStartValue });
+    return h!.app.service.startAttempt(id, 'agent', { ...attemptOwnerMetadata(), owner_pid: deadOwner, worker_pid: workerPid, worker_proc_start: procStartValue }, { lease: false });
   };
   const mine = attemptFor('mine', worker, procStart(worker));
   // The pid now belongs to another process (another start time): not ours to kill.

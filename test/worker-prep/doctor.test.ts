@@ -45,8 +45,9 @@ describe('doctor tool', () => {
     const r = await registry.call('doctor', {}, { app: a, entry: 'cli' });
     if (!r.ok) throw new Error(r.error);
     const report = r.data as Report;
-    expect(report.checks.map((c) => c.name)).toEqual(['git', 'codex', 'database', 'policy', 'workspace_root']);
+    expect(report.checks.map((c) => c.name)).toEqual(['git', 'codex', 'containment', 'database', 'policy', 'workspace_root']);
     expect(report.ok).toBe(true);
+    expect(report.checks.find((c) => c.name === 'containment')?.detail).toMatch(/^(pidns|session): .*; workers (die with agentpr|may outlive agentpr)/);
     expect(report.checks.find((c) => c.name === 'git')?.detail).toMatch(/^git version /);
     expect(report.checks.find((c) => c.name === 'codex')?.detail).toContain(FAKE_CODEX);
     expect(report.checks.every((c) => c.fix === null)).toBe(true);
@@ -118,9 +119,18 @@ describe('the automatic doctor gate', () => {
     expect(r.ok && (r.data as Report).failed).toEqual(['git', 'codex']);
   });
 
+  test('a containment the kernel cannot give fails the check with a fix', async () => {
+    const a = app({ AGENTPR_CODEX_BIN: FAKE_CODEX, AGENTPR_WORKER_CONTAINMENT: 'jail', ...NO_TOKENS });
+    const r = await registry.call('doctor', {}, { app: a, entry: 'cli' });
+    if (!r.ok) throw new Error(r.error);
+    const check = (r.data as Report).checks.find((c) => c.name === 'containment');
+    expect(check).toMatchObject({ ok: false, detail: expect.stringContaining('AGENTPR_WORKER_CONTAINMENT=jail is not one of auto, pidns, session') });
+    expect(check?.fix).toContain('AGENTPR_WORKER_CONTAINMENT=auto');
+  });
+
   test('the gate map: git, database, policy always; codex only for tools that run the worker', () => {
     expect(gateChecksFor('create-run')).toEqual(['git', 'database', 'policy']);
-    expect(gateChecksFor('run-agent-step')).toEqual(['git', 'codex', 'database', 'policy', 'workspace_root']);
+    expect(gateChecksFor('run-agent-step')).toEqual(['git', 'codex', 'containment', 'database', 'policy', 'workspace_root']);
     expect(gateChecksFor('manager-tick')).toContain('codex');
     expect(gateChecksFor('run-finish')).not.toContain('codex');
   });

@@ -60,7 +60,7 @@ describe('run-prepare', () => {
     const { run, data } = await preparedRun();
     expect(data.ok).toBe(true);
     expect(data.state).toBe('DISCOVERY');
-    expect(run.workspace_dir).toBe(join(app.config.workspaceRoot, 'widget'));
+    expect(run.workspace_dir).toBe(join(app.config.workspaceRoot, run.owner, 'widget', run.run_id));
     expect(existsSync(join(run.workspace_dir, 'README.md'))).toBe(true);
     expect(data.outputs.branch).toMatch(/^feature\/forge-\d{8}-\d{6}$/);
     expect(data.outputs.base).toBe('main');
@@ -115,7 +115,8 @@ describe('run-prepare', () => {
     const pidFile = join(tmp, 'child.pid');
     writeFileSync(join(scripts, 'prepare.sh'), `(trap '' TERM; exec sleep 300) &\necho $! > '${pidFile}'\nsleep 300\n`);
     await cleanup();
-    ({ app, cleanup } = makeTestApp({ env: { AGENTPR_FORGE_SCRIPTS_DIR: scripts } }));
+    // The script reports its child's pid: a host pid only outside a PID namespace.
+    ({ app, cleanup } = makeTestApp({ env: { AGENTPR_FORGE_SCRIPTS_DIR: scripts, AGENTPR_WORKER_CONTAINMENT: 'session' } }));
     const run = app.service.createRun({ owner: 'acme', repo: 'widget' });
     const r = ok(await call('run-prepare', { run_id: run.run_id, timeout_sec: 1, upstream_url: remotes.upstreamUrl, fork_url: remotes.forkUrl }));
     expect(r.data).toMatchObject({ ok: false, timed_out: true, state: 'FAILED_RETRYABLE' });

@@ -50,7 +50,7 @@ describe('run-preflight', () => {
     const stub = join(bin, 'npm');
     writeFileSync(stub, '#!/bin/sh\nexit 0\n');
     chmodSync(stub, 0o755);
-    const run = app.service.createRun({ owner: 'acme', repo: 'widget' });
+    const run = app.service.createRun({ owner: 'acme', repo: 'widget', workspace_dir: join(app.config.workspaceRoot, 'widget') });
     const report = await preflight(run.run_id);
     expect(report.failed).toEqual([]);
     expect(report.ok).toBe(true);
@@ -68,7 +68,7 @@ describe('run-preflight', () => {
     const dir = cloneInto('widget', { 'README.md': 'x\n' });
     mkdirSync(join(dir, '.agentpr_runtime', 'cache'), { recursive: true });
     writeFileSync(join(dir, '.agentpr_runtime', 'cache', 'x'), 'cache');
-    const run = app.service.createRun({ owner: 'acme', repo: 'widget' });
+    const run = app.service.createRun({ owner: 'acme', repo: 'widget', workspace_dir: join(app.config.workspaceRoot, 'widget') });
     expect((await preflight(run.run_id)).ok).toBe(true);
     writeFileSync(join(dir, 'README.md'), 'changed\n');
     writeFileSync(join(dir, 'stray.txt'), 'new\n');
@@ -85,7 +85,7 @@ describe('run-preflight', () => {
 
   test('a missing toolchain is named with the file that needs it', async () => {
     cloneInto('crate', { 'Cargo.toml': '[package]\nname = "c"\n', 'Makefile': 'test:\n\ttrue\n' });
-    const run = app.service.createRun({ owner: 'acme', repo: 'crate' });
+    const run = app.service.createRun({ owner: 'acme', repo: 'crate', workspace_dir: join(app.config.workspaceRoot, 'crate') });
     const report = await preflight(run.run_id);
     expect(report.failed).toEqual(['toolchain']);
     const check = report.checks.find((c) => c.name === 'toolchain');

@@ -12,6 +12,9 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()?.();
 });
 
+/** Attempts with an invented owner stand for rows written before leases existed. */
+const LEGACY = { lease: false } as const;
+
 /** A pid that certainly belonged to a process that has exited. */
 function deadPid(): number {
   const r = spawnSync(process.execPath, ['-e', '']);
@@ -19,9 +22,9 @@ function deadPid(): number {
   return r.pid;
 }
 
-/** An app on `home` (a fresh one when omitted); every start runs the reconcile. */
+/** An app on `home` (a fresh one when omitted), started as a server starts: with the reconcile. */
 function start(home = tempDir('agentpr-reconcile-'), env: NodeJS.ProcessEnv = {}): { app: App; home: string } {
-  const app = createApp({ home, logger: pino({ level: 'silent' }), env: { ...process.env, AGENTPR_POLICY_FILE: '', ...env } });
+  const app = createApp({ home, logger: pino({ level: 'silent' }), env: { ...process.env, AGENTPR_POLICY_FILE: '', ...env }, reconcile: true });
   cleanups.push(async () => {
     await app.close();
     rmSync(home, { recursive: true, force: true });
@@ -40,11 +43,11 @@ describe('orphaned attempts at startup', () => {
   test('an attempt whose owner process is gone is failed with orchestrator_restarted and its run moved; live and unowned recent ones stay', async () => {
     const { app, home } = start();
     const orphanRun = runInDiscovery(app, 'orphan');
-    const orphan = app.service.startAttempt(orphanRun, 'agent', { ...attemptOwnerMetadata(), owner_pid: deadPid() });
+    const orphan = app.service.startAttempt(orphanRun, 'agent', { ...attemptOwnerMetadata(), owner_pid: deadPid() }, LEGACY);
     const liveRun = runInDiscovery(app, 'live');
     const live = app.service.startAttempt(liveRun, 'agent', attemptOwnerMetadata());
     const unownedRun = runInDiscovery(app, 'unowned');
-    const unowned = app.service.startAttempt(unownedRun, 'prepare', {});
+    const unowned = app.service.startAttempt(unownedRun, 'prepare', {}, LEGACY);
     await app.close();
 
     const next = restart(home);
@@ -64,7 +67,7 @@ describe('orphaned attempts at startup', () => {
   test('the policy decides where the run goes (on_retryable_state)', async () => {
     const { app, home } = start();
     const a = runInDiscovery(app, 'a');
-    const attempt = app.service.startAttempt(a, 'prepare', { ...attemptOwnerMetadata(), owner_pid: deadPid() });
+    const attempt = app.service.startAttempt(a, 'prepare', { ...attemptOwnerMetadata(), owner_pid: deadPid() }, LEGACY);
     await app.close();
     const policy = join(tempDir('agentpr-pol-'), 'p.json');
     writeFileSync(policy, JSON.stringify({ run_agent_step: { on_retryable_state: 'NEEDS_HUMAN_REVIEW' } }));
@@ -77,9 +80,9 @@ describe('orphaned attempts at startup', () => {
     const { app, home } = start();
     const ready = runInDiscovery(app, 'ready');
     app.service.applyEvent({ run_id: ready, event_type: 'worker.discovery.completed', payload: { contract_path: '/c.md' } });
-    const readyAttempt = app.service.startAttempt(ready, 'preflight', { ...attemptOwnerMetadata(), owner_pid: deadPid() });
+    const readyAttempt = app.service.startAttempt(ready, 'preflight', { ...attemptOwnerMetadata(), owner_pid: deadPid() }, LEGACY);
     const paused = runInDiscovery(app, 'paused');
-    const pausedAttempt = app.service.startAttempt(paused, 'agent', { ...attemptOwnerMetadata(), owner_pid: deadPid() });
+    const pausedAttempt = app.service.startAttempt(paused, 'agent', { ...attemptOwnerMetadata(), owner_pid: deadPid() }, LEGACY);
     app.service.applyEvent({ run_id: paused, event_type: 'command.pause' });
     await app.close();
     const next = restart(home);
@@ -92,7 +95,7 @@ describe('orphaned attempts at startup', () => {
   test.runIf(existsSync('/proc/sys/kernel/random/boot_id'))('an attempt from before a reboot is an orphan even if its pid is alive now', async () => {
     const { app, home } = start();
     const id = runInDiscovery(app, 'r');
-    const attempt = app.service.startAttempt(id, 'agent', { ...attemptOwnerMetadata(), owner_boot_id: 'another-boot' });
+    const attempt = app.service.startAttempt(id, 'agent', { ...attemptOwnerMetadata(), owner_boot_id: 'another-boot' }, LEGACY);
     await app.close();
     const next = restart(home);
     expect(next.service.attemptById(attempt.attempt_id).status).toBe('failed');

@@ -49,6 +49,9 @@ export function makeHarness(opts: { policy?: Record<string, unknown>; files?: Re
     AGENTPR_FORGE_UPSTREAM_URL: forge.upstreamUrl,
     AGENTPR_FORGE_FORK_URL: forge.forkUrl,
     AGENTPR_KILL_GRACE_MS: '300',
+    // The fake worker reports its pids for the tests to check; inside a PID namespace it would see
+    // only its namespace's pids. test/worker/containment.test.ts covers the namespace mode.
+    AGENTPR_WORKER_CONTAINMENT: 'session',
     AGENTPR_POLICY_FILE: policyFile,
     ...opts.env,
   };

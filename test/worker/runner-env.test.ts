@@ -1,3 +1,4 @@
+import { detectContainment } from '../../src/worker/contain.js';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -117,6 +118,8 @@ describe('runProcess', () => {
       timeoutMs: 2000,
       killGraceMs: 300,
       stamp: (line, at) => `${at.toISOString()} ${line}`,
+      // The pids file holds host pids only outside a PID namespace.
+      containment: detectContainment({ AGENTPR_WORKER_CONTAINMENT: 'session' }),
     });
     expect(r).toMatchObject({ timedOut: true, groupSignals: ['SIGTERM', 'SIGKILL'], lineCount: 3, signal: 'SIGKILL' });
     const { parent, child } = JSON.parse(readFileSync(pids, 'utf8')) as { parent: number; child: number };
