@@ -131,6 +131,16 @@ export function chatTier(access: AccessLists, chatId: number): Tier | null {
   return null;
 }
 
+/**
+ * A group's tier for one sender: write and admin need the sender's own id on that list too
+ * (anyone can join a group); everyone in an allowed group keeps read.
+ */
+export function groupUserTier(access: AccessLists, chatLevel: Tier, userId: number | null): Tier {
+  if (chatLevel === 'read') return 'read';
+  const user: Tier = userId === null ? 'read' : access.admin.has(userId) ? 'admin' : access.write.has(userId) ? 'write' : 'read';
+  return minTier(chatLevel, user);
+}
+
 export function minTier(a: Tier, b: Tier): Tier {
   return TIER_RANK[a] <= TIER_RANK[b] ? a : b;
 }

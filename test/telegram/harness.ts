@@ -110,6 +110,16 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const newBot = () => new TelegramBot({ app, config, tools, policy });
   let bot = newBot();
   if (!opts.manual) void bot.start();
+  // The bot handles chats side by side and polls again while it works: "settled" also waits
+  // until every fetched update has been handled.
+  const polled = tg.settled.bind(tg);
+  tg.settled = async () => {
+    for (;;) {
+      await polled();
+      if (bot.busy === 0) return;
+      await bot.whenIdle();
+    }
+  };
 
   const harness: Harness = {
     app,
