@@ -23,8 +23,13 @@ export const MANAGER_LLM_ENV = {
 
 export const DEFAULT_MANAGER_TIMEOUT_SEC = 30;
 
-/** Fields the model is never offered (and may not set). */
-const OMIT_FIELDS = ['skip_doctor', 'idempotency_key'] as const;
+/**
+ * Fields the model is never offered (and may not set). `wait`: the tick runs one step at a time and
+ * a CLI tick's process ends with it, so an agent step left running in the background would be
+ * cancelled and burn an attempt.
+ */
+export const MANAGER_OMIT_FIELDS = ['skip_doctor', 'idempotency_key', 'wait'] as const;
+const OMIT_FIELDS = MANAGER_OMIT_FIELDS;
 
 /** What the model proposed for one run. */
 export interface ModelProposal {

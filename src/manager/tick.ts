@@ -23,6 +23,7 @@ import {
 import { gatherFacts, readJsonFile } from './facts.js';
 import { createManagerLlm, trimDigest, type ManagerLlm, type ModelProposal } from './llm.js';
 import { decide, type RuleDecision, type RunFacts } from './rules.js';
+import { modelHealthOf, type ModelHealth } from './model-health.js';
 
 export const TickInputSchema = z.object({
   run_id: RunIdSchema.optional().describe('Only this run (in any state); default: every non-terminal run'),
@@ -109,6 +110,8 @@ export interface TickOptions {
   skipDoctor?: boolean;
   actor?: string;
   progress?: ToolContext['progress'];
+  /** Default: one per App (shared by the ticks of a loop). */
+  modelHealth?: ModelHealth;
 }
 
 /** States that wait for a person: the model is not asked about them in any mode. */
@@ -152,12 +155,20 @@ type Resolution =
  * Combines the rules' decision with the model's proposal. llm: the model's valid call wins;
  * hybrid: it runs only when its action class equals the rules', otherwise the rules win.
  */
-function resolve(mode: DecisionMode, facts: RunFacts, rule: RuleDecision, proposal: ModelProposal | null, modelError: string | null): Resolution {
+function resolve(
+  mode: DecisionMode,
+  facts: RunFacts,
+  rule: RuleDecision,
+  proposal: ModelProposal | null,
+  modelError: string | null,
+  modelDown: string | null = null,
+): Resolution {
   const rulesExec = (note: string | null, disagreement = false): Resolution =>
     isExecutable(rule.action)
       ? { kind: 'execute', decision: note ? { ...rule, reason: `${rule.reason} (${note})` } : rule, materialize: rule.materialize, source: 'rules', disagreement }
       : { kind: 'stop', decision: note ? { ...rule, reason: `${rule.reason} (${note})` } : rule, source: 'rules', outcome: rule.action === 'noop' ? 'noop' : 'waiting', error: null, disagreement };
 
+  if (modelDown !== null) return rulesExec(`model not asked: ${modelDown}; rules decided`);
   if (modelError !== null || proposal === null) {
     const msg = modelError ?? 'no answer from the model';
     if (mode === 'hybrid') return rulesExec(`model unavailable: ${msg}; rules decided`);
@@ -175,6 +186,7 @@ function resolve(mode: DecisionMode, facts: RunFacts, rule: RuleDecision, propos
     }
   }
   if (invalid) {
+    proposal.error = invalid; // the stored proposal carries the reason it was refused
     if (mode === 'hybrid') return rulesExec(`model's call refused: ${invalid}; rules decided`);
     return { kind: 'stop', decision: rule, source: 'model', outcome: 'refused', error: invalid, disagreement: proposal.action !== rule.action };
   }
@@ -213,6 +225,8 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
   const maxActions = input.max_actions ?? app.policy.manager.max_actions_per_tick;
   const maxAgents = input.max_concurrent_agent_steps ?? app.policy.manager.max_concurrent_agent_steps;
   const llm = mode === 'rules' ? undefined : (opts.llm ?? createManagerLlm(registry, mode, opts.env ?? app.env));
+  const health = opts.modelHealth ?? modelHealthOf(app);
+  const cooldownSec = app.policy.manager.model_cooldown_sec;
   if (input.run_id) app.service.getRun(input.run_id);
 
   const promptInput = { prompt: input.prompt, prompt_file: input.prompt_file };
@@ -268,19 +282,30 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
       let res: Resolution;
       let proposal: ModelProposalView | null = null;
       if (consult && llm) {
+        const down = health.unavailable();
         let p: ModelProposal | null = null;
         let err: string | null = null;
-        try {
-          const digestArt = app.service.latestArtifact(facts.run_id, 'run_digest');
-          const digest = digestArt ? readJsonFile(digestArt.uri) : undefined;
-          const insightArt = app.service.latestArtifact(facts.run_id, 'manager_insight');
-          p = await llm.propose({ facts, digest: digest ? trimDigest(digest) : null, insight: insightArt ? readText(insightArt.uri, 4000) : null });
-        } catch (e) {
-          err = errorMessage(e);
-          log.warn({ run_id: facts.run_id, err: err }, 'manager model request failed');
+        if (down === null) {
+          try {
+            const digestArt = app.service.latestArtifact(facts.run_id, 'run_digest');
+            const digest = digestArt ? readJsonFile(digestArt.uri) : undefined;
+            const insightArt = app.service.latestArtifact(facts.run_id, 'manager_insight');
+            p = await llm.propose({ facts, digest: digest ? trimDigest(digest) : null, insight: insightArt ? readText(insightArt.uri, 4000) : null }, opts.stopSignal);
+          } catch (e) {
+            err = errorMessage(e);
+            if (!opts.stopSignal?.aborted) {
+              health.markDown(err, cooldownSec);
+              log.warn({ run_id: facts.run_id, err, cooldown_sec: cooldownSec }, 'manager model request failed; the rules decide until the cool-down ends');
+            }
+          }
+          if (opts.stopSignal?.aborted) {
+            stopped = true;
+            record(rule, { ...base, source: 'rules', outcome: 'stopped', error: 'the manager was asked to stop while the model was being asked' });
+            break;
+          }
         }
-        proposal = proposalView(llm, p, err);
-        res = resolve(mode, facts, rule, p, err);
+        res = resolve(mode, facts, rule, p, err, down);
+        proposal = down === null ? proposalView(llm, p, err) : null;
       } else {
         res = { kind: 'execute', decision: rule, materialize: rule.materialize, source: 'rules', disagreement: false };
       }
