@@ -345,7 +345,7 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
       return 1;
     }
     io.stdout(json ? `${JSON.stringify(outcome.data, null, 2)}\n` : `${outcome.text}\n`);
-    return 0;
+    return tool.cli?.exitCode?.(outcome.data) ?? 0;
   } catch (err) {
     io.stderr(`agentpr: ${errorMessage(err)}\n`);
     return err instanceof UsageError ? 2 : 1;

@@ -48,8 +48,11 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   annotations: ToolAnnotations;
   input: I;
   output: O;
-  /** CLI hints: fields that may be given positionally, in order. */
-  cli?: { positional?: string[] };
+  /**
+   * CLI hints: fields that may be given positionally, in order; `exitCode` maps a successful
+   * result to the process's exit status (alert checks exit non-zero for timers and cron).
+   */
+  cli?: { positional?: string[]; exitCode?: (data: Record<string, unknown>) => number };
   // Method syntax on purpose: parameters are then checked bivariantly, so every concrete tool is an AnyTool.
   handler(args: z.output<I>, ctx: ToolContext): Promise<ToolResult<z.input<O>>> | ToolResult<z.input<O>>;
 }
