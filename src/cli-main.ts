@@ -9,6 +9,7 @@ import type { CliCommand, GlobalOptions } from './commands/types.js';
 import { VERSION } from './version.js';
 import { serveStdio } from './mcp/serve-stdio.js';
 import { startHttpServer } from './mcp/http.js';
+import { loadEnvironment } from './env-file.js';
 
 export interface CliIO {
   stdout: (text: string) => void;
@@ -301,6 +302,7 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
   let app: App | undefined;
   try {
     const { globals, rest, json } = extractGlobals(argv);
+    if (io === defaultIO) for (const w of loadEnvironment({ home: globals.home }).warnings) io.stderr(`${w}\n`);
     const openApp = () => (app ??= createApp({ home: globals.home, db: globals.db, policyFile: globals.policyFile }));
     const [command, ...args] = rest;
     if (!command || command === '--help' || command === '-h' || command === 'help') {

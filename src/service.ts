@@ -8,6 +8,7 @@ import { parseJsonObject } from './core/json.js';
 import { newRunId, nowIso } from './core/ids.js';
 import {
   OwnerSchema,
+  RunIdSchema,
   RepoSchema,
   type ApplyResult,
   type ArtifactView,
@@ -332,7 +333,7 @@ export class Service extends EventEmitter<ServiceEvents> {
   createRun(input: CreateRunInput): RunView {
     const owner = OwnerSchema.parse(input.owner);
     const repo = RepoSchema.parse(input.repo);
-    const runId = input.run_id ?? newRunId();
+    const runId = input.run_id !== undefined ? RunIdSchema.parse(input.run_id) : newRunId();
     const workspace = resolve(input.workspace_dir ?? join(this.workspaceRoot, repo));
     const now = nowIso();
     const view = this.transaction(() => {

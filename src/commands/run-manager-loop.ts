@@ -71,7 +71,7 @@ export function parseLoopArgs(argv: string[]): LoopArgs {
       case '--run-id': {
         const raw = value();
         const id = RunIdSchema.safeParse(raw);
-        if (!id.success) throw new ArgError(`--run-id: run_id must look like 'run_' followed by 12 hex digits, got '${raw}'`);
+        if (!id.success) throw new ArgError(`--run-id: ${id.error.issues[0]?.message ?? 'not a run id'}, got '${raw}'`);
         out.tick.run_id = id.data;
         break;
       }

@@ -47,6 +47,7 @@ export const TELEGRAM_ENV = {
   allowWrite: 'AGENTPR_TELEGRAM_ALLOW_WRITE_CHAT_IDS',
   allowAdmin: 'AGENTPR_TELEGRAM_ALLOW_ADMIN_CHAT_IDS',
   nlMode: 'AGENTPR_TELEGRAM_NL_MODE',
+  llmTimeout: 'AGENTPR_TELEGRAM_LLM_TIMEOUT_SEC',
 } as const;
 
 /** Telegram's LLM settings fall back to the manager's (one key can serve both). */
@@ -99,9 +100,12 @@ export function resolveTelegramConfig(flags: TelegramFlags, env: NodeJS.ProcessE
     );
   }
 
-  const timeoutMs = flags.llmTimeoutSec !== undefined ? Math.round(flags.llmTimeoutSec * 1000) : undefined;
+  const envTimeout = env[TELEGRAM_ENV.llmTimeout]?.trim();
+  const timeoutSec = flags.llmTimeoutSec ?? (envTimeout ? Number(envTimeout) : undefined);
+  const timeoutMs = timeoutSec !== undefined ? Math.round(timeoutSec * 1000) : undefined;
   if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs < 1000 || timeoutMs > 300_000)) {
-    throw new ConfigurationError(`--llm-timeout-sec must be between 1 and 300 seconds (got ${flags.llmTimeoutSec})`);
+    const source = flags.llmTimeoutSec !== undefined ? '--llm-timeout-sec' : TELEGRAM_ENV.llmTimeout;
+    throw new ConfigurationError(`${source} must be between 1 and 300 seconds (got ${flags.llmTimeoutSec ?? envTimeout})`);
   }
   const llm = resolveLlmConfig(env, TELEGRAM_LLM_ENV, { timeoutMs });
   const requested = flags.nlMode ?? env[TELEGRAM_ENV.nlMode]?.trim();

@@ -78,7 +78,7 @@ describe('run-manager-loop', () => {
     });
     expect(() => parseLoopArgs(['--decision-mode', 'vibes'])).toThrow(/rules, llm, hybrid, got 'vibes'/);
     expect(() => parseLoopArgs(['--max-loops', '0'])).toThrow(/--max-loops expects a whole number >= 1, got '0'/);
-    expect(() => parseLoopArgs(['--run-id', 'run_x'])).toThrow(/got 'run_x'/);
+    expect(() => parseLoopArgs(['--run-id', 'Run X'])).toThrow(/got 'Run X'/);
     expect(() => parseLoopArgs(['--bogus'])).toThrow(/unknown option --bogus/);
   });
 

@@ -68,8 +68,8 @@ describe('read tier', () => {
     expect(missing.replies[0]).toBe('Which run? Usage: /show <run_id>');
     const unknown = await h.say(READ_CHAT, '/status run_000000000000');
     expect(unknown.replies[0]).toContain("unknown run 'run_000000000000'");
-    const malformed = await h.say(READ_CHAT, '/status 42');
-    expect(malformed.replies[0]).toContain("run_id must look like 'run_'");
+    const malformed = await h.say(READ_CHAT, '/status Run#42');
+    expect(malformed.replies[0]).toContain("run_id must be 'run_' followed by 12 hex digits");
   });
 
   test('/pending_pr lists PUSHED runs with their latest PR request; the token only for admins', async () => {
