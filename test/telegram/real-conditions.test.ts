@@ -25,6 +25,7 @@ function slowTick(started: () => void, release: Promise<void>) {
     title: 'Manager tick (slow stand-in)',
     description: 'A tick that waits for the test to release it.',
     tier: 'write',
+    annotations: { readOnlyHint: false },
     input: z.object({ run_id: z.string().optional(), dry_run: z.boolean().optional() }),
     output: z.object({ ticked: z.boolean() }),
     handler: async () => {
@@ -93,6 +94,7 @@ describe('text Telegram accepts', () => {
       title: 'Manager tick (long answer)',
       description: 'Answers with a long report.',
       tier: 'write',
+      annotations: { readOnlyHint: false },
       input: z.object({}).passthrough(),
       output: z.object({}).passthrough(),
       handler: () => ({ data: {}, text: Array.from({ length: 300 }, (_, i) => `line ${i} 😀 ${'z'.repeat(20)}`).join('\n') }),
