@@ -65,4 +65,66 @@ describe.skipIf(!existsSync(CLI))('operator commands (built CLI)', () => {
     expect(bad.code).not.toBe(3);
     expect(bad.stderr).toContain('fail_on_http5xx_rate');
   });
+
+  test('create-run --run-id names the run; a bad or taken name is refused and changes nothing', async () => {
+    const home = tempDir('agentpr-ops-');
+    const env = { AGENTPR_HOME: home };
+    const made = await agentpr(['create-run', '--owner', 'mem0ai', '--repo', 'mem0', '--run-id', 'calib_mem0_r1', '--json'], env);
+    expect(made.code).toBe(0);
+    expect(JSON.parse(made.stdout).run).toMatchObject({ run_id: 'calib_mem0_r1', state: 'QUEUED' });
+    const shown = await agentpr(['show-run', '--run-id', 'calib_mem0_r1'], env);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain('calib_mem0_r1');
+    const generated = await agentpr(['create-run', '--owner', 'mem0ai', '--repo', 'mem0', '--json'], env);
+    expect(JSON.parse(generated.stdout).run.run_id).toMatch(/^run_[0-9a-f]{12}$/);
+    const taken = await agentpr(['create-run', '--owner', 'mem0ai', '--repo', 'mem0', '--run-id', 'calib_mem0_r1'], env);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain('run calib_mem0_r1 already exists');
+    for (const bad of ['../escape', 'Calib', '-x', 'a'.repeat(65), 'a/b']) {
+      const r = await agentpr(['create-run', '--owner', 'mem0ai', '--repo', 'mem0', '--run-id', bad], env);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("run_id must be 'run_' followed by 12 hex digits");
+    }
+    const list = await agentpr(['list-runs', '--json'], env);
+    expect(JSON.parse(list.stdout).total).toBe(2);
+  });
+
+  test('.env in the data home is read at start, never over the real environment; old names work with a warning', async () => {
+    const home = tempDir('agentpr-ops-');
+    const fromFile = join(home, 'ws-from-dotenv');
+    const legacy = join(home, 'ws-legacy');
+    writeFileSync(join(home, '.env'), `# operator settings\nAGENTPR_WORKSPACE_ROOT=${fromFile}\nAGENTPR_BASE_DIR=${legacy}\n`);
+    const viaFile = await agentpr(['create-run', '--owner', 'o', '--repo', 'r1', '--json'], { AGENTPR_HOME: home });
+    expect(viaFile.code).toBe(0);
+    expect(JSON.parse(viaFile.stdout).run.workspace_dir).toBe(join(fromFile, 'r1'));
+    expect(viaFile.stderr).toContain('agentpr: AGENTPR_BASE_DIR is deprecated and ignored because AGENTPR_WORKSPACE_ROOT is set; remove AGENTPR_BASE_DIR');
+
+    const real = join(home, 'ws-real-env');
+    const viaEnv = await agentpr(['create-run', '--owner', 'o', '--repo', 'r2', '--json'], { AGENTPR_HOME: home, AGENTPR_WORKSPACE_ROOT: real });
+    expect(JSON.parse(viaEnv.stdout).run.workspace_dir).toBe(join(real, 'r2'));
+
+    writeFileSync(join(home, '.env'), `AGENTPR_BASE_DIR=${legacy}\n`);
+    const old = await agentpr(['create-run', '--owner', 'o', '--repo', 'r3', '--json'], { AGENTPR_HOME: home });
+    expect(JSON.parse(old.stdout).run.workspace_dir).toBe(join(legacy, 'r3'));
+    expect(old.stderr.trim().split('\n')).toEqual(['agentpr: AGENTPR_BASE_DIR is deprecated; its value is used as AGENTPR_WORKSPACE_ROOT; rename it']);
+  });
+
+  test('the old manager and Telegram model variables reach the new settings', async () => {
+    const home = tempDir('agentpr-ops-');
+    // AGENTPR_MANAGER_API_BASE pointing nowhere: the loop must try that endpoint (and fail fast on it).
+    const r = await agentpr(['run-telegram-bot', '--nl-mode', 'llm', '--once'], {
+      AGENTPR_HOME: home,
+      AGENTPR_TELEGRAM_BOT_TOKEN: '1:x',
+      AGENTPR_TELEGRAM_ALLOW_CHAT_IDS: '1',
+      AGENTPR_TELEGRAM_API_ROOT: 'http://127.0.0.1:9',
+      AGENTPR_TELEGRAM_NL_API_KEY_ENV: 'MY_KEY',
+      MY_KEY: 'sk-old-style',
+      AGENTPR_TELEGRAM_NL_TIMEOUT_SEC: '500',
+    });
+    expect(r.stderr).toContain('agentpr: AGENTPR_TELEGRAM_NL_API_KEY_ENV is deprecated; the key in MY_KEY is used as AGENTPR_TELEGRAM_LLM_API_KEY');
+    expect(r.stderr).toContain('agentpr: AGENTPR_TELEGRAM_NL_TIMEOUT_SEC is deprecated; its value is used as AGENTPR_TELEGRAM_LLM_TIMEOUT_SEC');
+    // the timeout arrived (and is checked): 500 s is over the limit
+    expect(r.stderr).toContain('AGENTPR_TELEGRAM_LLM_TIMEOUT_SEC must be between 1 and 300 seconds (got 500)');
+    expect(r.code).toBe(2);
+  });
 });
