@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { App } from '../app.js';
-import { errorMessage } from '../core/errors.js';
+import { UserInputError, errorMessage } from '../core/errors.js';
 import { nowIso } from '../core/ids.js';
 import { RunIdSchema } from '../core/models.js';
 import { RunStateSchema, isTerminal, type RunState } from '../core/states.js';
@@ -47,6 +47,17 @@ export const TickInputSchema = z.object({
     .describe('Agent steps allowed to run at once, counting running ones (default: policy manager.max_concurrent_agent_steps)'),
   prompt: z.string().min(1).max(100_000).optional().describe('Prompt for the worker in IMPLEMENTING/ITERATING runs (else the run budget\'s prompt_file or prompt)'),
   prompt_file: z.string().min(1).max(4096).optional().describe('Prompt file for the worker (instead of prompt)'),
+  limit: z.number().int().min(1).max(10_000).optional().describe('Most runs considered when run_id is not given (the most urgent first); default: all'),
+  disable_auto_contract: z
+    .boolean()
+    .default(false)
+    .describe('Never write a contract for a run whose discovery produced none; such a run waits for a person (mark-plan-ready with a contract_path)'),
+  contract_template_file: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .describe('Markdown file copied into contracts the manager writes (the task from the prompt is appended)'),
 });
 export type TickInput = z.input<typeof TickInputSchema>;
 
@@ -230,10 +241,13 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
   if (input.run_id) app.service.getRun(input.run_id);
 
   const promptInput = { prompt: input.prompt, prompt_file: input.prompt_file };
+  const template = input.contract_template_file !== undefined ? readTemplate(input.contract_template_file) : undefined;
+  const decideWith = (facts: RunFacts): RuleDecision => contractOptions(decide(facts), input.disable_auto_contract, template);
   const all = gatherFacts(app, { run_id: input.run_id, ...promptInput });
   const queue = all
-    .map((facts, i) => ({ facts, rule: decide(facts), i }))
-    .sort((a, b) => PRIORITY_RANK[a.rule.priority] - PRIORITY_RANK[b.rule.priority] || a.i - b.i);
+    .map((facts, i) => ({ facts, rule: decideWith(facts), i }))
+    .sort((a, b) => PRIORITY_RANK[a.rule.priority] - PRIORITY_RANK[b.rule.priority] || a.i - b.i)
+    .slice(0, input.run_id ? undefined : input.limit);
 
   const decisions: TickDecision[] = [];
   let executed = 0;
@@ -389,7 +403,7 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
       const next = gatherFacts(app, { run_id: facts.run_id, ...promptInput })[0];
       if (!next) break;
       facts = next;
-      rule = decide(next);
+      rule = decideWith(next);
     }
     if (stopped) break;
   }
@@ -411,6 +425,32 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
   };
   log.info({ runs: queue.length, executed, failed, deferred, stopped, duration_ms: report.duration_ms }, 'manager tick done');
   return report;
+}
+
+function readTemplate(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UserInputError(`contract_template_file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); give a readable Markdown file`);
+  }
+}
+
+/** disable_auto_contract and contract_template_file applied to the rules' decision. */
+function contractOptions(rule: RuleDecision, disabled: boolean, template: string | undefined): RuleDecision {
+  if (!rule.materialize) return rule;
+  if (disabled) {
+    const { materialize: _dropped, ...rest } = rule;
+    return {
+      ...rest,
+      action: 'wait_human',
+      tool: null,
+      args: {},
+      reason: 'prepare done; discovery produced no contract and auto contracts are disabled (disable_auto_contract): run mark-plan-ready with a contract_path',
+    };
+  }
+  if (template === undefined) return rule;
+  const task = rule.materialize.content.split('\n## Task\n')[1]?.split('\n## ')[0]?.trim() ?? '';
+  return { ...rule, materialize: { ...rule.materialize, content: `${template.trimEnd()}\n\n## Task\n${task}\n` } };
 }
 
 function toRecord(tickId: string, mode: DecisionMode, dryRun: boolean, d: TickDecision): ManagerDecisionInput {
