@@ -11,7 +11,8 @@ import { createLlmClient } from '../llm/client.js';
 import { Registry, TIER_RANK, type AnyTool, type CallOutcome, type Tier } from '../registry.js';
 import { TOOLS } from '../../tools/index.js';
 import { AuditLog, resolveAuditPath, type AuditEntry } from './audit.js';
-import { parseCommand, planCommand, type Plan, type View } from './commands.js';
+import { RUN_COMMANDS, parseCommand, planCommand, type ListPage, type Plan, type View } from './commands.js';
+import { defaultTarget } from '../manager/default-target.js';
 import { chatTier, groupUserTier, minTier, telegramPolicyOf, type TelegramBotConfig, type TelegramPolicy } from './config.js';
 import { MAX_REPLY, clip, formatFailure, formatList, formatStatus, helpText, splitReply } from './format.js';
 import { ChatQueue } from './chat-queue.js';
@@ -88,6 +89,8 @@ export class TelegramBot {
   private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Per chat: until when a rate-limit notice already covers it (one notice per window). */
   private readonly limitNoticeUntil = new Map<number, number>();
+  /** Per chat: the last run a command named (what `/status` with no run id means). Per process. */
+  private readonly lastRun = new Map<number, string>();
 
   constructor(opts: TelegramBotOptions) {
     this.app = opts.app;
@@ -393,6 +396,11 @@ export class TelegramBot {
         entry.note = `addressed to @${cmd.mention}; ignored`;
         return;
       }
+      const last = this.lastRun.get(chatId);
+      if (RUN_COMMANDS.has(cmd.name) && cmd.args.length === 0 && last) {
+        cmd.args = [last];
+        turn.prefix = `(${last}, the last run in this chat)`;
+      }
       await this.finish(turn, planCommand(cmd, { listLimit: this.policy.list_limit }));
       return;
     }
@@ -505,6 +513,14 @@ export class TelegramBot {
         return;
       }
       case 'ask_state': {
+        const target = defaultTarget(this.app, plan.run_id, plan.command);
+        if (target) {
+          const note = `(default target ${target.state}: ${target.why})`;
+          turn.prefix = turn.prefix ? `${turn.prefix}\n${note}` : note;
+          entry.note = joinNote(entry.note, `no state given; default ${target.state}`);
+          await this.finish(turn, { kind: 'call', command: plan.command, tool: plan.command, args: { run_id: plan.run_id, target_state: target.state }, view: 'text' });
+          return;
+        }
         const outcome = await this.callTool(turn, plan.command, 'show-run', { run_id: plan.run_id, events_limit: 1 });
         if (!outcome) return;
         if (!outcome.ok) {
@@ -569,11 +585,14 @@ export class TelegramBot {
       entry.outcome = outcome.code === 'forbidden' ? 'unauthorized' : 'error';
       entry.code = outcome.code;
       entry.error = outcome.error;
+    } else if (typeof callArgs.run_id === 'string') {
+      this.lastRun.set(turn.chatId, callArgs.run_id);
+      if (this.lastRun.size > 10_000) this.lastRun.delete(this.lastRun.keys().next().value!);
     }
     return outcome;
   }
 
-  private view(view: View, outcome: Extract<CallOutcome, { ok: true }>, page?: { state?: string; page: number }): string {
+  private view(view: View, outcome: Extract<CallOutcome, { ok: true }>, page?: ListPage): string {
     switch (view) {
       case 'list':
         return formatList(outcome.data, page ?? { page: 1 }, this.policy.list_limit);

@@ -97,17 +97,19 @@ interface RunLike {
   updated_at: string;
 }
 
-export function formatList(data: Record<string, unknown>, page: { state?: string; page: number }, limit: number): string {
+export function formatList(data: Record<string, unknown>, page: { state?: string; page: number; count?: number }, pageSize: number): string {
   const runs = (data.runs ?? []) as RunLike[];
   const total = Number(data.total ?? 0);
   const offset = Number(data.offset ?? 0);
+  const limit = page.count ?? pageSize;
   const filter = page.state ? ` in ${page.state}` : '';
-  if (!runs.length) return total ? `No runs on page ${page.page}${filter} (${total} in total; /list${page.state ? ` ${page.state}` : ''} 1).` : `No runs${filter}.`;
+  const again = `/list${page.state ? ` ${page.state}` : ''}${page.count !== undefined ? ` ${page.count}` : ''}`;
+  if (!runs.length) return total ? `No runs on page ${page.page}${filter} (${total} in total; ${again}).` : `No runs${filter}.`;
   const pages = Math.max(1, Math.ceil(total / limit));
   const lines = runs.map((r) => `${r.run_id} ${r.state} ${r.owner}/${r.repo}${r.pr_number ? ` #${r.pr_number}` : ''}`);
   const head = `Runs${filter} ${offset + 1}-${offset + runs.length} of ${total} (page ${page.page}/${pages})`;
-  const next = data.next_offset !== null && data.next_offset !== undefined ? `\nNext: /list${page.state ? ` ${page.state}` : ''} ${page.page + 1}` : '';
-  return clip(`${head}\n${lines.join('\n')}${next}`, MAX_REPLY, 'use a smaller page size in the policy');
+  const next = data.next_offset !== null && data.next_offset !== undefined ? `\nNext: ${again} p${page.page + 1}` : '';
+  return clip(`${head}\n${lines.join('\n')}${next}`, MAX_REPLY, 'ask for fewer runs (/list N) or use a smaller page size in the policy');
 }
 
 export function formatStatus(data: Record<string, unknown>): string {
