@@ -164,4 +164,38 @@ describe.skipIf(!existsSync(CLI))('operator commands (built CLI)', () => {
     expect(JSON.parse(templated.stdout).decisions[0]).toMatchObject({ action: 'mark_plan_ready', outcome: 'executed' });
     expect(readFileSync(contract, 'utf8')).toBe('# Team contract\n\nAlways run `make lint`.\n\n## Task\nAdd a --verbose flag\n');
   });
+
+  test('inspect-run: p50/p90 step timings, recommended actions, warnings, --include-log-tails', async () => {
+    const home = tempDir('agentpr-ops-');
+    const seed = createApp({ home, logger: pino({ level: 'silent' }), env: { ...process.env, AGENTPR_POLICY_FILE: '' }, doctorGate: false, reconcile: false });
+    const id = seed.service.createRun({ owner: 'acme', repo: 'widget', run_id: 'calib_widget_r1' }).run_id;
+    seed.service.applyEvent({ run_id: id, event_type: 'command.start.discovery' });
+    const logs = join(home, 'logs');
+    mkdirSync(logs, { recursive: true });
+    const durations = [1000, 2000, 3000, 4000, 10_000];
+    for (const [i, ms] of durations.entries()) {
+      const a = seed.service.startAttempt(id, 'prepare');
+      const out = join(logs, `prepare-${i}.out`);
+      writeFileSync(out, `${Array.from({ length: 30 }, (_, n) => `line ${n} of attempt ${i}`).join('\n')}\n`);
+      seed.service.finishAttempt(a.attempt_id, { status: i < 4 ? 'failed' : 'succeeded', exit_code: i < 4 ? 1 : 0, duration_ms: ms, stdout_log: out });
+    }
+    seed.service.applyEvent({ run_id: id, event_type: 'worker.step.failed', payload: { step: 'prepare', reason_code: 'script_failed', error_message: 'clone failed' } });
+    await seed.close();
+    const env = { AGENTPR_HOME: home };
+
+    const r = await agentpr(['inspect-run', id, '--include-log-tails', '--log-tail-lines', '3', '--json'], env);
+    expect(r.code).toBe(0);
+    const data = JSON.parse(r.stdout);
+    expect(data.step_timings.prepare).toEqual({ finished: 5, p50_ms: 3000, p90_ms: 10_000, max_ms: 10_000 });
+    expect(data.recommended_actions[0]).toMatch(new RegExp(`^agentpr show-run ${id}   # over the retry cap`));
+    expect(data.recommended_actions).toContain(`agentpr manager-tick --run-id ${id} --dry-run   # what the manager would do next`);
+    expect(data.warnings).toContain('prepare failed 4 times, over max_retryable_attempts 3: retrying again is unlikely to help');
+    expect(data.log_tails).toHaveLength(3);
+    expect(data.log_tails[0]).toMatchObject({ step: 'prepare', attempt_no: 5, stream: 'stdout', lines: ['line 27 of attempt 4', 'line 28 of attempt 4', 'line 29 of attempt 4'] });
+
+    const text = await agentpr(['inspect-run', id], env);
+    expect(text.stdout).toContain('prepare: n=5 p50 3000 ms, p90 10000 ms, max 10000 ms');
+    expect(text.stdout).toContain('! prepare failed 4 times');
+    expect(text.stdout).not.toContain('log tail');
+  });
 });
