@@ -74,7 +74,7 @@ const SYSTEM_PROMPT = [
   'Usual flow: QUEUED -> start-discovery; DISCOVERY -> run-prepare once, then mark-plan-ready with a contract path; PLAN_READY -> start-implementation;',
   'IMPLEMENTING or ITERATING -> run-agent-step with a prompt; LOCAL_VALIDATING -> run-finish; FAILED_RETRYABLE -> retry with target_state DISCOVERY',
   '(no successful prepare or no contract yet) or IMPLEMENTING; CI_WAIT or REVIEW_WAIT -> sync-github.',
-  'A digest whose grade is HUMAN_REVIEW or whose recommendation is human_review means a person decides: call no tool.',
+  'A digest whose grade is HUMAN_REVIEW or whose recommendation is human_review or human_review_gate means a person decides: call no tool.',
   'You cannot open or approve pull requests; a person does that.',
 ].join(' ');
 
