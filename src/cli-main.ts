@@ -13,6 +13,7 @@ import { VERSION } from './version.js';
 import { serveStdio } from './mcp/serve-stdio.js';
 import { startHttpServer } from './mcp/http.js';
 import { TOOLSETS, parseToolsets, serverExposure, type Toolset } from './mcp/toolsets.js';
+import { loadEnvironment } from './env-file.js';
 
 export interface CliIO {
   stdout: (text: string) => void;
@@ -353,6 +354,7 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
   let app: App | undefined;
   try {
     const { globals, rest, json, verbose } = extractGlobals(argv);
+    if (io === defaultIO) for (const w of loadEnvironment({ home: globals.home }).warnings) io.stderr(`${w}\n`);
     const [command, ...args] = rest;
     const service = command === 'serve' || COMMANDS.some((c) => c.name === command);
     const openApp = () =>
@@ -413,7 +415,8 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
       io.stderr(`agentpr ${command}: failed; the report above says what and how to fix it\n`);
       return 1;
     }
-    return 0;
+    // An alert check (webhook-audit-summary over a threshold) exits with its own status for timers and cron.
+    return tool.cli?.exitCode?.(outcome.data) ?? 0;
   } catch (err) {
     io.stderr(`agentpr: ${withHint(err)}\n`);
     return err instanceof UsageError ? 2 : 1;

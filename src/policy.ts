@@ -88,6 +88,8 @@ export const SecurityPolicySchema = z.strictObject({
 export const ManagerPolicySchema = z.strictObject({
   max_actions_per_tick: z.number().int().min(1).default(20),
   max_concurrent_agent_steps: z.number().int().min(1).default(1),
+  /** After a failed model request, ticks let the rules decide for this long before asking again. */
+  model_cooldown_sec: z.number().int().min(0).max(86_400).default(300),
 });
 
 /**

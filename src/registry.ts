@@ -74,8 +74,11 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
   annotations: ToolAnnotations;
   input: I;
   output: O;
-  /** CLI hints: fields that may be given positionally, in order. */
-  cli?: { positional?: string[] };
+  /**
+   * CLI hints: fields that may be given positionally, in order; `exitCode` maps a successful
+   * result to the process's exit status (alert checks exit non-zero for timers and cron).
+   */
+  cli?: { positional?: string[]; exitCode?: (data: Record<string, unknown>) => number };
   /**
    * Input fields that name a file or directory on this host (a string or an array of strings).
    * From every entry but the operator's they resolve, symlinks first, below allowedFileRoots().

@@ -10,6 +10,7 @@ import { parseJsonObject } from './core/json.js';
 import { newRunId, nowIso } from './core/ids.js';
 import {
   OwnerSchema,
+  RunIdSchema,
   RepoSchema,
   type ApplyResult,
   type ArtifactView,
@@ -364,7 +365,7 @@ export class Service extends EventEmitter<ServiceEvents> {
   createRun(input: CreateRunInput): RunView {
     const owner = OwnerSchema.parse(input.owner);
     const repo = RepoSchema.parse(input.repo);
-    const runId = input.run_id ?? newRunId();
+    const runId = input.run_id !== undefined ? RunIdSchema.parse(input.run_id) : newRunId();
     // Each run has its own tree: two owners with the same repo name, or two runs of one repository,
     // never share a clone. Runs created before keep the workspace they recorded.
     const workspace = resolve(input.workspace_dir ?? join(this.workspaceRoot, owner, repo, runId));

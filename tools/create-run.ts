@@ -1,15 +1,16 @@
 import { z } from 'zod';
 import { defineTool } from '../src/registry.js';
-import { OwnerSchema, RepoSchema, RunViewSchema } from '../src/core/models.js';
+import { OwnerSchema, RepoSchema, RunIdSchema, RunViewSchema } from '../src/core/models.js';
 
 export const createRun = defineTool({
   name: 'create-run',
   title: 'Create run',
   description:
-    'Create a contribution run for a GitHub repository. The run starts in QUEUED with its workspace at <workspace_root>/<repo>.',
+    'Create a contribution run for a GitHub repository. The run starts in QUEUED with its workspace at <workspace_root>/<repo>. Its id is run_ + 12 hex digits unless run_id names it (e.g. calib_mem0_r1); an id already in use is refused.',
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   input: z.object({
+    run_id: RunIdSchema.optional().describe('Name the run instead of a generated run_ + 12 hex id: lower-case letters, digits, _ . - (at most 64), e.g. calib_mem0_r1'),
     owner: OwnerSchema,
     repo: RepoSchema,
     prompt_version: z.string().min(1).max(64).optional().describe('Prompt version label (default v1)'),

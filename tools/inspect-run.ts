@@ -3,18 +3,21 @@ import { defineTool } from '../src/registry.js';
 import { AttemptViewSchema, RunIdSchema, RunViewSchema } from '../src/core/models.js';
 import type { App } from '../src/app.js';
 import { inspectRun, renderInspect } from '../src/worker/inspect.js';
+import { inspectWarnings, logTails, recommendedActions, stepTimings } from '../src/worker/inspect-advice.js';
 
 export const inspectRunTool = defineTool({
   name: 'inspect-run',
   title: 'Inspect run',
   description:
-    "Diagnose one run: a timeline of its events, step attempts and artifacts; the latest verdict with evidence and the manager recommendation; per-step totals (attempts, failures, time share); a worker still running in the server (latest command); and the manager's recorded decisions.",
+    "Diagnose one run: a timeline of its events, step attempts and artifacts; the latest verdict with evidence and the manager recommendation; per-step totals (attempts, failures, time share) and p50/p90 durations; a worker still running in the server (latest command); the manager's recorded decisions; recommended next commands; warnings; and, with include_log_tails, the last lines of the newest attempts' logs.",
   tier: 'read',
   annotations: { readOnlyHint: true, openWorldHint: false },
   cli: { positional: ['run_id'] },
   input: z.object({
     run_id: RunIdSchema,
     events_limit: z.number().int().min(1).max(10_000).default(1000).describe('How many events (oldest first) to put in the timeline'),
+    include_log_tails: z.boolean().default(false).describe("Add the last lines of the 3 newest attempts' stdout/stderr logs (secrets redacted)"),
+    log_tail_lines: z.number().int().min(1).max(500).default(20).describe('Lines per log tail (default 20)'),
   }),
   output: z.object({
     run: RunViewSchema,
@@ -59,16 +62,45 @@ export const inspectRunTool = defineTool({
       followups: z.array(z.object({ followup_id: z.number().int(), status: z.string(), attempts: z.number().int(), reason: z.string(), last_error: z.string().nullable() })),
       iterations: z.array(z.object({ round: z.number().int(), head_sha: z.string(), built_at: z.string(), failed_checks: z.number().int(), review_comments: z.number().int(), fingerprints: z.array(z.string()), packet: z.string() })),
     }),
+    step_timings: z.record(z.string(), z.object({ finished: z.number().int(), p50_ms: z.number(), p90_ms: z.number(), max_ms: z.number() })),
+    recommended_actions: z.array(z.string()),
+    warnings: z.array(z.string()),
+    log_tails: z
+      .array(
+        z.object({
+          step: z.string(),
+          attempt_no: z.number().int(),
+          stream: z.enum(['stdout', 'stderr']),
+          path: z.string(),
+          lines: z.array(z.string()).nullable(),
+          error: z.string().nullable(),
+        }),
+      )
+      .nullable(),
   }),
   handler: (args, { app }) => {
     const report = inspectRun(app, args.run_id, { eventsLimit: args.events_limit });
     const github = githubSection(app, args.run_id);
-    const lines = [
+    const step_timings = stepTimings(report.attempts);
+    const recommended_actions = recommendedActions(app, report.run, report.latest);
+    const warnings = inspectWarnings(app, report);
+    const log_tails = args.include_log_tails ? logTails(report.attempts, args.log_tail_lines) : null;
+    const githubLines = [
       ...github.iterations.map((i) => `iteration round ${i.round} at ${i.head_sha.slice(0, 12)}: ${i.failed_checks} failed check(s), ${i.review_comments} review comment(s)${i.fingerprints.length ? ` [${i.fingerprints.join(', ')}]` : ''}`),
       ...github.pending.filter((p) => p.resolution === null).map((p) => `pending GitHub observation: ${p.event_type} (arrived in ${p.arrived_state} at ${p.received_at})`),
       ...github.followups.filter((f) => f.status !== 'done').map((f) => `queued sync ${f.followup_id}: ${f.status}, ${f.attempts} attempt(s)${f.last_error ? `, last error: ${f.last_error}` : ''}`),
     ];
-    return { data: { ...report, github }, text: [renderInspect(report), ...(lines.length ? ['', 'GitHub:', ...lines.map((l) => `  ${l}`)] : [])].join('\n') };
+    const text = [
+      renderInspect(report),
+      ...(githubLines.length ? ['', 'GitHub:', ...githubLines.map((l) => `  ${l}`)] : []),
+      ...(Object.keys(step_timings).length
+        ? ['step timings (finished attempts):', ...Object.entries(step_timings).map(([s, t]) => `  ${s}: n=${t.finished} p50 ${t.p50_ms} ms, p90 ${t.p90_ms} ms, max ${t.max_ms} ms`)]
+        : []),
+      ...(warnings.length ? ['warnings:', ...warnings.map((w) => `  ! ${w}`)] : []),
+      ...(recommended_actions.length ? ['recommended:', ...recommended_actions.map((a) => `  ${a}`)] : []),
+      ...(log_tails ?? []).flatMap((t) => [`log tail ${t.step}#${t.attempt_no} ${t.stream} (${t.path}):`, ...(t.lines ?? [`  (unreadable: ${t.error})`]).map((l) => `  | ${l}`)]),
+    ].join('\n');
+    return { data: { ...report, github, step_timings, recommended_actions, warnings, log_tails }, text };
   },
 });
 

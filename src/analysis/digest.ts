@@ -113,6 +113,8 @@ export const RunDigestSchema = z.object({
     by_category: z.record(z.string(), z.object({ count: z.number().int(), share_pct: z.number(), duration_ms: z.number(), duration_share_pct: z.number() })),
     top_by_duration: z.array(CommandRefSchema),
     top_by_frequency: z.array(z.object({ command: z.string(), count: z.number().int(), category: CategorySchema })),
+    /** The first commands the agent ran, in order (at most 10, each at most 200 characters): what it actually did. */
+    sample: z.array(z.string()),
   }),
   stages: z.object({
     totals: z.record(z.string(), z.object({ attempts: z.number().int(), failed: z.number().int(), duration_ms: z.number(), share_pct: z.number() })),
@@ -161,7 +163,8 @@ export const RunDigestSchema = z.object({
     push_attempts: z.array(z.object({ id: z.string(), command: z.string(), kinds: z.array(z.string()) })),
   }),
   preflight: PreflightSummarySchema.nullable(),
-  manager_recommendation: z.object({ action: z.enum(['advance', 'retry', 'human_review']), priority: z.enum(['normal', 'high']), reason: z.string() }),
+  /** human_review_gate: the verdict is PASS but the policy's success_state sends the run to a person. */
+  manager_recommendation: z.object({ action: z.enum(['advance', 'retry', 'human_review', 'human_review_gate']), priority: z.enum(['normal', 'high']), reason: z.string() }),
   retention: z.object({ keep_event_stream: z.boolean(), pass_sample_pct: z.number().int(), bucket: z.number().int() }),
   artifacts: z.record(z.string(), z.string().nullable()),
 });
@@ -200,7 +203,14 @@ function ref(c: CommandRecord): z.infer<typeof CommandRefSchema> {
   return { id: c.id, command: c.command, exit_code: c.exit_code, status: c.status, duration_ms: c.duration_ms, category: c.category };
 }
 
-export function recommendationFor(v: Verdict): RunDigest['manager_recommendation'] {
+export function recommendationFor(v: Verdict, successState?: string): RunDigest['manager_recommendation'] {
+  if (v.grade === 'PASS' && (successState === 'NEEDS_HUMAN_REVIEW' || successState === 'PAUSED')) {
+    return {
+      action: 'human_review_gate',
+      priority: 'normal',
+      reason: `runtime classified PASS (${v.reason_code}), but policy success_state ${successState} sends the run to a person before it goes on`,
+    };
+  }
   if (v.grade === 'PASS') return { action: 'advance', priority: 'normal', reason: `runtime classified PASS (${v.reason_code})` };
   if (v.grade === 'RETRYABLE') return { action: 'retry', priority: 'high', reason: `retryable failure: ${v.reason_code}` };
   return { action: 'human_review', priority: 'high', reason: `needs manual judgment: ${v.reason_code}` };
@@ -340,6 +350,7 @@ export function buildDigest(input: DigestInput): RunDigest {
       by_category: byCategory,
       top_by_duration: s.command_stats.top_by_duration.slice(0, 5).map(ref),
       top_by_frequency: s.command_stats.top_by_frequency.slice(0, 5),
+      sample: s.commands.slice(0, 10).map((c) => (c.command.length > 200 ? `${c.command.slice(0, 199)}…` : c.command)),
     },
     stages: buildStages(input),
     events: {
@@ -378,7 +389,7 @@ export function buildDigest(input: DigestInput): RunDigest {
       push_attempts: s.push_attempts.slice(0, 20).map((x) => ({ id: x.id, command: x.command, kinds: x.kinds })),
     },
     preflight: input.preflight ?? null,
-    manager_recommendation: recommendationFor(v),
+    manager_recommendation: recommendationFor(v, policy.success_state),
     retention: { keep_event_stream: input.keepStream, pass_sample_pct: policy.success_event_stream_sample_pct, bucket: input.retentionBucket },
     artifacts: input.artifacts ?? {},
   };

@@ -100,6 +100,11 @@ export function renderInsight(d: RunDigest): string {
     for (const line of msg.split('\n')) out.push(`> ${line}`.trimEnd());
   }
 
+  if (d.commands.sample?.length) {
+    out.push('', '## Command Sample (first commands, in order)');
+    for (const c of d.commands.sample) out.push(`- \`${c.replace(/`/g, "'")}\``);
+  }
+
   const r = d.manager_recommendation;
   out.push('', '## Suggested Next Action');
   out.push(`- Action: \`${r.action}\``, `- Priority: \`${r.priority}\``, `- Why: ${r.reason}`);

@@ -9,10 +9,16 @@ import type { CliCommand } from './types.js';
 
 const USAGE = `usage: agentpr run-manager-loop [--interval-sec 300] [--max-loops N] [--decision-mode rules|llm|hybrid]
                                 [--dry-run] [--run-id RUN] [--prompt TEXT | --prompt-file PATH] [--max-actions N] [--jsonl]
+                                [--limit N] [--disable-auto-contract] [--contract-template-file PATH]
 
 Runs a manager tick every --interval-sec seconds (the manager-tick tool) until stopped or --max-loops
 ticks ran. A failed tick is logged and the loop goes on. SIGINT/SIGTERM stop the loop after the
-current action; a second signal exits at once. --jsonl prints each tick's report as one JSON line.
+current action (a model call in flight is abandoned); a second signal exits at once. --jsonl
+prints each tick's report as one JSON line.
+
+  --limit N                       consider at most N runs per tick (the most urgent first)
+  --disable-auto-contract         never write a contract for a run whose discovery produced none
+  --contract-template-file PATH   Markdown copied into the contracts the manager writes
 
 Environment (llm and hybrid modes):
   AGENTPR_MANAGER_API_KEY       API key of an OpenAI-compatible endpoint (required for llm/hybrid)
@@ -71,7 +77,7 @@ export function parseLoopArgs(argv: string[]): LoopArgs {
       case '--run-id': {
         const raw = value();
         const id = RunIdSchema.safeParse(raw);
-        if (!id.success) throw new ArgError(`--run-id: run_id must look like 'run_' followed by 12 hex digits, got '${raw}'`);
+        if (!id.success) throw new ArgError(`--run-id: ${id.error.issues[0]?.message ?? 'not a run id'}, got '${raw}'`);
         out.tick.run_id = id.data;
         break;
       }
@@ -87,9 +93,18 @@ export function parseLoopArgs(argv: string[]): LoopArgs {
       case '--jsonl':
         out.json = true;
         break;
+      case '--limit':
+        out.tick.limit = positiveInt(flag, value());
+        break;
+      case '--disable-auto-contract':
+        out.tick.disable_auto_contract = true;
+        break;
+      case '--contract-template-file':
+        out.tick.contract_template_file = value();
+        break;
       default:
         throw new ArgError(
-          `unknown option ${a}; allowed: --interval-sec, --max-loops, --decision-mode, --dry-run, --run-id, --prompt, --prompt-file, --max-actions, --jsonl`,
+          `unknown option ${a}; allowed: --interval-sec, --max-loops, --decision-mode, --dry-run, --run-id, --prompt, --prompt-file, --max-actions, --jsonl, --limit, --disable-auto-contract, --contract-template-file`,
         );
     }
   }

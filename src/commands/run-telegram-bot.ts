@@ -14,6 +14,7 @@ bot refuses to start unless --allow-any-chat (every chat may then use read comma
   --allow-chat-id ID        read tier (/list /show /status /pending_pr); repeatable or comma-separated
   --allow-write-chat-id ID  write tier (/pause /resume /retry /tick, plain text); implies read
   --allow-admin-chat-id ID  admin tier (/approve_pr); implies write
+                            (in a group, write and admin also need the sender's user id on that list)
   --allow-any-chat          let any chat use read commands (write and admin still need their lists)
   --nl-mode MODE            plain-text routing: rules | llm | hybrid (default: hybrid when an LLM key is set, else rules)
   --api-root URL            Bot API server (default AGENTPR_TELEGRAM_API_ROOT or https://api.telegram.org)
@@ -27,6 +28,7 @@ Environment:
                                          comma-separated chat ids, added to the flags
   AGENTPR_TELEGRAM_API_ROOT              self-hosted Bot API server
   AGENTPR_TELEGRAM_NL_MODE               rules | llm | hybrid
+  AGENTPR_TELEGRAM_LLM_TIMEOUT_SEC       model timeout (--llm-timeout-sec wins)
   AGENTPR_TELEGRAM_LLM_API_KEY / AGENTPR_MANAGER_API_KEY, AGENTPR_TELEGRAM_LLM_BASE_URL / AGENTPR_MANAGER_BASE_URL,
   AGENTPR_TELEGRAM_LLM_MODEL / AGENTPR_MANAGER_MODEL     the OpenAI-compatible model for llm/hybrid
 Policy: telegram_bot.* (poll timeout, list page size, rate limits, audit_log_file under the reports dir).
@@ -100,7 +102,7 @@ export const runTelegramBot: CliCommand = {
       return 0;
     } catch (err) {
       process.stderr.write(`agentpr run-telegram-bot: ${errorMessage(err)}\n`);
-      return err instanceof ConfigurationError ? 2 : 1;
+      return err instanceof ConfigurationError ? 2 : 1; // a 409 (another instance) is a ConfigurationError
     }
   },
 };

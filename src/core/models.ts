@@ -5,8 +5,10 @@ import { RUN_ID_PATTERN } from './ids.js';
 /** Field schemas shared by tools, the service and adapters, named as in the SPEC. */
 export const RunIdSchema = z
   .string()
-  .regex(RUN_ID_PATTERN, { message: "run_id must look like 'run_' followed by 12 hex digits, e.g. run_0123456789ab" })
-  .describe('Run id, run_ + 12 hex digits');
+  .regex(RUN_ID_PATTERN, {
+    message: "run_id must be 'run_' followed by 12 hex digits (e.g. run_0123456789ab) or a name of lower-case letters, digits, '_', '.', '-' starting with a letter or digit, at most 64 characters (e.g. calib_mem0_r1)",
+  })
+  .describe('Run id: run_ + 12 hex digits, or a name chosen at create-run (e.g. calib_mem0_r1)');
 
 export const OwnerSchema = z
   .string()

@@ -81,12 +81,43 @@ export interface AuditSummary {
   by_event: Record<string, number>;
   processed: number;
   ignored: number;
+  /** Requests GitHub has to deliver again: answered 5xx or 429 (the delivery was released). */
+  retryable_failures: number;
+  http_5xx: number;
+  /** Share of the window's requests answered 5xx, in percent (2 decimals). */
+  http_5xx_rate_pct: number;
   last_errors: AuditLine[];
   unreadable_lines: number;
+  /** Lines read (at most max_lines, the newest ones). */
+  lines_read: number;
 }
 
-/** Counts the audit lines of the last `hours`, streaming the file (it only grows). */
-export async function summarizeAudit(file: string, opts: { hours: number; lastErrors: number; now?: number }): Promise<AuditSummary> {
+export interface SummarizeOptions {
+  hours: number;
+  lastErrors: number;
+  /** Only the newest N lines of the file are read (default: all). */
+  maxLines?: number;
+  now?: number;
+}
+
+/** The newest `max` lines of a file, streamed (the file only grows; memory stays at `max` lines). */
+async function tailLines(file: string, max: number): Promise<string[]> {
+  const ring: string[] = [];
+  let next = 0;
+  const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  for await (const text of rl) {
+    if (!text.trim()) continue;
+    if (ring.length < max) ring.push(text);
+    else {
+      ring[next] = text;
+      next = (next + 1) % max;
+    }
+  }
+  return ring.length < max ? ring : [...ring.slice(next), ...ring.slice(0, next)];
+}
+
+/** Counts the audit lines of the last `hours` among the newest `maxLines` lines of the file. */
+export async function summarizeAudit(file: string, opts: SummarizeOptions): Promise<AuditSummary> {
   const sinceMs = (opts.now ?? Date.now()) - opts.hours * 3_600_000;
   const summary: AuditSummary = {
     file,
@@ -98,13 +129,17 @@ export async function summarizeAudit(file: string, opts: { hours: number; lastEr
     by_event: {},
     processed: 0,
     ignored: 0,
+    retryable_failures: 0,
+    http_5xx: 0,
+    http_5xx_rate_pct: 0,
     last_errors: [],
     unreadable_lines: 0,
+    lines_read: 0,
   };
   if (!existsSync(file)) return summary;
-  const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  for await (const text of rl) {
-    if (!text.trim()) continue;
+  const lines = await tailLines(file, opts.maxLines ?? Number.MAX_SAFE_INTEGER);
+  summary.lines_read = lines.length;
+  for (const text of lines) {
     let line: AuditLine;
     try {
       const parsed = AuditLineSchema.safeParse(JSON.parse(text));
@@ -123,11 +158,14 @@ export async function summarizeAudit(file: string, opts: { hours: number; lastEr
     summary.by_event[ev] = (summary.by_event[ev] ?? 0) + 1;
     summary.processed += line.processed;
     summary.ignored += line.ignored;
+    if (line.status_code >= 500) summary.http_5xx++;
+    if (line.status_code >= 500 || line.status_code === 429) summary.retryable_failures++;
     if (line.error) {
       summary.last_errors.push(line);
       if (summary.last_errors.length > opts.lastErrors) summary.last_errors.shift();
     }
   }
+  summary.http_5xx_rate_pct = summary.total ? Math.round((summary.http_5xx / summary.total) * 10_000) / 100 : 0;
   summary.last_errors.reverse();
   return summary;
 }

@@ -23,8 +23,13 @@ export const MANAGER_LLM_ENV = {
 
 export const DEFAULT_MANAGER_TIMEOUT_SEC = 30;
 
-/** Fields the model is never offered (and may not set). */
-const OMIT_FIELDS = ['skip_doctor', 'idempotency_key'] as const;
+/**
+ * Fields the model is never offered (and may not set). `wait`: the tick runs one step at a time and
+ * a CLI tick's process ends with it, so an agent step left running in the background would be
+ * cancelled and burn an attempt.
+ */
+export const MANAGER_OMIT_FIELDS = ['skip_doctor', 'idempotency_key', 'wait'] as const;
+const OMIT_FIELDS = MANAGER_OMIT_FIELDS;
 
 /** What the model proposed for one run. */
 export interface ModelProposal {
@@ -69,7 +74,7 @@ const SYSTEM_PROMPT = [
   'Usual flow: QUEUED -> start-discovery; DISCOVERY -> run-prepare once, then mark-plan-ready with a contract path; PLAN_READY -> start-implementation;',
   'IMPLEMENTING or ITERATING -> run-agent-step with a prompt; LOCAL_VALIDATING -> run-finish; FAILED_RETRYABLE -> retry with target_state DISCOVERY',
   '(no successful prepare or no contract yet) or IMPLEMENTING; CI_WAIT or REVIEW_WAIT -> sync-github.',
-  'A digest whose grade is HUMAN_REVIEW or whose recommendation is human_review means a person decides: call no tool.',
+  'A digest whose grade is HUMAN_REVIEW or whose recommendation is human_review or human_review_gate means a person decides: call no tool.',
   'You cannot open or approve pull requests; a person does that.',
 ].join(' ');
 

@@ -19,7 +19,7 @@ export interface DigestFacts {
   /** PASS | RETRYABLE | HUMAN_REVIEW (the verdict's grade), when the digest says. */
   grade: string | null;
   reason_code: string | null;
-  /** manager_recommendation.action: advance | retry | human_review. */
+  /** manager_recommendation.action: advance | retry | human_review | human_review_gate. */
   recommendation: string | null;
   priority: string | null;
   /**
@@ -106,7 +106,7 @@ function currentDigest(facts: RunFacts): DigestFacts | null {
 }
 
 function digestSaysHuman(d: DigestFacts | null): boolean {
-  return d !== null && (d.grade === 'HUMAN_REVIEW' || d.recommendation === 'human_review');
+  return d !== null && (d.grade === 'HUMAN_REVIEW' || d.recommendation === 'human_review' || d.recommendation === 'human_review_gate');
 }
 
 function digestLabel(d: DigestFacts): string {

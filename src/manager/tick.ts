@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { App } from '../app.js';
-import { errorMessage } from '../core/errors.js';
+import { UserInputError, errorMessage } from '../core/errors.js';
 import { nowIso } from '../core/ids.js';
 import { RunIdSchema } from '../core/models.js';
 import { RunStateSchema, isTerminal, type RunState } from '../core/states.js';
@@ -24,6 +24,7 @@ import { gatherFacts, readJsonFile } from './facts.js';
 import { createManagerLlm, trimDigest, type ManagerLlm, type ModelProposal } from './llm.js';
 import { decide, type RuleDecision, type RunFacts } from './rules.js';
 import { checkProposal } from './proposal-check.js';
+import { modelHealthOf, type ModelHealth } from './model-health.js';
 
 export const TickInputSchema = z.object({
   run_id: RunIdSchema.optional().describe('Only this run (in any state); default: every non-terminal run'),
@@ -47,6 +48,17 @@ export const TickInputSchema = z.object({
     .describe('Agent steps allowed to run at once, counting running ones (default: policy manager.max_concurrent_agent_steps)'),
   prompt: z.string().min(1).max(100_000).optional().describe('Prompt for the worker in IMPLEMENTING/ITERATING runs (else the run budget\'s prompt_file or prompt)'),
   prompt_file: z.string().min(1).max(4096).optional().describe('Prompt file for the worker (instead of prompt)'),
+  limit: z.number().int().min(1).max(10_000).optional().describe('Most runs considered when run_id is not given (the most urgent first); default: all'),
+  disable_auto_contract: z
+    .boolean()
+    .default(false)
+    .describe('Never write a contract for a run whose discovery produced none; such a run waits for a person (mark-plan-ready with a contract_path)'),
+  contract_template_file: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .describe('Markdown file copied into contracts the manager writes (the task from the prompt is appended)'),
 });
 export type TickInput = z.input<typeof TickInputSchema>;
 
@@ -110,6 +122,8 @@ export interface TickOptions {
   skipDoctor?: boolean;
   actor?: string;
   progress?: ToolContext['progress'];
+  /** Default: one per App (shared by the ticks of a loop). */
+  modelHealth?: ModelHealth;
 }
 
 /** States that wait for a person: the model is not asked about them in any mode. */
@@ -154,12 +168,20 @@ type Resolution =
  * (with the rules' arguments) or hold the run for a person; anything else is refused and recorded.
  * hybrid: the same, except that a refused or disagreeing proposal leaves the decision to the rules.
  */
-function resolve(mode: DecisionMode, facts: RunFacts, rule: RuleDecision, proposal: ModelProposal | null, modelError: string | null): Resolution {
+function resolve(
+  mode: DecisionMode,
+  facts: RunFacts,
+  rule: RuleDecision,
+  proposal: ModelProposal | null,
+  modelError: string | null,
+  modelDown: string | null = null,
+): Resolution {
   const rulesExec = (note: string | null, disagreement = false): Resolution =>
     isExecutable(rule.action)
       ? { kind: 'execute', decision: note ? { ...rule, reason: `${rule.reason} (${note})` } : rule, materialize: rule.materialize, source: 'rules', disagreement }
       : { kind: 'stop', decision: note ? { ...rule, reason: `${rule.reason} (${note})` } : rule, source: 'rules', outcome: rule.action === 'noop' ? 'noop' : 'waiting', error: null, disagreement };
 
+  if (modelDown !== null) return rulesExec(`model not asked: ${modelDown}; rules decided`);
   if (modelError !== null || proposal === null) {
     const msg = modelError ?? 'no answer from the model';
     if (mode === 'hybrid') return rulesExec(`model unavailable: ${msg}; rules decided`);
@@ -177,6 +199,7 @@ function resolve(mode: DecisionMode, facts: RunFacts, rule: RuleDecision, propos
     }
   }
   if (invalid) {
+    proposal.error = invalid; // the stored proposal carries the reason it was refused
     if (mode === 'hybrid') return rulesExec(`model's call refused: ${invalid}; rules decided`);
     return { kind: 'stop', decision: rule, source: 'model', outcome: 'refused', error: invalid, disagreement: proposal.action !== rule.action };
   }
@@ -220,13 +243,18 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
   const maxActions = input.max_actions ?? app.policy.manager.max_actions_per_tick;
   const maxAgents = input.max_concurrent_agent_steps ?? app.policy.manager.max_concurrent_agent_steps;
   const llm = mode === 'rules' ? undefined : (opts.llm ?? createManagerLlm(registry, mode, opts.env ?? app.env));
+  const health = opts.modelHealth ?? modelHealthOf(app);
+  const cooldownSec = app.policy.manager.model_cooldown_sec;
   if (input.run_id) app.service.getRun(input.run_id);
 
   const promptInput = { prompt: input.prompt, prompt_file: input.prompt_file };
+  const template = input.contract_template_file !== undefined ? readTemplate(input.contract_template_file) : undefined;
+  const decideWith = (facts: RunFacts): RuleDecision => contractOptions(decide(facts), input.disable_auto_contract, template);
   const all = gatherFacts(app, { run_id: input.run_id, ...promptInput });
   const queue = all
-    .map((facts, i) => ({ facts, rule: decide(facts), i }))
-    .sort((a, b) => PRIORITY_RANK[a.rule.priority] - PRIORITY_RANK[b.rule.priority] || a.i - b.i);
+    .map((facts, i) => ({ facts, rule: decideWith(facts), i }))
+    .sort((a, b) => PRIORITY_RANK[a.rule.priority] - PRIORITY_RANK[b.rule.priority] || a.i - b.i)
+    .slice(0, input.run_id ? undefined : input.limit);
 
   const decisions: TickDecision[] = [];
   let executed = 0;
@@ -275,20 +303,31 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
       let res: Resolution;
       let proposal: ModelProposalView | null = null;
       if (consult && llm) {
+        const down = health.unavailable();
         let p: ModelProposal | null = null;
         let err: string | null = null;
-        try {
-          const digestArt = app.service.latestArtifact(facts.run_id, 'run_digest');
-          const digest = digestArt ? readJsonFile(digestArt.uri) : undefined;
-          const insightArt = app.service.latestArtifact(facts.run_id, 'manager_insight');
-          p = await llm.propose({ facts, digest: digest ? trimDigest(digest) : null, insight: insightArt ? readText(insightArt.uri, 4000) : null });
-        } catch (e) {
-          err = errorMessage(e);
-          log.warn({ run_id: facts.run_id, err: err }, 'manager model request failed');
+        if (down === null) {
+          try {
+            const digestArt = app.service.latestArtifact(facts.run_id, 'run_digest');
+            const digest = digestArt ? readJsonFile(digestArt.uri) : undefined;
+            const insightArt = app.service.latestArtifact(facts.run_id, 'manager_insight');
+            p = await llm.propose({ facts, digest: digest ? trimDigest(digest) : null, insight: insightArt ? readText(insightArt.uri, 4000) : null }, opts.stopSignal);
+          } catch (e) {
+            err = errorMessage(e);
+            if (!opts.stopSignal?.aborted) {
+              health.markDown(err, cooldownSec);
+              log.warn({ run_id: facts.run_id, err, cooldown_sec: cooldownSec }, 'manager model request failed; the rules decide until the cool-down ends');
+            }
+          }
+          if (opts.stopSignal?.aborted) {
+            stopped = true;
+            record(rule, { ...base, source: 'rules', outcome: 'stopped', error: 'the manager was asked to stop while the model was being asked' });
+            break;
+          }
         }
-        proposal = proposalView(llm, p, err);
-        res = resolve(mode, facts, rule, p, err);
-        if (res.refusal) proposal = { ...proposal, error: res.refusal };
+        res = resolve(mode, facts, rule, p, err, down);
+        proposal = down === null ? proposalView(llm, p, err) : null;
+        if (proposal && res.refusal) proposal = { ...proposal, error: res.refusal };
       } else {
         res = { kind: 'execute', decision: rule, materialize: rule.materialize, source: 'rules', disagreement: false };
       }
@@ -372,7 +411,7 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
       const next = gatherFacts(app, { run_id: facts.run_id, ...promptInput })[0];
       if (!next) break;
       facts = next;
-      rule = decide(next);
+      rule = decideWith(next);
     }
     if (stopped) break;
   }
@@ -394,6 +433,32 @@ export async function runTick(app: App, registry: Registry, rawInput: TickInput,
   };
   log.info({ runs: queue.length, executed, failed, deferred, stopped, duration_ms: report.duration_ms }, 'manager tick done');
   return report;
+}
+
+function readTemplate(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UserInputError(`contract_template_file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}); give a readable Markdown file`);
+  }
+}
+
+/** disable_auto_contract and contract_template_file applied to the rules' decision. */
+function contractOptions(rule: RuleDecision, disabled: boolean, template: string | undefined): RuleDecision {
+  if (!rule.materialize) return rule;
+  if (disabled) {
+    const { materialize: _dropped, ...rest } = rule;
+    return {
+      ...rest,
+      action: 'wait_human',
+      tool: null,
+      args: {},
+      reason: 'prepare done; discovery produced no contract and auto contracts are disabled (disable_auto_contract): run mark-plan-ready with a contract_path',
+    };
+  }
+  if (template === undefined) return rule;
+  const task = rule.materialize.content.split('\n## Task\n')[1]?.split('\n## ')[0]?.trim() ?? '';
+  return { ...rule, materialize: { ...rule.materialize, content: `${template.trimEnd()}\n\n## Task\n${task}\n` } };
 }
 
 function toRecord(tickId: string, mode: DecisionMode, dryRun: boolean, d: TickDecision): ManagerDecisionInput {

@@ -3,8 +3,11 @@
 import { UsageError } from '../core/errors.js';
 import { withHint } from '../core/system-errors.js';
 import { parseStdioArgs, serveStdio } from './serve-stdio.js';
+import { loadEnvironment } from '../env-file.js';
 
 try {
+  // stdout belongs to the protocol: the .env and deprecation notes go to stderr.
+  for (const w of loadEnvironment().warnings) process.stderr.write(`${w}\n`);
   const invocation = parseStdioArgs(process.argv.slice(2));
   if (invocation.kind === 'print') process.stdout.write(invocation.text);
   else await serveStdio(invocation.opts);

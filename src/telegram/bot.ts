@@ -11,9 +11,11 @@ import { createLlmClient } from '../llm/client.js';
 import { Registry, TIER_RANK, type AnyTool, type CallOutcome, type Tier } from '../registry.js';
 import { TOOLS } from '../../tools/index.js';
 import { AuditLog, resolveAuditPath, type AuditEntry } from './audit.js';
-import { parseCommand, planCommand, type Plan, type View } from './commands.js';
-import { chatTier, minTier, telegramPolicyOf, type TelegramBotConfig, type TelegramPolicy } from './config.js';
-import { clip, formatFailure, formatList, formatStatus, helpText } from './format.js';
+import { RUN_COMMANDS, parseCommand, planCommand, type ListPage, type Plan, type View } from './commands.js';
+import { defaultTarget } from '../manager/default-target.js';
+import { chatTier, groupUserTier, minTier, telegramPolicyOf, type TelegramBotConfig, type TelegramPolicy } from './config.js';
+import { MAX_REPLY, clip, formatFailure, formatList, formatStatus, helpText, splitReply } from './format.js';
+import { ChatQueue } from './chat-queue.js';
 import { nlTools, routeWithLlm } from './llm-router.js';
 import { matchRules } from './rules.js';
 import { PendingWrites, TEXT_TOOLS, describeWrite, isConfirmation, rulesRetryTarget, textArgs, CONFIRM_WINDOW_MS } from './text-intent.js';
@@ -30,7 +32,14 @@ export interface TelegramBotOptions {
   now?: () => number;
   /** Default: an openai client from config.llm. */
   llmClient?: OpenAI;
+  /** Waits out a 429's retry_after (tests pass one that records the delay instead of sleeping). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** Chats handled at once (each chat's own updates stay in order). Default 8. */
+  maxConcurrentChats?: number;
 }
+
+/** A conflict on getUpdates: another process polls this bot, or a webhook is set. */
+export class PollConflictError extends ConfigurationError {}
 
 /** Per-update facts the steps below share. */
 interface Turn {
@@ -81,6 +90,12 @@ export class TelegramBot {
   private stopping = false;
   private abort = new AbortController();
   private loop?: Promise<void>;
+  private readonly queue: ChatQueue;
+  private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** Per chat: until when a rate-limit notice already covers it (one notice per window). */
+  private readonly limitNoticeUntil = new Map<number, number>();
+  /** Per chat: the last run a command named (what `/status` with no run id means). Per process. */
+  private readonly lastRun = new Map<number, string>();
 
   constructor(opts: TelegramBotOptions) {
     this.app = opts.app;
@@ -95,11 +110,26 @@ export class TelegramBot {
     );
     this.audit = new AuditLog(resolveAuditPath(this.policy.audit_log_file, opts.app.config.reportsDir), [opts.config.token, opts.config.llm?.apiKey]);
     this.api = new Api(opts.config.token, opts.config.apiRoot ? { apiRoot: opts.config.apiRoot } : undefined);
-    // Outgoing calls wait out 429 retry_after (and retry 5xx) via the plugin; getUpdates is
-    // left to the poll loop, which audits each failure as poll_error and backs off itself.
-    const retry = autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60, rethrowHttpErrors: true });
-    const transformer: Transformer = (prev, method, payload, signal) =>
-      method === 'getUpdates' ? prev(method, payload, signal) : retry(prev, method, payload, signal);
+    this.sleep = opts.sleep ?? ((ms, signal) => sleep(ms, undefined, { signal }));
+    this.queue = new ChatQueue(opts.maxConcurrentChats ?? 8);
+    // Outgoing calls retry 5xx via the plugin and wait out every 429's retry_after here, however
+    // long (a reply after a minute beats no reply; its chat's queue waits, other chats do not).
+    // getUpdates is left to the poll loop, which audits each failure and backs off itself.
+    const retry = autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 0, rethrowHttpErrors: true });
+    const transformer: Transformer = async (prev, method, payload, signal) => {
+      if (method === 'getUpdates') return prev(method, payload, signal);
+      for (;;) {
+        const res = await retry(prev, method, payload, signal);
+        const wait = res.ok ? undefined : res.parameters?.retry_after;
+        if (res.ok || res.error_code !== 429 || typeof wait !== 'number' || this.stopping) return res;
+        this.log.info({ method, retry_after: wait }, 'telegram rate limit; waiting before the retry');
+        try {
+          await this.sleep(wait * 1000, this.abort.signal);
+        } catch {
+          return res; // stopping
+        }
+      }
+    };
     this.api.config.use(transformer);
     if (opts.config.nlMode !== 'rules') {
       if (opts.llmClient) this.llm = opts.llmClient;
@@ -169,6 +199,15 @@ export class TelegramBot {
         failures += 1;
         const waitSec = this.pollBackoff(err, failures);
         this.auditPollError(err, waitSec);
+        if (err instanceof GrammyError && err.error_code === 409) {
+          this.stopping = true;
+          await this.queue.idle();
+          await this.confirmOffset();
+          throw new PollConflictError(
+            `Telegram answered getUpdates with 409 (${err.description}): another agentpr run-telegram-bot (or another program) is polling this bot, or a webhook is set. ` +
+              `This instance stops so an update is never answered twice; stop the other one (or remove the webhook with deleteWebhook) and start again.`,
+          );
+        }
         if (err instanceof GrammyError && err.error_code === 401) {
           throw new ConfigurationError(`Telegram rejected the bot token while polling (401 ${err.description}); check AGENTPR_TELEGRAM_BOT_TOKEN`);
         }
@@ -176,17 +215,31 @@ export class TelegramBot {
         await sleep(waitSec * 1000, undefined, { signal: this.abort.signal }).catch(() => undefined);
         continue;
       }
+      // Each chat's updates run in order; different chats run side by side, so a slow /tick or a
+      // rate-limited reply in one chat does not hold up another. The next getUpdates confirms
+      // what was fetched (an update whose process dies mid-way stays claimed in the ledger).
       for (const update of updates) {
-        await this.handleUpdate(update);
         this.offset = update.update_id + 1;
-        if (this.stopping) break;
+        void this.queue.push(chatKey(update), () => this.handleUpdate(update));
       }
       if (once) break;
+      await this.queue.belowLimit(200);
       if (!updates.length && this.policy.poll_timeout_sec === 0) {
         await sleep(this.policy.idle_sleep_sec * 1000, undefined, { signal: this.abort.signal }).catch(() => undefined);
       }
     }
+    await this.queue.idle();
     await this.confirmOffset();
+  }
+
+  /** Resolves when no update is being handled (tests; shutdown). */
+  whenIdle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  /** Updates being handled or waiting for their chat. */
+  get busy(): number {
+    return this.queue.size;
   }
 
   /** Tells Telegram everything handled can be forgotten, so a restart does not refetch it. */
@@ -251,6 +304,15 @@ export class TelegramBot {
       this.audit.write(entry);
       return entry;
     }
+    if (claim.status === 'reclaimed' && claimerAlive(claim.previous_claimer)) {
+      // Another bot instance on this host is still handling it: answering here would repeat it.
+      entry.duplicate = true;
+      entry.chat_tier = chatId === null ? null : chatTier(this.config.access, chatId);
+      entry.kind = msg?.text ? (msg.text.startsWith('/') ? 'command' : 'text') : 'other';
+      entry.note = `update_id ${update.update_id} is being handled by another instance (${claim.previous_claimer}); nothing done here`;
+      this.audit.write(entry);
+      return entry;
+    }
     try {
       await this.process(update, entry, claim.status === 'reclaimed');
     } catch (err) {
@@ -272,8 +334,13 @@ export class TelegramBot {
     const chatId = msg.chat.id;
     const text = msg.text?.trim() ?? '';
     entry.kind = text ? (text.startsWith('/') ? 'command' : 'text') : 'other';
-    const tier = chatTier(this.config.access, chatId);
-    entry.chat_tier = tier;
+    const chatLevel = chatTier(this.config.access, chatId);
+    entry.chat_tier = chatLevel;
+    // In a group, write and admin also need the sender on a list: the chat's tier is a ceiling.
+    const tier = chatLevel && msg.chat.type !== 'private' ? groupUserTier(this.config.access, chatLevel, msg.from?.id ?? null) : chatLevel;
+    if (tier && chatLevel && tier !== chatLevel) {
+      entry.note = `sender ${msg.from?.id ?? 'unknown'} is not on the ${chatLevel} list; ${tier} access in this group`;
+    }
     entry.text = text ? auditText(text) : null;
     entry.command = entry.kind === 'command' ? `/${parseCommand(text)?.name ?? '?'}` : null;
 
@@ -296,6 +363,15 @@ export class TelegramBot {
     if (!decision.ok) {
       entry.outcome = 'rate_limited';
       entry.note = `${decision.scope} limit (${decision.scope === 'global' ? this.policy.rate_limit_global : this.policy.rate_limit_per_chat} per ${this.policy.rate_limit_window_sec}s)`;
+      // One notice per chat per window: answering every message of a flood would itself flood
+      // Telegram (and its 429s would stall the bot).
+      const t = this.now();
+      if ((this.limitNoticeUntil.get(chatId) ?? 0) > t) {
+        entry.note += '; notice already sent, no reply';
+        return;
+      }
+      this.limitNoticeUntil.set(chatId, t + decision.retryAfterSec * 1000);
+      if (this.limitNoticeUntil.size > 10_000) for (const [id, until] of this.limitNoticeUntil) if (until <= t) this.limitNoticeUntil.delete(id);
       await this.reply(
         chatId,
         `Too many requests ${decision.scope === 'global' ? 'to this bot' : 'from this chat'}; nothing was done. Try again in ${decision.retryAfterSec}s.`,
@@ -324,6 +400,11 @@ export class TelegramBot {
       if (cmd.mention && cmd.mention.toLowerCase() !== this.me!.username.toLowerCase()) {
         entry.note = `addressed to @${cmd.mention}; ignored`;
         return;
+      }
+      const last = this.lastRun.get(chatId);
+      if (RUN_COMMANDS.has(cmd.name) && cmd.args.length === 0 && last) {
+        cmd.args = [last];
+        turn.prefix = `(${last}, the last run in this chat)`;
       }
       await this.finish(turn, planCommand(cmd, { listLimit: this.policy.list_limit }));
       return;
@@ -417,7 +498,9 @@ export class TelegramBot {
         if (routed.kind === 'refused') {
           if (mode === 'llm') {
             entry.route = 'llm';
-            return { kind: 'reply', outcome: 'error', text: `The model's choice was refused, nothing was done: ${routed.error}` };
+            entry.code = 'refused';
+            entry.error = `model's choice refused: ${routed.error}`;
+            return { kind: 'reply', outcome: 'error', text: `The model's choice was refused, nothing was done: ${routed.error}`, note: 'model choice refused; nothing run' };
           }
           notes.push(`llm choice refused: ${routed.error}`);
         } else {
@@ -433,7 +516,9 @@ export class TelegramBot {
         this.log.warn({ error: why }, 'telegram LLM routing failed');
         if (mode === 'llm') {
           entry.route = 'llm';
-          return { kind: 'reply', outcome: 'error', text: `The language model is unavailable (${why}); nothing was done. Commands still work: /help.` };
+          entry.code = 'model_unavailable';
+          entry.error = `model request failed: ${why}`;
+          return { kind: 'reply', outcome: 'error', text: `The language model is unavailable (${why}); nothing was done. Commands still work: /help.`, note: 'model unavailable; nothing run' };
         }
         notes.push(`llm failed: ${why}`);
       }
@@ -480,6 +565,14 @@ export class TelegramBot {
         return;
       }
       case 'ask_state': {
+        const target = defaultTarget(this.app, plan.run_id, plan.command);
+        if (target) {
+          const note = `(default target ${target.state}: ${target.why})`;
+          turn.prefix = turn.prefix ? `${turn.prefix}\n${note}` : note;
+          entry.note = joinNote(entry.note, `no state given; default ${target.state}`);
+          await this.finish(turn, { kind: 'call', command: plan.command, tool: plan.command, args: { run_id: plan.run_id, target_state: target.state }, view: 'text' });
+          return;
+        }
         const outcome = await this.callTool(turn, plan.command, 'show-run', { run_id: plan.run_id, events_limit: 1 });
         if (!outcome) return;
         if (!outcome.ok) {
@@ -544,11 +637,14 @@ export class TelegramBot {
       entry.outcome = outcome.code === 'forbidden' ? 'unauthorized' : 'error';
       entry.code = outcome.code;
       entry.error = outcome.error;
+    } else if (typeof callArgs.run_id === 'string') {
+      this.lastRun.set(turn.chatId, callArgs.run_id);
+      if (this.lastRun.size > 10_000) this.lastRun.delete(this.lastRun.keys().next().value!);
     }
     return outcome;
   }
 
-  private view(view: View, outcome: Extract<CallOutcome, { ok: true }>, page?: { state?: string; page: number }): string {
+  private view(view: View, outcome: Extract<CallOutcome, { ok: true }>, page?: ListPage): string {
     switch (view) {
       case 'list':
         return formatList(outcome.data, page ?? { page: 1 }, this.policy.list_limit);
@@ -557,7 +653,7 @@ export class TelegramBot {
       case 'show':
         return clip(outcome.text, undefined, 'the CLI show-run prints everything');
       default:
-        return clip(outcome.text);
+        return outcome.text; // long answers are split into several messages by reply()
     }
   }
 
@@ -575,7 +671,8 @@ export class TelegramBot {
       await this.send(turn, 'No runs are waiting for a PR (none in PUSHED).');
       return;
     }
-    const isAdmin = turn.tier === 'admin';
+    // An approval token is a credential: shown only to an admin in a private chat, never to a group.
+    const isAdmin = turn.tier === 'admin' && turn.chatId > 0;
     const now = Date.now();
     const lines: string[] = [];
     for (const run of runs) {
@@ -594,6 +691,7 @@ export class TelegramBot {
         const blocked = gate?.ok === false ? `; gate blocks: ${(gate.failed_checks ?? []).map((c) => String(c.code)).join(', ') || 'see show-run'}` : '';
         line += `: PR request${title ? ` "${title}"` : ''}${expires ? (expired ? ` (expired ${expires})` : `, expires ${expires}`) : ''}${blocked}`;
         if (isAdmin && token && !expired) line += `\n  approve: /approve_pr ${run.run_id} ${token}`;
+        else if (turn.tier === 'admin' && token && !expired) line += '\n  approve: ask /pending_pr in a private chat with the bot for the token';
       }
       lines.push(line);
     }
@@ -602,17 +700,36 @@ export class TelegramBot {
   }
 
   private async send(turn: Turn, text: string): Promise<void> {
-    await this.reply(turn.chatId, turn.prefix ? clip(`${turn.prefix}\n${text}`) : text, turn.entry);
+    await this.reply(turn.chatId, turn.prefix ? `${turn.prefix}\n${text}` : text, turn.entry);
   }
 
-  /** Sends plain text (no parse mode, so run output needs no escaping); a failure is logged. */
+  /**
+   * Sends plain text (no parse mode, so run output needs no escaping), split into messages that
+   * Telegram accepts. A refusal is an error in the audit with Telegram's description, and the
+   * chat gets a short fallback so it never goes silent.
+   */
   private async reply(chatId: number, text: string, entry: AuditEntry): Promise<void> {
+    for (const part of splitReply(text, MAX_REPLY)) {
+      try {
+        await this.api.sendMessage(chatId, part, { link_preview_options: { is_disabled: true } });
+      } catch (err) {
+        const why = this.audit.scrub(err instanceof GrammyError ? `${err.error_code} ${err.description}` : errorMessage(err));
+        this.log.warn({ chat_id: chatId, error: why }, 'telegram reply failed');
+        entry.outcome = entry.outcome === 'ok' ? 'error' : entry.outcome;
+        entry.error = joinNote(entry.error, `reply not delivered: sendMessage ${why}`);
+        if (err instanceof GrammyError && err.error_code === 400) await this.fallback(chatId, why, entry);
+        return;
+      }
+    }
+  }
+
+  private async fallback(chatId: number, why: string, entry: AuditEntry): Promise<void> {
+    const text = clip(`The answer could not be delivered: Telegram refused it (${why}). What was asked is done or refused as the audit log says; the CLI shows the full answer.`, 1000);
     try {
-      await this.api.sendMessage(chatId, clip(text), { link_preview_options: { is_disabled: true } });
+      await this.api.sendMessage(chatId, text, { link_preview_options: { is_disabled: true } });
+      entry.note = joinNote(entry.note, 'sent a short fallback instead');
     } catch (err) {
-      const why = err instanceof GrammyError ? `${err.error_code} ${err.description}` : errorMessage(err);
-      this.log.warn({ chat_id: chatId, error: this.audit.scrub(why) }, 'telegram reply failed');
-      entry.note = joinNote(entry.note, `reply failed: ${why}`);
+      entry.note = joinNote(entry.note, `fallback not delivered either: ${this.audit.scrub(errorMessage(err))}`);
     }
   }
 }
@@ -623,6 +740,25 @@ function auditText(text: string): string {
   if (cmd?.name === 'approve_pr') return ['/approve_pr', ...cmd.args.slice(0, 1), '[token redacted]'].join(' ');
   if (!cmd && matchRules(text)?.kind === 'approval') return '[approval request in plain text; redacted]';
   return text;
+}
+
+/** Updates of one chat share a key (in order); updates without a chat each get their own. */
+function chatKey(update: Update): string {
+  const chat = update.message?.chat.id;
+  return chat === undefined ? `update:${update.update_id}` : `chat:${chat}`;
+}
+
+/** A claimer is `<host>:<pid>:<nonce>`; on this host, a live pid means it is still at work. */
+function claimerAlive(claimer: string | undefined): boolean {
+  if (!claimer) return false;
+  const [host, pid] = claimer.split(':');
+  if (host !== hostname() || !pid || !/^\d+$/.test(pid)) return false;
+  try {
+    process.kill(Number(pid), 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function joinNote(a: string | null, b: string): string {

@@ -27,13 +27,13 @@ export interface CommandSpec {
 export const COMMAND_SPECS: readonly CommandSpec[] = [
   { name: 'start', usage: '/start', summary: 'what this bot is and what this chat may do', tool: null },
   { name: 'help', usage: '/help', summary: 'the commands this chat may use', tool: null },
-  { name: 'list', usage: '/list [STATE] [page]', summary: 'runs, newest first, a page at a time', tool: 'list-runs' },
-  { name: 'show', usage: '/show <run_id>', summary: 'one run: state, recent events, attempts, artifacts', tool: 'show-run' },
-  { name: 'status', usage: '/status <run_id>', summary: 'one run in two lines', tool: 'show-run' },
+  { name: 'list', usage: '/list [STATE] [N] [pPAGE]', summary: 'runs, newest first: N of them (default the page size), page PAGE (p2, p3, ...)', tool: 'list-runs' },
+  { name: 'show', usage: '/show [run_id]', summary: 'one run: state, recent events, attempts, artifacts (default: the last run in this chat)', tool: 'show-run' },
+  { name: 'status', usage: '/status [run_id]', summary: 'one run in two lines (default: the last run in this chat)', tool: 'show-run' },
   { name: 'pending_pr', usage: '/pending_pr', summary: 'runs waiting for a PR (PUSHED) and their open PR requests', tool: 'list-runs' },
-  { name: 'pause', usage: '/pause <run_id>', summary: 'pause a run', tool: 'pause' },
-  { name: 'resume', usage: '/resume <run_id> <STATE>', summary: 'resume a paused run into STATE', tool: 'resume' },
-  { name: 'retry', usage: '/retry <run_id> <STATE>', summary: 'retry a failed run from STATE', tool: 'retry' },
+  { name: 'pause', usage: '/pause [run_id]', summary: 'pause a run (default: the last run in this chat)', tool: 'pause' },
+  { name: 'resume', usage: '/resume [run_id] [STATE]', summary: 'resume a paused run into STATE (default: the state it was paused in)', tool: 'resume' },
+  { name: 'retry', usage: '/retry [run_id] [STATE]', summary: "retry a failed run from STATE (default: where the manager's rules would send it)", tool: 'retry' },
   { name: 'tick', usage: '/tick [run_id] [dry]', summary: 'one manager tick over all runs (or one); dry decides without acting', tool: 'manager-tick' },
   { name: 'approve_pr', usage: '/approve_pr <run_id> <token>', summary: 'approve an open-PR request (admin; never from plain text)', tool: 'approve-open-pr' },
 ];
@@ -49,13 +49,26 @@ export type View = 'list' | 'status' | 'show' | 'text';
 export type Plan =
   | { kind: 'help'; start: boolean }
   | { kind: 'reply'; text: string; outcome: AuditOutcome; note?: string }
-  | { kind: 'call'; command: string; tool: string; args: Record<string, unknown>; view: View; page?: { state?: string; page: number } }
+  | { kind: 'call'; command: string; tool: string; args: Record<string, unknown>; view: View; page?: ListPage }
   | { kind: 'pending' }
   | { kind: 'approve'; run_id: string; token: string }
   /** /resume or /retry without a state: show the allowed states (read) and ask. */
   | { kind: 'ask_state'; command: 'resume' | 'retry'; run_id: string };
 
 const STATE_ARG = /^[A-Za-z_]+$/;
+
+/** Which page of /list: the state filter, the page number, and N when the chat asked for N runs. */
+export interface ListPage {
+  state?: string;
+  page: number;
+  count?: number;
+}
+
+/** The most runs one /list shows (N above this is refused with the limit). */
+export const MAX_LIST_COUNT = 200;
+
+/** Commands about one run: without a run id they use the last run this chat talked about. */
+export const RUN_COMMANDS: ReadonlySet<string> = new Set(['show', 'status', 'pause', 'resume', 'retry']);
 
 function usage(name: string): string {
   return commandSpec(name)?.usage ?? `/${name}`;
@@ -76,14 +89,20 @@ export function planCommand(cmd: ParsedCommand, opts: { listLimit: number }): Pl
     case 'list': {
       let state: string | undefined;
       let page = 1;
+      let count: number | undefined;
       for (const a of cmd.args) {
-        if (/^\d+$/.test(a)) page = Math.max(1, Number(a));
-        else if (STATE_ARG.test(a)) state = a.toUpperCase();
-        else return { kind: 'reply', text: `'${a}' is neither a state nor a page number. Usage: ${usage('list')}`, outcome: 'error' };
+        const p = /^p(?:age)?(\d+)$/i.exec(a);
+        if (p) page = Math.max(1, Number(p[1]));
+        else if (/^\d+$/.test(a)) {
+          count = Number(a);
+          if (count < 1 || count > MAX_LIST_COUNT) return { kind: 'reply', text: `/list shows 1 to ${MAX_LIST_COUNT} runs at a time, not ${a}. Usage: ${usage('list')}`, outcome: 'error' };
+        } else if (STATE_ARG.test(a)) state = a.toUpperCase();
+        else return { kind: 'reply', text: `'${a}' is neither a state, a number of runs nor a page (p2). Usage: ${usage('list')}`, outcome: 'error' };
       }
-      const args: Record<string, unknown> = { limit: opts.listLimit, offset: (page - 1) * opts.listLimit };
+      const limit = count ?? opts.listLimit;
+      const args: Record<string, unknown> = { limit, offset: (page - 1) * limit };
       if (state) args.state = state;
-      return { kind: 'call', command: 'list', tool: 'list-runs', args, view: 'list', page: { state, page } };
+      return { kind: 'call', command: 'list', tool: 'list-runs', args, view: 'list', page: { state, page, ...(count !== undefined ? { count } : {}) } };
     }
     case 'show':
     case 'status': {

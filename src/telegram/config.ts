@@ -47,6 +47,7 @@ export const TELEGRAM_ENV = {
   allowWrite: 'AGENTPR_TELEGRAM_ALLOW_WRITE_CHAT_IDS',
   allowAdmin: 'AGENTPR_TELEGRAM_ALLOW_ADMIN_CHAT_IDS',
   nlMode: 'AGENTPR_TELEGRAM_NL_MODE',
+  llmTimeout: 'AGENTPR_TELEGRAM_LLM_TIMEOUT_SEC',
 } as const;
 
 /** Telegram's LLM settings fall back to the manager's (one key can serve both). */
@@ -99,9 +100,12 @@ export function resolveTelegramConfig(flags: TelegramFlags, env: NodeJS.ProcessE
     );
   }
 
-  const timeoutMs = flags.llmTimeoutSec !== undefined ? Math.round(flags.llmTimeoutSec * 1000) : undefined;
+  const envTimeout = env[TELEGRAM_ENV.llmTimeout]?.trim();
+  const timeoutSec = flags.llmTimeoutSec ?? (envTimeout ? Number(envTimeout) : undefined);
+  const timeoutMs = timeoutSec !== undefined ? Math.round(timeoutSec * 1000) : undefined;
   if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs < 1000 || timeoutMs > 300_000)) {
-    throw new ConfigurationError(`--llm-timeout-sec must be between 1 and 300 seconds (got ${flags.llmTimeoutSec})`);
+    const source = flags.llmTimeoutSec !== undefined ? '--llm-timeout-sec' : TELEGRAM_ENV.llmTimeout;
+    throw new ConfigurationError(`${source} must be between 1 and 300 seconds (got ${flags.llmTimeoutSec ?? envTimeout})`);
   }
   const llm = resolveLlmConfig(env, TELEGRAM_LLM_ENV, { timeoutMs });
   const requested = flags.nlMode ?? env[TELEGRAM_ENV.nlMode]?.trim();
@@ -129,6 +133,16 @@ export function chatTier(access: AccessLists, chatId: number): Tier | null {
   if (access.write.has(chatId)) return 'write';
   if (access.read.has(chatId) || access.allowAnyChat) return 'read';
   return null;
+}
+
+/**
+ * A group's tier for one sender: write and admin need the sender's own id on that list too
+ * (anyone can join a group); everyone in an allowed group keeps read.
+ */
+export function groupUserTier(access: AccessLists, chatLevel: Tier, userId: number | null): Tier {
+  if (chatLevel === 'read') return 'read';
+  const user: Tier = userId === null ? 'read' : access.admin.has(userId) ? 'admin' : access.write.has(userId) ? 'write' : 'read';
+  return minTier(chatLevel, user);
 }
 
 export function minTier(a: Tier, b: Tier): Tier {

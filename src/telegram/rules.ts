@@ -61,7 +61,7 @@ function listCommand(t: string): RuleMatch {
   const state = findState(t);
   if (state) args.push(state);
   const page = K.page.exec(t);
-  if (page) args.push(page[1] ?? page[2] ?? '1');
+  if (page) args.push(`p${page[1] ?? page[2] ?? '1'}`);
   return cmd('list', args);
 }
 

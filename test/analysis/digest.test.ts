@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { analyzeAttempt, digestToJson, iterationHints, RunDigestSchema, type StageAttempt } from '../../src/analysis/index.js';
+import { analyzeAttempt, digestToJson, iterationHints, recommendationFor, RunDigestSchema, type StageAttempt } from '../../src/analysis/index.js';
 import { FIXTURES, policyWith } from './helpers.js';
 
 const ATTEMPTS: StageAttempt[] = [
@@ -139,5 +139,24 @@ describe('manager insight', () => {
     expect(many[1]).toContain('Retries are exhausted');
     expect(many[2]).toContain('Dependency installs took 50%');
     expect(many[3]).toContain('`make test` ran 4 times');
+  });
+});
+
+describe('what operators read in a digest', () => {
+  it('carries a sample of the commands the agent ran, in order', async () => {
+    const { digest } = await dexterRun1();
+    expect(digest.commands.sample).toHaveLength(10);
+    expect(digest.commands.sample[0]).toBe("/bin/zsh -lc 'pwd && ls -la'");
+    for (const c of digest.commands.sample) expect(c.length).toBeLessThanOrEqual(200);
+  });
+
+  it('a PASS that the policy sends to a person is recommended human_review_gate, not advance', () => {
+    const pass = { grade: 'PASS', reason_code: 'runtime_success' } as Parameters<typeof recommendationFor>[0];
+    expect(recommendationFor(pass, 'LOCAL_VALIDATING')).toEqual({ action: 'advance', priority: 'normal', reason: 'runtime classified PASS (runtime_success)' });
+    expect(recommendationFor(pass, 'NEEDS_HUMAN_REVIEW')).toEqual({
+      action: 'human_review_gate',
+      priority: 'normal',
+      reason: 'runtime classified PASS (runtime_success), but policy success_state NEEDS_HUMAN_REVIEW sends the run to a person before it goes on',
+    });
   });
 });

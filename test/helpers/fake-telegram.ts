@@ -252,7 +252,20 @@ export class FakeTelegram {
     this.notify();
   }
 
+  /**
+   * Like Telegram with two pollers: a getUpdates that arrives while another is still waiting
+   * ends the waiting one with 409. Off by default (one bot per test needs no referee).
+   */
+  conflictOnConcurrentPolls = false;
+
   private getUpdates(res: ServerResponse, params: Record<string, unknown>): void {
+    if (this.conflictOnConcurrentPolls) {
+      for (const w of [...this.waiters]) {
+        clearTimeout(w.timer);
+        this.waiters.delete(w);
+        this.fail(w.res, { error_code: 409, description: 'Conflict: terminated by other getUpdates request; make sure that only one bot instance is running' });
+      }
+    }
     const offset = typeof params.offset === 'number' ? params.offset : 0;
     const limit = typeof params.limit === 'number' ? Math.min(100, Math.max(1, params.limit)) : 100;
     const timeout = typeof params.timeout === 'number' ? params.timeout : 0;
@@ -300,6 +313,8 @@ export class FakeTelegram {
     const text = typeof params.text === 'string' ? params.text : '';
     if (!Number.isFinite(chatId)) return this.fail(res, { error_code: 400, description: 'Bad Request: chat not found' });
     if (!text.trim()) return this.fail(res, { error_code: 400, description: 'Bad Request: message text is empty' });
+    // Half a surrogate pair (an emoji cut in two) cannot be encoded as UTF-8: Telegram refuses it.
+    if (/\p{Cs}/u.test(text)) return this.fail(res, { error_code: 400, description: 'Bad Request: text must be encoded in UTF-8' });
     // Telegram counts UTF-16 code units after entity parsing; plain text here.
     if (text.length > 4096) return this.fail(res, { error_code: 400, description: 'Bad Request: message is too long' });
     const messageId = this.nextMessageId++;

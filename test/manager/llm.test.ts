@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { App } from '../../src/app.js';
 import { Registry } from '../../src/registry.js';
 import { runTick } from '../../src/manager/tick.js';
+import { ModelHealth } from '../../src/manager/model-health.js';
 import { TOOLS } from '../../tools/index.js';
 import { makeTestApp } from '../helpers/app.js';
 import { FakeOpenAI, errorReply, textReply, toolCall, startFakeOpenAI } from '../helpers/fake-openai.js';
@@ -172,7 +173,8 @@ describe('manager LLM (function calling over the registry)', () => {
 
     const other = planReady();
     fake.reply(errorReply(500, 'the model is overloaded'));
-    const llm = await runTick(app, registry, { decision_mode: 'llm', run_id: other });
+    // A fresh health record: the shared one is cooling down after the timeout above.
+    const llm = await runTick(app, registry, { decision_mode: 'llm', run_id: other }, { modelHealth: new ModelHealth() });
     expect(llm.decisions[0]).toMatchObject({ outcome: 'skipped', executed: false, source: 'model' });
     expect(llm.decisions[0]!.error).toMatch(/model request failed: .*overloaded/);
     expect(app.service.getRun(other).state).toBe('PLAN_READY');

@@ -76,9 +76,15 @@ describe('run-manager-loop', () => {
       json: false,
       tick: { decision_mode: 'hybrid', dry_run: true, prompt: 'go' },
     });
+    expect(parseLoopArgs(['--limit', '5', '--disable-auto-contract', '--contract-template-file', 'tpl.md']).tick).toEqual({
+      decision_mode: 'rules',
+      limit: 5,
+      disable_auto_contract: true,
+      contract_template_file: 'tpl.md',
+    });
     expect(() => parseLoopArgs(['--decision-mode', 'vibes'])).toThrow(/rules, llm, hybrid, got 'vibes'/);
     expect(() => parseLoopArgs(['--max-loops', '0'])).toThrow(/--max-loops expects a whole number >= 1, got '0'/);
-    expect(() => parseLoopArgs(['--run-id', 'run_x'])).toThrow(/got 'run_x'/);
+    expect(() => parseLoopArgs(['--run-id', 'Run X'])).toThrow(/got 'Run X'/);
     expect(() => parseLoopArgs(['--bogus'])).toThrow(/unknown option --bogus/);
   });
 

@@ -79,7 +79,7 @@ describe('MCP over the in-memory transport', () => {
 
   test.each([
     ['unknown run', 'pause', { run_id: 'run_000000000000' }, /unknown run 'run_000000000000'/],
-    ['malformed run id', 'pause', { run_id: 'nope' }, /run_id must look like 'run_' followed by 12 hex digits/],
+    ['malformed run id', 'pause', { run_id: '../Nope' }, /run_id must be 'run_' followed by 12 hex digits .* or a name of lower-case letters/],
     ['unknown event type', 'apply-event', { run_id: 'RUN', event_type: 'bogus.event' }, /event_type: 'bogus.event' is not allowed; allowed: command.start.discovery/],
     ['illegal transition', 'mark-done', { run_id: 'RUN' }, /illegal transition QUEUED -> DONE/],
     ['wrong type', 'link-pr', { run_id: 'RUN', pr_number: 'forty-two' }, /pr_number/],

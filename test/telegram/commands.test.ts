@@ -17,7 +17,7 @@ describe('read tier', () => {
     const start = await h.say(READ_CHAT, '/start');
     expect(start.replies).toHaveLength(1);
     expect(start.replies[0]).toContain('This chat has read access.');
-    expect(start.replies[0]).toContain('/list [STATE] [page]');
+    expect(start.replies[0]).toContain('/list [STATE] [N] [pPAGE]');
     expect(start.replies[0]).not.toContain('/pause <run_id> -');
     expect(start.replies[0]).toMatch(/Needs more access: .*\/pause \(write\).*\/approve_pr \(admin\)/);
 
@@ -33,12 +33,12 @@ describe('read tier', () => {
     const ids = Array.from({ length: 12 }, (_, i) => h!.run('octo', `repo${i}`).run_id);
     const first = await h.say(READ_CHAT, '/list');
     expect(first.replies[0]).toContain('Runs 1-5 of 12 (page 1/3)');
-    expect(first.replies[0]).toContain('Next: /list 2');
-    const last = await h.say(READ_CHAT, '/list 3');
+    expect(first.replies[0]).toContain('Next: /list p2');
+    const last = await h.say(READ_CHAT, '/list p3');
     expect(last.replies[0]).toContain('Runs 11-12 of 12 (page 3/3)');
     expect(last.replies[0]).not.toContain('Next:');
     // every run appears on exactly one page
-    const pages = [first.replies[0]!, (await h.say(READ_CHAT, '/list 2')).replies[0]!, last.replies[0]!].join('\n');
+    const pages = [first.replies[0]!, (await h.say(READ_CHAT, '/list p2')).replies[0]!, last.replies[0]!].join('\n');
     for (const id of ids) expect(pages.split(id).length - 1).toBe(1);
 
     failRun(h.app, ids[0]!);
@@ -64,12 +64,13 @@ describe('read tier', () => {
     expect(show.replies[0]!.length).toBeLessThanOrEqual(4096);
     expect(show.replies[0]).toContain('cut at 4000 characters; the CLI show-run prints everything');
 
-    const missing = await h.say(READ_CHAT, '/show');
-    expect(missing.replies[0]).toBe('Which run? Usage: /show <run_id>');
+    // a chat that has not talked about a run yet is asked which one
+    const missing = await h.say(ADMIN_CHAT, '/show');
+    expect(missing.replies[0]).toBe('Which run? Usage: /show [run_id]');
     const unknown = await h.say(READ_CHAT, '/status run_000000000000');
     expect(unknown.replies[0]).toContain("unknown run 'run_000000000000'");
-    const malformed = await h.say(READ_CHAT, '/status 42');
-    expect(malformed.replies[0]).toContain("run_id must look like 'run_'");
+    const malformed = await h.say(READ_CHAT, '/status Run#42');
+    expect(malformed.replies[0]).toContain("run_id must be 'run_' followed by 12 hex digits");
   });
 
   test('/pending_pr lists PUSHED runs with their latest PR request; the token only for admins', async () => {

@@ -60,6 +60,8 @@ export interface HarnessOptions {
   omitTools?: string[];
   /** Do not start the poll loop (tests that drive start/stop themselves). */
   manual?: boolean;
+  /** How the bot waits out a 429's retry_after (default: really sleeps). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
 export interface Harness {
@@ -109,9 +111,19 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const replaced = [...(opts.realApprove ? [] : [standInApprove(approveCalls)]), ...(opts.extraTools ?? [])];
   const tools = [...TOOLS.filter((t) => !replaced.some((r) => r.name === t.name)), ...replaced].filter((t) => !opts.omitTools?.includes(t.name));
   const policy: TelegramPolicy = { ...app.policy.telegram_bot, poll_timeout_sec: 5, idle_sleep_sec: 0, ...opts.policy };
-  const newBot = () => new TelegramBot({ app, config, tools, policy, ...(opts.now ? { now: opts.now } : {}) });
+  const newBot = () => new TelegramBot({ app, config, tools, policy, ...(opts.now ? { now: opts.now } : {}), ...(opts.sleep ? { sleep: opts.sleep } : {}) });
   let bot = newBot();
   if (!opts.manual) void bot.start();
+  // The bot handles chats side by side and polls again while it works: "settled" also waits
+  // until every fetched update has been handled.
+  const polled = tg.settled.bind(tg);
+  tg.settled = async () => {
+    for (;;) {
+      await polled();
+      if (bot.busy === 0) return;
+      await bot.whenIdle();
+    }
+  };
 
   const harness: Harness = {
     app,

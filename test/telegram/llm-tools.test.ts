@@ -14,7 +14,9 @@ describe('toOpenAiTools / parseToolCall', () => {
     expect(def!.function.name).toBe('pause');
     expect(def!.function.parameters).toEqual({
       type: 'object',
-      properties: { run_id: { type: 'string', pattern: '^run_[0-9a-f]{12}$', description: 'Run id, run_ + 12 hex digits' } },
+      properties: {
+        run_id: { type: 'string', pattern: '^[a-z0-9][a-z0-9_.-]{0,63}$', description: 'Run id: run_ + 12 hex digits, or a name chosen at create-run (e.g. calib_mem0_r1)' },
+      },
       required: ['run_id'],
       additionalProperties: false,
     });

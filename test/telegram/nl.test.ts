@@ -12,7 +12,7 @@ describe('rules: keywords in English and Chinese', () => {
     ['帮助', 'help'],
     ['你能做什么', 'help'],
     ['list runs', 'list', []],
-    ['show all runs page 2', 'list', ['2']],
+    ['show all runs page 2', 'list', ['p2']],
     ['list paused runs', 'list', ['PAUSED']],
     ['列出所有任务', 'list', []],
     ['列出暂停的任务', 'list', ['PAUSED']],
