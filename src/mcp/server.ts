@@ -6,6 +6,7 @@ import { RESOURCES } from '../../resources/index.js';
 import { TOOLS } from '../../tools/index.js';
 import { VERSION } from '../version.js';
 import { boardToolMeta, registerBoardApp } from '../board/mcp-app.js';
+import { listedSchema } from './listed-schema.js';
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
@@ -46,8 +47,8 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
       {
         title: tool.title,
         description: tool.description,
-        inputSchema: effectiveInput(tool),
-        outputSchema: tool.output,
+        inputSchema: listedSchema(tool.name, effectiveInput(tool), 'input'),
+        outputSchema: listedSchema(tool.name, tool.output, 'output'),
         annotations: { title: tool.title, ...tool.annotations },
         _meta: boardToolMeta(tool.name),
       },
