@@ -10,6 +10,7 @@ import { boardToolMeta, registerBoardApp } from '../board/mcp-app.js';
 import { toolsetOf, type Toolset } from './toolsets.js';
 import { completers, enableSubscriptions, forwardStepLogs, paginateResourceList, registerPrompts } from './protocol.js';
 import { NotFoundError } from '../core/errors.js';
+import { listedSchema } from './listed-schema.js';
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
@@ -87,8 +88,9 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
       {
         title: tool.title,
         description: tool.description,
-        inputSchema: listedOnly(effectiveInput(tool)),
-        outputSchema: tool.output,
+        // Validation stays with the registry; the JSON Schema comes from the build (or is converted once).
+        inputSchema: listedOnly(listedSchema(tool.name, effectiveInput(tool), 'input') as z.ZodObject),
+        outputSchema: listedSchema(tool.name, tool.output, 'output'),
         annotations: { title: tool.title, ...tool.annotations },
         _meta: boardToolMeta(tool.name),
       },
