@@ -98,16 +98,17 @@ describe.skipIf(!existsSync(CLI))('operator commands (built CLI)', () => {
     writeFileSync(join(home, '.env'), `# operator settings\nAGENTPR_WORKSPACE_ROOT=${fromFile}\nAGENTPR_BASE_DIR=${legacy}\n`);
     const viaFile = await agentpr(['create-run', '--owner', 'o', '--repo', 'r1', '--json'], { AGENTPR_HOME: home });
     expect(viaFile.code).toBe(0);
-    expect(JSON.parse(viaFile.stdout).run.workspace_dir).toBe(join(fromFile, 'r1'));
+    // A tree per run: <root>/<owner>/<repo>/<run_id>.
+    expect(JSON.parse(viaFile.stdout).run.workspace_dir).toMatch(new RegExp(`^${join(fromFile, 'o', 'r1')}/run_[0-9a-f]{12}$`));
     expect(viaFile.stderr).toContain('agentpr: AGENTPR_BASE_DIR is deprecated and ignored because AGENTPR_WORKSPACE_ROOT is set; remove AGENTPR_BASE_DIR');
 
     const real = join(home, 'ws-real-env');
     const viaEnv = await agentpr(['create-run', '--owner', 'o', '--repo', 'r2', '--json'], { AGENTPR_HOME: home, AGENTPR_WORKSPACE_ROOT: real });
-    expect(JSON.parse(viaEnv.stdout).run.workspace_dir).toBe(join(real, 'r2'));
+    expect(JSON.parse(viaEnv.stdout).run.workspace_dir).toMatch(new RegExp(`^${join(real, 'o', 'r2')}/run_[0-9a-f]{12}$`));
 
     writeFileSync(join(home, '.env'), `AGENTPR_BASE_DIR=${legacy}\n`);
     const old = await agentpr(['create-run', '--owner', 'o', '--repo', 'r3', '--json'], { AGENTPR_HOME: home });
-    expect(JSON.parse(old.stdout).run.workspace_dir).toBe(join(legacy, 'r3'));
+    expect(JSON.parse(old.stdout).run.workspace_dir).toMatch(new RegExp(`^${join(legacy, 'o', 'r3')}/run_[0-9a-f]{12}$`));
     expect(old.stderr.trim().split('\n')).toEqual(['agentpr: AGENTPR_BASE_DIR is deprecated; its value is used as AGENTPR_WORKSPACE_ROOT; rename it']);
   });
 
