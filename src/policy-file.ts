@@ -6,7 +6,7 @@ import { ConfigurationError } from './core/errors.js';
 import { PolicySchema, agentPolicyFor, type Policy, type RunAgentStepPolicy } from './policy.js';
 
 /**
- * Loading the manager policy (SPEC §8). The zod schema in `src/policy.ts` holds the defaults; a
+ * Loading the manager policy. The zod schema in `src/policy.ts` holds the defaults; a
  * file only names what it changes. Merge rule: objects merge key by key at every level, arrays and
  * scalars in the file replace the built-in value, `repo_overrides` keys are lower-cased.
  */

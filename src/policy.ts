@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * Manager policy (SPEC §8). The zod schema is the single source of the defaults; the JSON file
+ * Manager policy. The zod schema is the single source of the defaults; the JSON file
  * `policies/manager_policy.json` repeats them for people to copy and edit. Loading, deep merge,
  * repo overrides and the file's error messages live in `src/policy-file.ts`.
  */
@@ -23,7 +23,7 @@ export const RunAgentStepPolicySchema = z.strictObject({
   success_state: z.enum(STATE_AFTER_VERDICT).default('LOCAL_VALIDATING'),
   on_retryable_state: z.enum(STATE_AFTER_VERDICT).default('FAILED_RETRYABLE'),
   on_human_review_state: z.enum(STATE_AFTER_VERDICT).default('NEEDS_HUMAN_REVIEW'),
-  /** Extra read-only roots the safety contract names (SPEC §4; seed constraint 27). */
+  /** Extra read-only roots the safety contract names. */
   allowed_read_only_roots: z.array(z.string()).default([]),
   required_skills: z.array(z.string()).default([]),
   /** Longest stdout line kept whole; longer ones are stored as their first and last 2 KiB and counted. */

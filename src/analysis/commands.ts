@@ -8,14 +8,14 @@
 export const COMMAND_CATEGORIES = ['tests', 'lint_or_typecheck', 'dependency_install', 'git_ops', 'repo_reading', 'other'] as const;
 export type CommandCategory = (typeof COMMAND_CATEGORIES)[number];
 
-/** SPEC §5 rule 2: things an agent must never do on the operator's machine. */
+/** Things an agent must never do on the operator's machine. */
 export type SafetyRule = 'sudo' | 'brew_install' | 'global_package_install' | 'uv_tool_install' | 'poetry_self';
-/** SPEC §5 rule 3: publishing work, which the orchestrator does itself (finish.sh) unless pushing is allowed. */
+/** Publishing work, which the orchestrator does itself (finish.sh) unless pushing is allowed. */
 export type PushKind = 'git_commit' | 'git_push' | 'finish_sh';
 
 export interface CommandFacts {
   category: CommandCategory;
-  /** A test, lint or typecheck run: evidence for SPEC §5 rule 4. */
+  /** A test, lint or typecheck run: evidence for the test rule. */
   isTest: boolean;
   safety: SafetyRule[];
   push: PushKind[];

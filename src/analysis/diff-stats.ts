@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { loadExeca } from '../exec.js';
 import { UserInputError } from '../core/errors.js';
 
-/** What the agent changed in the worktree, for the diff budget (SPEC §5 rule 4) and the PR gate. */
+/** What the agent changed in the worktree, for the diff budget and the PR gate. */
 export interface DiffStats {
   changed_files: number;
   added_lines: number;

@@ -6,7 +6,7 @@ import type { DiffStats } from './diff-stats.js';
 import type { CommandRecord, StreamSummary, UsageTotals } from './stream-parser.js';
 import { REASON_CODES, allowlistMatch, compileAllowlist, type PreflightSummary, type Verdict } from './verdict.js';
 
-/** The run digest (SPEC §6): deterministic JSON, always kept, read by the manager and the PR gate. */
+/** The run digest: deterministic JSON, always kept, read by the manager and the PR gate. */
 export const DIGEST_SCHEMA_VERSION = 1;
 
 const CategorySchema = z.enum(COMMAND_CATEGORIES);

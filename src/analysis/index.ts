@@ -1,5 +1,5 @@
 /**
- * Runtime analysis (SPEC §5-7): pure functions over a codex stream and run facts. No database,
+ * Runtime analysis: pure functions over a codex stream and run facts. No database,
  * no state; the worker stores what `analyzeAttempt` returns.
  *
  *   const a = await analyzeAttempt({ streamPath, exitCode, stateBefore, attemptNo, runId, policy, ... });

@@ -2,7 +2,7 @@ import type { RunDigest } from './digest.js';
 import { shortCommand } from './commands.js';
 
 /**
- * The manager insight (SPEC §6): the digest written for a person, plus up to 5 iteration hints
+ * The manager insight: the digest written for a person, plus up to 5 iteration hints
  * derived from the evidence. Advisory only; decisions read the digest.
  */
 export function renderInsight(d: RunDigest): string {

@@ -1,7 +1,7 @@
 import type { RunAgentStepPolicy } from '../policy.js';
 import { RunDigestSchema, type RunDigest } from './digest.js';
 
-/** SPEC §7 definition-of-done checks, in the order they are reported. */
+/** Definition-of-done checks, in the order they are reported. */
 export const PR_GATE_CHECKS = [
   'missing_contract',
   'missing_digest',

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Grade } from './verdict.js';
 
 /**
- * SPEC §6: the raw event stream is kept for every non-PASS attempt; a PASS attempt keeps it when
+ * The raw event stream is kept for every non-PASS attempt; a PASS attempt keeps it when
  * `int(sha1("<run_id>:<attempt_no>")[:8], 16) % 100 < pct`, so the same attempt always decides the same way.
  */
 export function retentionBucket(runId: string, attemptNo: number): number {

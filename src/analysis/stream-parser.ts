@@ -5,7 +5,7 @@ import { NotFoundError, UserInputError } from '../core/errors.js';
 import { classifyCommand, shortCommand, type CommandCategory, type PushKind, type SafetyRule, COMMAND_CATEGORIES } from './commands.js';
 
 /**
- * Incremental reader of `codex exec --json` streams (SPEC §6): one JSON object a line. Nothing here
+ * Incremental reader of `codex exec --json` streams: one JSON object a line. Nothing here
  * holds the stream: lines are judged one at a time and only bounded summaries are kept, so a
  * 100 MB stream or a single 30 MB line of command output costs a few MB.
  *

@@ -6,7 +6,7 @@ import { shortCommand } from './commands.js';
 import type { DiffStats } from './diff-stats.js';
 import { patternsOf } from '../worker/agents/codex.js';
 
-/** SPEC §5: deterministic verdict of one worker attempt. */
+/** Deterministic verdict of one worker attempt. */
 export type Grade = 'PASS' | 'RETRYABLE' | 'HUMAN_REVIEW';
 export type NextAction = 'advance' | 'retry' | 'escalate';
 export const REASON_CODES = [
@@ -32,7 +32,7 @@ export interface Verdict {
   grade: Grade;
   reason_code: ReasonCode;
   next_action: NextAction;
-  /** Rule number of SPEC §5 that decided (1-6). */
+  /** The verdict rule that decided (1-6). */
   rule: number;
   /** Sentences naming the commands, patterns and figures that decided. */
   evidence: string[];
@@ -40,7 +40,7 @@ export interface Verdict {
   original_reason_code?: ReasonCode;
 }
 
-/** Preflight outcome as the worker reports it (SPEC §4). */
+/** Preflight outcome as the worker reports it. */
 export interface PreflightSummary {
   ok: boolean;
   checks?: Array<{ name: string; ok: boolean; message?: string }>;
@@ -138,7 +138,7 @@ function preflightText(p: PreflightSummary): string {
   return parts.join('\n');
 }
 
-/** SPEC §5, rules in order, first match wins; rule 6 caps retries. */
+/** Rules in order, first match wins; rule 6 caps retries. */
 export function decideVerdict(input: VerdictInput): Verdict {
   const v = decideRules(input);
   if (v.grade === 'RETRYABLE' && input.attemptNo > input.policy.max_retryable_attempts) {
@@ -288,7 +288,7 @@ function clip(text: string, max: number): string {
 }
 
 /**
- * SPEC §5 last paragraph: the state a verdict leads to. DISCOVERY-stage success converges to
+ * The state a verdict leads to. DISCOVERY-stage success converges to
  * UNCHANGED (DISCOVERY -> LOCAL_VALIDATING is not a transition).
  */
 export function stateAfterVerdict(grade: Grade, stateBefore: RunState, policy: RunAgentStepPolicy): RunState | 'UNCHANGED' {

@@ -13,7 +13,7 @@ export const CheckConclusionSchema = z.enum(CHECK_CONCLUSIONS);
 export const REVIEW_STATES = ['approved', 'changes_requested', 'commented', 'dismissed'] as const;
 export const ReviewStateSchema = z.enum(REVIEW_STATES);
 
-/** Payload schema of each SPEC §2 event type. Unknown keys are kept (stored verbatim) but the named ones are checked. */
+/** Payload schema of each event type. Unknown keys are kept (stored verbatim) but the named ones are checked. */
 export const EVENT_PAYLOADS = {
   'command.run.create': z.looseObject({}),
   'command.start.discovery': z.looseObject({}),
@@ -26,7 +26,7 @@ export const EVENT_PAYLOADS = {
     step: str(64),
     reason_code: str(128),
     error_message: z.string().max(8000),
-    // Where the failure lands; default per SPEC (PUSHED -> NEEDS_HUMAN_REVIEW, else FAILED_RETRYABLE).
+    // Where the failure lands; default (PUSHED -> NEEDS_HUMAN_REVIEW, else FAILED_RETRYABLE).
     // The worker uses it to apply the policy's on_human_review_state / on_retryable_state.
     to_state: z.enum(['FAILED_RETRYABLE', 'NEEDS_HUMAN_REVIEW', 'FAILED_TERMINAL']).optional(),
   }),
@@ -70,7 +70,7 @@ export function sha1Hex(text: string): string {
   return createHash('sha1').update(text).digest('hex');
 }
 
-/** SPEC §2: `<event_type>:<run_id>:<first 12 hex of sha1(canonical JSON of payload)>`. */
+/** `<event_type>:<run_id>:<first 12 hex of sha1(canonical JSON of payload)>`. */
 export function defaultIdempotencyKey(eventType: string, runId: string, payload: Payload): string {
   return `${eventType}:${runId}:${sha1Hex(canonicalJson(payload)).slice(0, 12)}`;
 }
@@ -165,7 +165,7 @@ function notFitting(what: string, from: RunState, eff: Pick<EventEffect, 'pendin
 const GREEN_CONCLUSIONS = new Set(['success', 'neutral', 'skipped']);
 
 /**
- * The event -> state rules of SPEC §2, pure. Throws TransitionError or UserInputError
+ * The event -> state rules, pure. Throws TransitionError or UserInputError
  * for commands that cannot cause their transition.
  */
 export function decideEffect(from: RunState, type: EventType, payload: Payload, lastError: string | null = null): EventEffect {

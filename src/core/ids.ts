@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-/** `run_` + 12 hex (SPEC §1). */
+/** `run_` + 12 hex. */
 export function newRunId(): string {
   return `run_${randomBytes(6).toString('hex')}`;
 }

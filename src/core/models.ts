@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { RunStateSchema } from './states.js';
 import { RUN_ID_PATTERN } from './ids.js';
 
-/** Field schemas shared by tools, the service and adapters, named as in the SPEC. */
+/** Field schemas shared by tools, the service and adapters, named as in the docs. */
 export const RunIdSchema = z
   .string()
   .regex(RUN_ID_PATTERN, {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-/** The 15 run states of SPEC §1. */
+/** The 15 run states. */
 export const RUN_STATES = [
   'QUEUED',
   'DISCOVERY',
@@ -28,7 +28,7 @@ export function isTerminal(state: RunState): boolean {
   return TERMINAL_STATES.has(state);
 }
 
-/** SPEC §1 transition table. Terminal states allow nothing. */
+/** The transition table. Terminal states allow nothing. */
 export const TRANSITIONS: Readonly<Record<RunState, readonly RunState[]>> = {
   QUEUED: ['DISCOVERY', 'PAUSED', 'SKIPPED', 'FAILED_TERMINAL'],
   DISCOVERY: ['PLAN_READY', 'PAUSED', 'SKIPPED', 'FAILED_RETRYABLE', 'FAILED_TERMINAL', 'NEEDS_HUMAN_REVIEW'],

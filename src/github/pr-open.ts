@@ -14,7 +14,7 @@ import { attemptOwnerMetadata } from '../worker/reconcile.js';
 import { GitHubApiError, RateLimitedError, githubClient, githubSettings, type PullRequestInfo } from './client.js';
 
 /**
- * The PR open gate (SPEC §7): request-open-pr stores a request with a short confirm token;
+ * The PR open gate: request-open-pr stores a request with a short confirm token;
  * approve-open-pr checks the token, expiry, the DoD gate and that the branch still points at the
  * commit the evidence describes, then opens (or adopts) the PR and links it.
  *

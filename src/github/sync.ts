@@ -18,7 +18,7 @@ export interface CheckSummary {
 }
 
 /**
- * SPEC §9: any failure -> failure; any pending -> nothing; all green -> success. Check runs and
+ * Any failure -> failure; any pending -> nothing; all green -> success. Check runs and
  * commit statuses count alike (a repo may use either). Nothing reported yet counts as pending.
  */
 export function summarizeChecks(checkRuns: CheckRunInfo[], statuses: CommitStatusInfo[]): CheckSummary {

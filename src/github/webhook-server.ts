@@ -66,7 +66,7 @@ interface Answer {
 const MAX_DELIVERY_ID = 200;
 
 /**
- * The GitHub webhook receiver (SPEC §9), checks in this order: path 404, Content-Length 400,
+ * The GitHub webhook receiver, checks in this order: path 404, Content-Length 400,
  * size 413 (declared, then counted while the body streams in), X-GitHub-Event 400, signature 401,
  * delivery reservation (repeat -> 200 duplicate_delivery), JSON 400 (released), recording 500
  * (released, so GitHub's redelivery is processed), else 200. A sync the delivery asks for is queued
@@ -159,7 +159,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
 
     // Parsing and planning only read. A delivery that needs no tool call (most of them: PRs no run
     // tracks, pings) is reserved with its final outcome in one write; the others are reserved,
-    // processed, then finished, in the SPEC §9 order.
+    // processed, then finished, in the documented order.
     let payload: unknown;
     let parseError: unknown;
     try {

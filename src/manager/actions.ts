@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RunStateSchema } from '../core/states.js';
 
-/** The manager's action classes (SPEC §11). Each executable one maps to exactly one registry tool. */
+/** The manager's action classes. Each executable one maps to exactly one registry tool. */
 export const MANAGER_ACTIONS = [
   'noop',
   'wait_human',

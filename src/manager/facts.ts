@@ -47,7 +47,7 @@ export function autoContractDir(app: App): string {
   return join(app.config.home, 'contracts');
 }
 
-/** The worker-readable contracts folder inside a clone (seed constraint 23). */
+/** The worker-readable contracts folder inside a clone. */
 export function workspaceContractDir(workspaceDir: string): string {
   return join(workspaceDir, '.agentpr_runtime', 'contracts');
 }

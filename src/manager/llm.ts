@@ -9,7 +9,7 @@ import { ACTION_TOOL, actionOfTool, type ManagerAction } from './actions.js';
 import type { RunFacts } from './rules.js';
 
 /**
- * The LLM manager (seed constraint 33): an OpenAI-compatible model chooses the next step for one
+ * The LLM manager: an OpenAI-compatible model chooses the next step for one
  * run by function calling over the registry's own tools. It sees the run's facts and digest
  * (deterministic) and the insight (advisory, constraint 20); its call is validated and executed by
  * `Registry.call` like any other entry's, never by a second code path.
@@ -164,7 +164,7 @@ export class OpenAiManagerLlm implements ManagerLlm {
 
 /**
  * The manager's model from AGENTPR_MANAGER_API_KEY / _BASE_URL / _MODEL / _TIMEOUT_SEC. Modes llm
- * and hybrid need the key (seed constraint 35): without it this is a configuration error.
+ * and hybrid need the key: without it this is a configuration error.
  */
 export function createManagerLlm(registry: Registry, mode: string, env: NodeJS.ProcessEnv = process.env): ManagerLlm {
   const rawTimeout = env.AGENTPR_MANAGER_TIMEOUT_SEC?.trim();

@@ -2,8 +2,8 @@ import { isTerminal, type RunState } from '../core/states.js';
 import { ACTION_TOOL, isExecutable, type Decision, type ManagerAction, type MaterializeContract, type Priority } from './actions.js';
 
 /**
- * The rules decision (SPEC §11), pure: run facts in, one decision out. Grounded in deterministic
- * facts only — state, step attempts, artifacts and the latest `run_digest` (seed constraint 20);
+ * The rules decision, pure: run facts in, one decision out. Grounded in deterministic
+ * facts only — state, step attempts, artifacts and the latest `run_digest`;
  * the insight text never reaches this function.
  */
 
@@ -142,7 +142,7 @@ export function autoContractText(facts: RunFacts): string {
   ].join('\n');
 }
 
-/** SPEC §11 for one run. */
+/** The rules for one run. */
 export function decide(facts: RunFacts): RuleDecision {
   const state = facts.state;
   if (isTerminal(state)) return decision(facts, 'noop', `${state} is terminal; nothing to do`, 'low');

@@ -64,7 +64,7 @@ type GrammySignal = Parameters<Api['getUpdates']>[1];
 const NOT_UNDERSTOOD = 'I did not understand that. Try "list runs", "status run_0123456789ab", "暂停 run_0123456789ab", or /help.';
 
 /**
- * The Telegram control plane (SPEC §10). One long-poll loop through grammY's Api; each update is
+ * The Telegram control plane. One long-poll loop through grammY's Api; each update is
  * claimed in the database (dedup by update_id), checked against the allowlists and the rate
  * limits, mapped to a registry tool (command, rules or LLM), executed through `Registry.call`
  * with the chat's tier as the ceiling, answered, and audited as one JSONL line.
@@ -466,7 +466,7 @@ export class TelegramBot {
     };
   }
 
-  /** Natural language → a plan, by the configured mode (SPEC §10). */
+  /** Natural language → a plan, by the configured mode. */
   private async routeText(text: string, turn: Turn): Promise<Plan> {
     const { entry } = turn;
     const rule = matchRules(text);

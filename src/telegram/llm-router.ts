@@ -8,7 +8,7 @@ export const MODEL_FORBIDDEN_FIELDS = ['skip_doctor', 'idempotency_key'] as cons
 
 /**
  * Tools the model may choose from: the chat's visible tools, never admin tools and never an
- * approval (SPEC §10: approval is never done from natural language).
+ * approval (approval is never done from natural language).
  */
 export function nlTools(visible: readonly AnyTool[]): AnyTool[] {
   return visible.filter((t) => t.tier !== 'admin' && !/approve/i.test(t.name));

@@ -1,5 +1,5 @@
 /**
- * Sliding-window limits (SPEC §10): an update is admitted when fewer than `global` updates were
+ * Sliding-window limits: an update is admitted when fewer than `global` updates were
  * admitted from all chats, and fewer than `perChat` from its chat, in the last `windowMs`. The
  * global window is checked first. Refused updates do not count.
  */

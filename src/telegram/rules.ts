@@ -3,7 +3,7 @@ import type { ParsedCommand } from './commands.js';
 import { isNegation, isQuestion } from './text-intent.js';
 
 /**
- * Keyword rules for plain text, English and Chinese (SPEC §10 `rules`): help, list, status/show,
+ * Keyword rules for plain text, English and Chinese: help, list, status/show,
  * pause, resume/retry, manager tick, pending PRs. A match is turned into the equivalent slash
  * command, so text and commands share one path. Approval is recognised only to be refused.
  * Questions and negations map to reads only (text-intent.ts).

@@ -52,7 +52,7 @@ import {
   writeTaskPacket,
 } from './skills.js';
 
-/** SPEC §4: states a worker step may start from (QUEUED is first moved to DISCOVERY). */
+/** states a worker step may start from (QUEUED is first moved to DISCOVERY). */
 export const AGENT_STEP_STATES: readonly RunState[] = ['DISCOVERY', 'IMPLEMENTING', 'LOCAL_VALIDATING', 'ITERATING'];
 
 /** The longest prompt accepted (it travels on the worker's stdin, never in argv). */
@@ -205,7 +205,7 @@ function callOverrides(req: AgentStepRequest): Record<string, unknown> {
 
 // ---- checks that refuse (nothing changes) ---------------------------------------------------------
 
-/** Fail fast when the run's workspace is not a directory inside the configured root (seed constraint 7). */
+/** Fail fast when the run's workspace is not a directory inside the configured root. */
 export function checkWorkspace(app: App, run: RunView): string {
   const ws = resolve(run.workspace_dir);
   const inside = checkWorkspaceInsideRoot(ws, app.config.workspaceRoot);
@@ -294,7 +294,7 @@ function assertStartableState(run: RunView): void {
   }
 }
 
-/** All refusals, in SPEC §4 order (the doctor ran before the handler). */
+/** All refusals, in the documented order (the doctor ran before the handler). */
 async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   const run = app.service.getRun(req.run_id);
   assertStartableState(run);
@@ -670,7 +670,7 @@ async function workerPreflight(app: App, repoDir: string, env: NodeJS.ProcessEnv
 
 type EventPlan = { event_type: string; payload: Record<string, unknown> } | null;
 
-/** The event that carries the verdict's state change (SPEC §5 last paragraph, §2 events). */
+/** The event that carries the verdict's state change. */
 function eventForTarget(target: RunState | 'UNCHANGED', a: AttemptAnalysis, attemptNo: number): EventPlan {
   const v = a.verdict;
   const base = { attempt_no: attemptNo, grade: v.grade, reason_code: v.reason_code };

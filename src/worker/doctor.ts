@@ -12,7 +12,7 @@ import { agentPolicyFor } from '../policy.js';
 import { CODEX_VERSIONS_RUN, buildAgentArgs, checkAccepted, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
 
 /**
- * The startup doctor (seed constraints 7, 14, 19): are the prerequisites of a mutating call in
+ * The startup doctor: are the prerequisites of a mutating call in
  * place? Each check says what it found and, when it fails, how to fix it. `doctorGate` runs the
  * required subset before every write/admin tool.
  */

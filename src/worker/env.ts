@@ -5,7 +5,7 @@ import { ConfigurationError } from '../core/errors.js';
 import { SECRET_ENV_VARS, SECRET_LIST_ENV_VARS } from '../logger.js';
 
 /**
- * Worker isolation (SPEC §4): caches, data and temp files of everything the agent runs land under
+ * Worker isolation: caches, data and temp files of everything the agent runs land under
  * `<repo>/.agentpr_runtime/` instead of the operator's home. Decisions:
  * - HOME and CODEX_HOME stay the operator's: codex reads its auth and config from there.
  * - XDG_CONFIG_HOME stays too: git (identity), gh (token) and codex-adjacent tools read config

@@ -15,7 +15,7 @@ import { attemptOwnerMetadata } from './reconcile.js';
 import { checkWorkspaceInsideRoot } from './preflight.js';
 
 /**
- * The forge scripts (SPEC §12) run as step attempts: prepare.sh (fork, clone, branch) and
+ * The forge scripts run as step attempts: prepare.sh (fork, clone, branch) and
  * finish.sh (commit, push). Each run records exit code, logs, duration, and applies its event.
  */
 export type ForgeScript = 'prepare' | 'finish';

@@ -6,7 +6,7 @@ import { ignoredRepoOverrides } from './env.js';
 import { safeGitEnv } from './git-safety.js';
 
 /**
- * Repository preflight (SPEC §4, seed constraints 5 and 7): can a worker run in this clone?
+ * Repository preflight: can a worker run in this clone?
  *
  *   workspace_inside_root  realpath of the workspace is strictly inside realpath(workspace root)
  *   repo_present           the workspace is the top of a git work tree
@@ -67,7 +67,7 @@ export function realpathLoose(p: string): string {
   }
 }
 
-/** The workspace must be strictly inside the configured root, symlinks resolved (seed constraint 7). */
+/** The workspace must be strictly inside the configured root, symlinks resolved. */
 export function checkWorkspaceInsideRoot(repoDir: string, workspaceRoot: string): PreflightCheck {
   const real = realpathLoose(repoDir);
   const root = realpathLoose(workspaceRoot);

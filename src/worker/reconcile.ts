@@ -183,7 +183,7 @@ function retryTarget(from: RunState, policyState: string): { state: RunState; ex
   if (STEP_FAILED_TARGETS.has(policyState as RunState) && canTransition(from, policyState as RunState) && from !== policyState) {
     return { state: policyState as RunState, explicit: true };
   }
-  // The SPEC default of worker.step.failed: PUSHED -> NEEDS_HUMAN_REVIEW, else FAILED_RETRYABLE.
+  // The default of worker.step.failed: PUSHED -> NEEDS_HUMAN_REVIEW, else FAILED_RETRYABLE.
   const fallback: RunState = from === 'PUSHED' ? 'NEEDS_HUMAN_REVIEW' : 'FAILED_RETRYABLE';
   return canTransition(from, fallback) && from !== fallback ? { state: fallback, explicit: false } : null;
 }

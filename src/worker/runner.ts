@@ -8,7 +8,7 @@ import type { RunAgentStepPolicy } from '../policy.js';
 import { RUNTIME_DIR_NAME } from './env.js';
 import { MARKER_VAR, detectContainment, markedPids, signalTree, type Containment, type ContainmentMode } from './contain.js';
 
-/** The codex CLI's exit code for "command not found", which SPEC §4 reports for a missing binary. */
+/** The codex CLI's exit code for "command not found", which is reported for a missing binary. */
 export const CODEX_NOT_FOUND_EXIT = 127;
 
 export type Sandbox = RunAgentStepPolicy['codex_sandbox'];
@@ -56,7 +56,7 @@ export function resolveCodexBin(env: NodeJS.ProcessEnv = process.env): string {
   );
 }
 
-/** Integration runs need to write in the clone; SPEC §4 refuses a read-only sandbox. */
+/** Integration runs need to write in the clone; a read-only sandbox is refused a read-only sandbox. */
 export function assertRunnableSandbox(sandbox: Sandbox, source: string): void {
   if (sandbox === 'read-only') {
     throw new UserInputError(
@@ -70,7 +70,7 @@ export function lastMessagePath(repoDir: string): string {
 }
 
 /**
- * The safety contract that precedes every prompt (seed constraint 27): writes only inside the
+ * The safety contract that precedes every prompt: writes only inside the
  * repository, reads outside it only under the named roots, no global installs or privilege.
  */
 export function safetyContract(opts: { repoDir: string; readOnlyRoots: readonly string[]; allowPush?: boolean }): string {

@@ -223,7 +223,7 @@ export type TaskPacket = z.infer<typeof TaskPacketSchema>;
 
 /**
  * Copies the run's contract into `<repo>/.agentpr_runtime/contracts/` so the worker can read it
- * inside its sandbox (seed constraint 23). Returns undefined when the run has no readable contract.
+ * inside its sandbox. Returns undefined when the run has no readable contract.
  */
 export function materializeContract(repoDir: string, contractUri: string | undefined): TaskPacket['contract'] {
   if (!contractUri) return null;
