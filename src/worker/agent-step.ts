@@ -52,7 +52,7 @@ import {
   writeTaskPacket,
 } from './skills.js';
 
-/** states a worker step may start from (QUEUED is first moved to DISCOVERY). */
+/** States a worker step may start from (QUEUED is first moved to DISCOVERY). */
 export const AGENT_STEP_STATES: readonly RunState[] = ['DISCOVERY', 'IMPLEMENTING', 'LOCAL_VALIDATING', 'ITERATING'];
 
 /** The longest prompt accepted (it travels on the worker's stdin, never in argv). */
