@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 
 /**
  * A small local server speaking the GitHub REST endpoints agentpr calls (src/github/client.ts):
- * repos.get, pulls.list / create / get / listReviews, checks.listForRef and
+ * repos.get, pulls.list / create / get / listReviews / listReviewComments, checks.listForRef /
+ * listAnnotations, the Actions job-log redirect, issues.listComments and
  * repos.getCombinedStatusForRef. The demo points GITHUB_API_URL at it, so approve-open-pr and
  * sync-github run their real octokit code with no network and no real token. It checks the
  * token like GitHub (401 otherwise), answers 404 for what it does not know, and records every
@@ -201,6 +202,30 @@ export class GitHubSim {
   addReview(owner: string, name: string, pullNumber: number, review: SimReview): void {
     const r = this.state(owner, name);
     r.reviews.set(pullNumber, [...(r.reviews.get(pullNumber) ?? []), review]);
+  }
+
+  /** A review comment on a line of the PR's diff (served by pulls/{n}/comments). */
+  addReviewComment(owner: string, name: string, pullNumber: number, comment: SimReviewComment): void {
+    const r = this.state(owner, name);
+    r.reviewComments.set(pullNumber, [...(r.reviewComments.get(pullNumber) ?? []), comment]);
+  }
+
+  /** A push to the PR's branch: the PR's head moves to `sha`. */
+  setPullHead(owner: string, name: string, pullNumber: number, sha: string): void {
+    this.pull(owner, name, pullNumber).head_sha = sha;
+  }
+
+  /** Merges the PR (state closed, merged, with the merge commit); answers the PR as it now is. */
+  mergePull(owner: string, name: string, pullNumber: number, mergeCommitSha: string): SimPull {
+    const p = this.pull(owner, name, pullNumber);
+    Object.assign(p, { state: 'closed', merged: true, merge_commit_sha: mergeCommitSha, closed_at: new Date().toISOString() });
+    return { ...p };
+  }
+
+  private pull(owner: string, name: string, pullNumber: number): SimPull {
+    const p = this.state(owner, name).pulls.find((x) => x.number === pullNumber);
+    if (!p) throw new Error(`github-sim has no pull request #${pullNumber} in ${owner}/${name}`);
+    return p;
   }
 
   /** Dresses an answer before it is sent; the simulator's own fields are the ones that matter. */
