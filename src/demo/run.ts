@@ -90,6 +90,7 @@ const DEMO_TOKEN = 'demo-token-not-secret';
 const DEMO_WEBHOOK_SECRET = 'demo-webhook-secret-not-secret';
 const REPLAY_STREAM = 'run_policy_smoke_20260224_20260224T235433957166Z.jsonl';
 const REVIEWER = 'demo-reviewer';
+const ITERATION_TITLE = 'Iterate with for...of in sum()';
 const REVIEW_COMMENT = 'Please iterate with for...of here: the index loop is what hid this bug.';
 const ITERATE_PROMPT = [
   'The PR for the sum() fix got feedback: fix what CI reports and address the review comments below.',
@@ -368,7 +369,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         lines: [
           `upstream ${upstreamDir}`,
           `fork     ${forkDir}   (bare git repositories, branch main)`,
-          `project  ${OWNER}/${REPO}: src/calc.js, test/calc.test.js, "test": "node --test"`,
+          `project  ${OWNER}/${REPO}: src/calc.js, test/calc.test.js, "test": "node --test", "lint": "node scripts/lint.mjs"`,
           `npm test on main: exit ${before.exitCode}${before.counts ? ` (${before.counts})` : ''}${before.exitCode !== 0 ? ' — the bug the worker is asked to fix' : ''}`,
         ],
       };
@@ -501,6 +502,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
      * reported to the simulator as the check run `ci / test and lint` with the job's log, and an
      * annotation for each lint finding.
      */
+    let ciFailed = false;
+    let ciFindings: Array<{ path: string; line: number }> = [];
     const ciRound = async (round: number): Promise<{ state?: string; lines: string[] }> => {
       const ci = join(demoDir, `ci-${round}`);
       git(demoDir, ['clone', '-q', '--branch', BRANCH, forkDir, ci]);
@@ -510,6 +513,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       const lint = npmRun(ci, 'lint');
       const findings = [...lint.output.matchAll(/^(src\/[^:\s]+):(\d+):\d+: error ([\w-]+): (.+)$/gm)];
       const failed = test.exitCode !== 0 || lint.exitCode !== 0;
+      ciFailed = failed;
+      ciFindings = findings.map((f) => ({ path: f[1]!, line: Number(f[2]) }));
       const log = [`##[group]Run npm test`, test.output.trimEnd(), '##[endgroup]', `##[group]Run npm run lint`, lint.output.trimEnd(), '##[endgroup]', ...(failed ? ['##[error]Process completed with exit code 1.'] : [])].join('\n');
       sim.setCheckRuns(OWNER, REPO, sha, [
         {
@@ -562,53 +567,62 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
 
     await step('CI (round 1)', () => ciRound(1));
 
-    await step('review comment', async () => {
-      // The line the reviewer comments on, with the diff hunk GitHub shows around it.
-      const hunk = git(forkDir, ['diff', '-U1', `${firstSha}^`, firstSha, '--', 'src/calc.js']).split('\n');
-      const diffHunk = hunk.slice(hunk.findIndex((l) => l.startsWith('@@'))).join('\n');
-      const line = git(forkDir, ['show', `${firstSha}:src/calc.js`]).split('\n').findIndex((l) => l.includes('for (let i')) + 1;
-      const at = new Date().toISOString();
-      sim.addReviewComment(OWNER, REPO, prNumber, { id: 70_000 + prNumber, user: REVIEWER, path: 'src/calc.js', line, diff_hunk: diffHunk, body: REVIEW_COMMENT, position: 1, created_at: at });
-      sim.addReview(OWNER, REPO, prNumber, { id: 80_000 + prNumber, user: REVIEWER, state: 'CHANGES_REQUESTED', body: 'One change, see the comment on src/calc.js.', submitted_at: at });
-      return { lines: [`${REVIEWER} requests changes on src/calc.js:${line}: "${REVIEW_COMMENT}"`] };
-    });
+    // With the replay worker the first fix keeps the index loop, so CI fails and the run iterates.
+    // A live codex may write for...of at once; then there is nothing to iterate on.
+    if (ciFailed) {
+      await step('review comment', async () => {
+        // The line the reviewer comments on, with the diff hunk GitHub shows around it.
+        const { path, line } = ciFindings[0] ?? { path: 'src/calc.js', line: 1 };
+        const hunk = git(forkDir, ['diff', '-U1', `${firstSha}^`, firstSha, '--', path]).split('\n');
+        const diffHunk = hunk.slice(Math.max(0, hunk.findIndex((l) => l.startsWith('@@')))).join('\n');
+        const at = new Date().toISOString();
+        sim.addReviewComment(OWNER, REPO, prNumber, { id: 70_000 + prNumber, user: REVIEWER, path, line, diff_hunk: diffHunk, body: REVIEW_COMMENT, position: 1, created_at: at });
+        sim.addReview(OWNER, REPO, prNumber, { id: 80_000 + prNumber, user: REVIEWER, state: 'CHANGES_REQUESTED', body: `One change, see the comment on ${path}.`, submitted_at: at });
+        return { lines: [`${REVIEWER} requests changes on ${path}:${line}: "${REVIEW_COMMENT}"`] };
+      });
 
-    await step('sync-github', async () => {
-      const { data } = await call('sync-github', { run_id: runId }, { timeout: 180_000 });
-      const r = (Array.isArray(data.results) ? data.results.map(obj) : [])[0] ?? {};
-      if (r.status !== 'synced') throw new DemoFailure(`sync-github answered ${str(r.status)}: ${str(r.message)}`);
-      return { state: await expectState('ITERATING', 'the check failed'), lines: [str(r.message)] };
-    });
+      await step('sync-github', async () => {
+        const { data } = await call('sync-github', { run_id: runId }, { timeout: 180_000 });
+        const r = (Array.isArray(data.results) ? data.results.map(obj) : [])[0] ?? {};
+        if (r.status !== 'synced') throw new DemoFailure(`sync-github answered ${str(r.status)}: ${str(r.message)}`);
+        return { state: await expectState('ITERATING', 'the check failed'), lines: [str(r.message)] };
+      });
 
-    await step('run-agent-step', async () => {
-      const codex = opts.worker === 'codex';
-      const { data } = await call(
-        'run-agent-step',
-        { run_id: runId, prompt: ITERATE_PROMPT, ...(codex ? {} : { max_agent_seconds: 120 }) },
-        { timeout: codex ? 20 * 60_000 : 180_000, progress: true },
-      );
-      const grade = str(data.grade);
-      const iteration = await client!.readResource({ uri: `agentpr://runs/${runId}/iteration` });
-      const md = iteration.contents[0] && 'text' in iteration.contents[0] ? str(iteration.contents[0].text) : '';
-      packetLines = md.trimEnd().split('\n');
-      const lines = [
-        `iteration packet (agentpr://runs/${runId}/iteration): ${packetLines[0]?.replace(/^#\s*/, '') ?? ''}`,
-        `verdict: ${grade || 'none'} ${str(data.reason_code)} (next: ${str(data.next_action) || '-'}); worker exit ${str(data.exit_code)}`,
-      ];
-      if (grade !== 'PASS') throw new DemoFailure([`the iteration's verdict is ${grade || 'none'} ${str(data.reason_code)}, not PASS (run ${runId} is in ${str(data.state_after)})`, ...lines].join('\n'));
-      return { state: str(data.state_after), lines };
-    }, true);
+      await step('run-agent-step', async () => {
+        const codex = opts.worker === 'codex';
+        const { data } = await call(
+          'run-agent-step',
+          { run_id: runId, prompt: ITERATE_PROMPT, ...(codex ? {} : { max_agent_seconds: 120 }) },
+          { timeout: codex ? 20 * 60_000 : 180_000, progress: true },
+        );
+        const grade = str(data.grade);
+        const iteration = await client!.readResource({ uri: `agentpr://runs/${runId}/iteration` });
+        const md = iteration.contents[0] && 'text' in iteration.contents[0] ? str(iteration.contents[0].text) : '';
+        packetLines = md.trimEnd().split('\n');
+        const lines = [
+          `iteration packet (agentpr://runs/${runId}/iteration): ${packetLines[0]?.replace(/^#\s*/, '') ?? ''}`,
+          `verdict: ${grade || 'none'} ${str(data.reason_code)} (next: ${str(data.next_action) || '-'}); worker exit ${str(data.exit_code)}`,
+        ];
+        if (grade !== 'PASS') throw new DemoFailure([`the iteration's verdict is ${grade || 'none'} ${str(data.reason_code)}, not PASS (run ${runId} is in ${str(data.state_after)})`, ...lines].join('\n'));
+        return { state: str(data.state_after), lines };
+      }, true);
 
-    await step('run-finish', async () => {
-      const { data } = await call('run-finish', { run_id: runId, changes: 'Iterate with for...of, as CI and the review asked.', title: TITLE }, { timeout: 300_000 });
-      if (data.ok !== true) throw new DemoFailure(`finish.sh failed: ${str(data.error) || str(data.last_error)}; logs ${str(data.stderr_log)}`);
-      pushedSha = str(obj(data.outputs).head_sha);
-      if (!pushedSha || pushedSha === firstSha) throw new DemoFailure(`the iteration pushed no new commit (head ${pushedSha || 'none'})`);
-      const inFork = git(forkDir, ['log', '-1', '--format=%h %s', `refs/heads/${BRANCH}`]);
-      return { state: await expectState('CI_WAIT', 'an iteration push goes back to CI on the same PR'), lines: [`pushed ${pushedSha.slice(0, 12)} to PR #${prNumber} with no second approval: ${inFork}`] };
-    });
+      await step('run-finish', async () => {
+        const { data } = await call('run-finish', { run_id: runId, changes: 'sum() iterates with for...of, as the lint and the review asked.', title: ITERATION_TITLE }, { timeout: 300_000 });
+        if (data.ok !== true) throw new DemoFailure(`finish.sh failed: ${str(data.error) || str(data.last_error)}; logs ${str(data.stderr_log)}`);
+        pushedSha = str(obj(data.outputs).head_sha);
+        if (!pushedSha || pushedSha === firstSha) throw new DemoFailure(`the iteration pushed no new commit (head ${pushedSha || 'none'})`);
+        const inFork = git(forkDir, ['log', '-1', '--format=%h %s', `refs/heads/${BRANCH}`]);
+        return { state: await expectState('CI_WAIT', 'an iteration push goes back to CI on the same PR'), lines: [`pushed ${pushedSha.slice(0, 12)} to PR #${prNumber} with no second approval: ${inFork}`] };
+      });
 
-    await step('CI (round 2)', () => ciRound(2));
+      await step('CI (round 2)', () => ciRound(2));
+    } else if (opts.worker === 'replay') {
+      throw new DemoFailure('CI passed on the first push, so there is nothing to iterate on; the replay worker\'s first fix should fail the lint (is demo/replay-plan.json changed?)');
+    } else {
+      say('       (CI is green on codex\'s first push: nothing to iterate on, so the review-and-fix round is skipped)');
+    }
+
 
     await step('sync-github', async () => {
       const { data } = await call('sync-github', { run_id: runId }, { timeout: 180_000 });

@@ -177,6 +177,7 @@ describe('npm run demo (built)', () => {
     expect(gitIn(s.fork, ['rev-parse', `${s.first_sha}^`])).toBe(gitIn(s.fork, ['rev-parse', 'refs/heads/main']));
     expect(gitIn(s.fork, ['log', '-1', '--format=%s', s.first_sha])).toBe('Fix sum() skipping the first value');
     expect(gitIn(s.fork, ['show', `${s.first_sha}:src/calc.js`])).toContain('for (let i = 0; i < values.length; i++)');
+    expect(gitIn(s.fork, ['log', '-1', '--format=%s', s.pushed_sha])).toBe('Iterate with for...of in sum()');
     expect(gitIn(s.fork, ['diff', '--name-only', s.first_sha, s.pushed_sha])).toBe('src/calc.js');
     expect(gitIn(s.fork, ['show', `${s.pushed_sha}:src/calc.js`])).toContain('for (const value of values) total += value;');
     // The merge: upstream main is the PR's last head.
