@@ -389,8 +389,12 @@ export class GitHubSim {
         status: c.status,
         conclusion: c.conclusion,
         head_sha: sha,
+        external_id: '',
         app: { slug: c.app ?? 'agentpr-sim' },
+        html_url: `${this.url}/${owner}/${repo.name}/runs/${c.id}`,
         details_url: `${this.url}/${owner}/${repo.name}/runs/${c.id}`,
+        started_at: c.status === 'queued' ? null : new Date().toISOString(),
+        completed_at: c.status === 'completed' ? new Date().toISOString() : null,
         output: { title: c.output?.title ?? null, summary: c.output?.summary ?? null, text: c.output?.text ?? null, annotations_count: c.annotations?.length ?? 0 },
       });
       return answer(200, this.shape('check-runs', { total_count: list.length, check_runs: list.map(checkJson) }));
@@ -398,7 +402,7 @@ export class GitHubSim {
     if ((mm = /^\/check-runs\/(\d+)\/annotations$/.exec(rest)) && method === 'GET') {
       const run = [...repo.checks.values()].flat().find((c) => c.id === Number(mm![1]));
       if (!run) return answer(404, { message: 'Not Found' });
-      return answer(200, this.shape('annotations', (run.annotations ?? []).map((a) => ({ path: a.path, start_line: a.start_line, end_line: a.end_line ?? a.start_line, annotation_level: a.annotation_level, message: a.message, title: a.title ?? null }))));
+      return answer(200, this.shape('annotations', (run.annotations ?? []).map((a) => ({ path: a.path, start_line: a.start_line, end_line: a.end_line ?? a.start_line, start_column: null, end_column: null, annotation_level: a.annotation_level, message: a.message, title: a.title ?? null, raw_details: null }))));
     }
     if ((mm = /^\/actions\/jobs\/(\d+)\/logs$/.exec(rest)) && method === 'GET') {
       const run = [...repo.checks.values()].flat().find((c) => c.id === Number(mm![1]));
@@ -407,7 +411,32 @@ export class GitHubSim {
     }
     if ((mm = /^\/pulls\/(\d+)\/comments$/.exec(rest)) && method === 'GET') {
       const list = repo.reviewComments.get(Number(mm[1])) ?? [];
-      return answer(200, this.shape('review-comments', list.map((c) => ({ id: c.id, user: { login: c.user }, path: c.path, line: c.line, original_line: c.line, diff_hunk: c.diff_hunk, body: c.body, position: c.position, in_reply_to_id: null, created_at: c.created_at }))));
+      const pr = repo.pulls.find((x) => x.number === Number(mm![1]));
+      const prApi = `${this.url}/repos/${owner}/${repo.name}/pulls/${mm[1]}`;
+      return answer(
+        200,
+        this.shape(
+          'review-comments',
+          list.map((c) => ({
+            id: c.id,
+            pull_request_review_id: null,
+            user: { login: c.user },
+            path: c.path,
+            line: c.line,
+            original_line: c.line,
+            side: 'RIGHT',
+            diff_hunk: c.diff_hunk,
+            body: c.body,
+            position: c.position,
+            commit_id: pr?.head_sha ?? null,
+            in_reply_to_id: null,
+            created_at: c.created_at,
+            updated_at: c.created_at,
+            html_url: `${pr?.html_url ?? prApi}#discussion_r${c.id}`,
+            pull_request_url: prApi,
+          })),
+        ),
+      );
     }
     if ((mm = /^\/issues\/(\d+)\/comments$/.exec(rest)) && method === 'GET') {
       const list = repo.issueComments.get(Number(mm[1])) ?? [];
