@@ -9,6 +9,8 @@
 //      item codex would print: it runs the plan's read commands, applies the plan's edit
 //      (file_change), and runs the project's test command, with the real exit code and output;
 //   3. writes a final agent message derived from those real results to --output-last-message.
+// When the prompt carries agentpr's iteration packet (a run iterating on CI and review feedback), step 2
+// uses the plan's `iteration` section instead, and only if the packet names what that section fixes.
 // agentpr's verdict and digest are computed from this stream, so a PASS means the edit was made
 // and the project's tests really passed.
 //
@@ -112,6 +114,13 @@ function loadPlan() {
   return { ...plan, file, streamPath: path.resolve(path.dirname(file), plan.stream), lineDelayMs: Math.max(0, Number(delay) || 0) };
 }
 
+/** The data between agentpr's iteration packet markers in the prompt, or null when there is none. */
+function iterationPacket(prompt) {
+  const start = prompt.indexOf('<<<ITERATION_PACKET');
+  const end = prompt.lastIndexOf('ITERATION_PACKET>>>');
+  return start >= 0 && end > start ? prompt.slice(start, end) : null;
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function clip(text) {
@@ -179,11 +188,26 @@ async function main() {
   };
 
   await emit({ type: 'item.completed', item: { id: id(), type: 'agent_message', text: `Now the task itself: ${args.prompt.split('\n').find((l) => l.trim())?.trim() ?? 'the demo task'}` } });
-  for (const cmd of plan.inspect ?? []) await command(cmd);
-  if (plan.diagnosis) await emit({ type: 'item.completed', item: { id: id(), type: 'reasoning', text: `**Diagnosis** ${plan.diagnosis}` } });
+
+  // An iteration (the prompt carries agentpr's iteration packet): act only on what the packet names.
+  const packet = iterationPacket(args.prompt);
+  const task = packet !== null && plan.iteration ? plan.iteration : plan;
+  if (task === plan.iteration) {
+    const missing = (task.requires_in_packet ?? []).filter((s) => !packet.includes(s));
+    if (missing.length) {
+      const why = `the iteration packet in the prompt does not name ${missing.map((m) => JSON.stringify(m)).join(', ')}; nothing to fix`;
+      await emit({ type: 'item.completed', item: { id: id(), type: 'error', message: why } });
+      process.stderr.write(`replay-codex: ${why}\n`);
+      if (closing) await emit(closing);
+      return 1;
+    }
+    await emit({ type: 'item.completed', item: { id: id(), type: 'agent_message', text: `The iteration packet names ${task.requires_in_packet.join(', ')}; addressing that.` } });
+  }
+  for (const cmd of task.inspect ?? []) await command(cmd);
+  if (task.diagnosis) await emit({ type: 'item.completed', item: { id: id(), type: 'reasoning', text: `**Diagnosis** ${task.diagnosis}` } });
 
   const changed = [];
-  for (const edit of plan.edits) {
+  for (const edit of task.edits) {
     const target = path.resolve(process.cwd(), edit.path);
     const before = fs.existsSync(target) ? fs.readFileSync(target, 'utf8') : null;
     if (before === null || !before.includes(edit.find)) {
@@ -198,16 +222,19 @@ async function main() {
     await emit({ type: 'item.completed', item: { id: id(), type: 'file_change', changes: [{ path: target, kind: 'update' }], status: 'completed' } });
   }
 
-  const test = await command(plan.test_command);
+  const verified = [];
+  for (const cmd of task.verify ?? []) verified.push([cmd, await command(cmd)]);
+  const test = await command(task.test_command);
   const summaryLine = test.output.split('\n').filter((l) => /^#\s*(pass|fail)\b/.test(l.trim())).map((l) => l.replace(/^#\s*/, '').trim()).join(', ');
   const message = [
-    `Status: ${test.exitCode === 0 ? 'PASS' : 'FAIL'}`,
+    `Status: ${test.exitCode === 0 && verified.every(([, r]) => r.exitCode === 0) ? 'PASS' : 'FAIL'}`,
     '',
     'Files changed:',
     ...changed.map((e) => `- ${e.path}: ${e.why ?? 'edited'}`),
     '',
     'Commands:',
-    `- ${plan.test_command} -> exit ${test.exitCode}${summaryLine ? ` (${summaryLine})` : ''}`,
+    ...verified.map(([cmd, r]) => `- ${cmd} -> exit ${r.exitCode}`),
+    `- ${task.test_command} -> exit ${test.exitCode}${summaryLine ? ` (${summaryLine})` : ''}`,
   ].join('\n');
   await emit({ type: 'item.completed', item: { id: id(), type: 'agent_message', text: message } });
   if (closing) await emit(closing);

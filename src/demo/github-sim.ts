@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 
 /**
  * A small local server speaking the GitHub REST endpoints agentpr calls (src/github/client.ts):
- * repos.get, pulls.list / create / get / listReviews, checks.listForRef and
+ * repos.get, pulls.list / create / get / listReviews / listReviewComments, checks.listForRef /
+ * listAnnotations, the Actions job-log redirect, issues.listComments and
  * repos.getCombinedStatusForRef. The demo points GITHUB_API_URL at it, so approve-open-pr and
  * sync-github run their real octokit code with no network and no real token. It checks the
  * token like GitHub (401 otherwise), answers 404 for what it does not know, and records every
@@ -203,6 +204,30 @@ export class GitHubSim {
     r.reviews.set(pullNumber, [...(r.reviews.get(pullNumber) ?? []), review]);
   }
 
+  /** A review comment on a line of the PR's diff (served by pulls/{n}/comments). */
+  addReviewComment(owner: string, name: string, pullNumber: number, comment: SimReviewComment): void {
+    const r = this.state(owner, name);
+    r.reviewComments.set(pullNumber, [...(r.reviewComments.get(pullNumber) ?? []), comment]);
+  }
+
+  /** A push to the PR's branch: the PR's head moves to `sha`. */
+  setPullHead(owner: string, name: string, pullNumber: number, sha: string): void {
+    this.pull(owner, name, pullNumber).head_sha = sha;
+  }
+
+  /** Merges the PR (state closed, merged, with the merge commit); answers the PR as it now is. */
+  mergePull(owner: string, name: string, pullNumber: number, mergeCommitSha: string): SimPull {
+    const p = this.pull(owner, name, pullNumber);
+    Object.assign(p, { state: 'closed', merged: true, merge_commit_sha: mergeCommitSha, closed_at: new Date().toISOString() });
+    return { ...p };
+  }
+
+  private pull(owner: string, name: string, pullNumber: number): SimPull {
+    const p = this.state(owner, name).pulls.find((x) => x.number === pullNumber);
+    if (!p) throw new Error(`github-sim has no pull request #${pullNumber} in ${owner}/${name}`);
+    return p;
+  }
+
   /** Dresses an answer before it is sent; the simulator's own fields are the ones that matter. */
   protected shape(_kind: SimShape, json: unknown): unknown {
     return json;
@@ -364,8 +389,12 @@ export class GitHubSim {
         status: c.status,
         conclusion: c.conclusion,
         head_sha: sha,
+        external_id: '',
         app: { slug: c.app ?? 'agentpr-sim' },
+        html_url: `${this.url}/${owner}/${repo.name}/runs/${c.id}`,
         details_url: `${this.url}/${owner}/${repo.name}/runs/${c.id}`,
+        started_at: c.status === 'queued' ? null : new Date().toISOString(),
+        completed_at: c.status === 'completed' ? new Date().toISOString() : null,
         output: { title: c.output?.title ?? null, summary: c.output?.summary ?? null, text: c.output?.text ?? null, annotations_count: c.annotations?.length ?? 0 },
       });
       return answer(200, this.shape('check-runs', { total_count: list.length, check_runs: list.map(checkJson) }));
@@ -373,7 +402,7 @@ export class GitHubSim {
     if ((mm = /^\/check-runs\/(\d+)\/annotations$/.exec(rest)) && method === 'GET') {
       const run = [...repo.checks.values()].flat().find((c) => c.id === Number(mm![1]));
       if (!run) return answer(404, { message: 'Not Found' });
-      return answer(200, this.shape('annotations', (run.annotations ?? []).map((a) => ({ path: a.path, start_line: a.start_line, end_line: a.end_line ?? a.start_line, annotation_level: a.annotation_level, message: a.message, title: a.title ?? null }))));
+      return answer(200, this.shape('annotations', (run.annotations ?? []).map((a) => ({ path: a.path, start_line: a.start_line, end_line: a.end_line ?? a.start_line, start_column: null, end_column: null, annotation_level: a.annotation_level, message: a.message, title: a.title ?? null, raw_details: null }))));
     }
     if ((mm = /^\/actions\/jobs\/(\d+)\/logs$/.exec(rest)) && method === 'GET') {
       const run = [...repo.checks.values()].flat().find((c) => c.id === Number(mm![1]));
@@ -382,7 +411,32 @@ export class GitHubSim {
     }
     if ((mm = /^\/pulls\/(\d+)\/comments$/.exec(rest)) && method === 'GET') {
       const list = repo.reviewComments.get(Number(mm[1])) ?? [];
-      return answer(200, this.shape('review-comments', list.map((c) => ({ id: c.id, user: { login: c.user }, path: c.path, line: c.line, original_line: c.line, diff_hunk: c.diff_hunk, body: c.body, position: c.position, in_reply_to_id: null, created_at: c.created_at }))));
+      const pr = repo.pulls.find((x) => x.number === Number(mm![1]));
+      const prApi = `${this.url}/repos/${owner}/${repo.name}/pulls/${mm[1]}`;
+      return answer(
+        200,
+        this.shape(
+          'review-comments',
+          list.map((c) => ({
+            id: c.id,
+            pull_request_review_id: null,
+            user: { login: c.user },
+            path: c.path,
+            line: c.line,
+            original_line: c.line,
+            side: 'RIGHT',
+            diff_hunk: c.diff_hunk,
+            body: c.body,
+            position: c.position,
+            commit_id: pr?.head_sha ?? null,
+            in_reply_to_id: null,
+            created_at: c.created_at,
+            updated_at: c.created_at,
+            html_url: `${pr?.html_url ?? prApi}#discussion_r${c.id}`,
+            pull_request_url: prApi,
+          })),
+        ),
+      );
     }
     if ((mm = /^\/issues\/(\d+)\/comments$/.exec(rest)) && method === 'GET') {
       const list = repo.issueComments.get(Number(mm[1])) ?? [];

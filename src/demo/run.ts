@@ -43,8 +43,10 @@ export const DEMO_USAGE = `usage: npm run demo [-- --worker replay|codex] [--hom
 Runs one whole agentpr run end to end, offline, with no tokens: local bare "upstream" and "fork"
 git repositories with a small project, the real MCP server over stdio driven by the SDK client
 (create-run -> run-prepare -> mark-plan-ready -> start-implementation -> run-agent-step ->
-run-finish -> request-open-pr -> approve-open-pr -> sync-github -> signed webhook -> mark-done),
-a local GitHub simulator and the real webhook receiver.
+run-finish -> request-open-pr -> approve-open-pr -> CI fails, a review comment -> sync-github ->
+ITERATING -> run-agent-step with the iteration packet -> run-finish pushes again -> CI green ->
+sync-github -> signed review and merge webhooks -> DONE), a local GitHub simulator and the real
+webhook receiver.
 
   --worker replay   (default) a REPLAY of a recorded codex run that then makes the fix and runs
                     the tests for real; not a live model
@@ -87,6 +89,14 @@ const TITLE = 'Fix sum() skipping the first value';
 const DEMO_TOKEN = 'demo-token-not-secret';
 const DEMO_WEBHOOK_SECRET = 'demo-webhook-secret-not-secret';
 const REPLAY_STREAM = 'run_policy_smoke_20260224_20260224T235433957166Z.jsonl';
+const REVIEWER = 'demo-reviewer';
+const ITERATION_TITLE = 'Iterate with for...of in sum()';
+const REVIEW_COMMENT = 'Please iterate with for...of here: the index loop is what hid this bug.';
+const ITERATE_PROMPT = [
+  'The PR for the sum() fix got feedback: fix what CI reports and address the review comments below.',
+  'Keep the change minimal, do not edit the tests, and run the checks CI runs (`npm test`, `npm run lint`).',
+  'Do not commit or push; agentpr does that after reviewing the result.',
+].join('\n');
 const PROMPT = [
   'Fix the bug in src/calc.js that makes `npm test` fail: sum() must add every value of the list (mean() depends on it).',
   'Keep the change minimal, do not edit the tests, and run `npm test` to confirm that every test passes.',
@@ -257,13 +267,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       throw new DemoFailure(`git ${args.join(' ')} in ${cwd} failed: ${e.stderr?.trim() || e.message}`);
     }
   };
-  const npmTest = (cwd: string): { exitCode: number; counts: string } => {
-    const r = spawnSync('npm', ['test'], { cwd, env, encoding: 'utf8', timeout: 120_000 });
-    if (r.error) throw new DemoFailure(`npm test in ${cwd} could not run: ${r.error.message}; npm must be installed next to node`);
+  const npmRun = (cwd: string, script: 'test' | 'lint'): { exitCode: number; counts: string; output: string } => {
+    const r = spawnSync('npm', script === 'test' ? ['test'] : ['run', script], { cwd, env, encoding: 'utf8', timeout: 120_000 });
+    if (r.error) throw new DemoFailure(`npm ${script} in ${cwd} could not run: ${r.error.message}; npm must be installed next to node`);
     const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
     const counts = out.split('\n').map((l) => /^#\s*(pass|fail)\s+(\d+)/.exec(l.trim())).filter((m) => m !== null).map((m) => `${m[1]} ${m[2]}`).join(', ');
-    return { exitCode: r.status ?? 1, counts };
+    return { exitCode: r.status ?? 1, counts, output: out };
   };
+  const npmTest = (cwd: string) => npmRun(cwd, 'test');
 
   // ---- step printing -----------------------------------------------------------------------------
   let stepNo = 0;
@@ -307,6 +318,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   let prUrl = '';
   let prNumber = 0;
   let pushedSha = '';
+  let firstSha = '';
+  let mergeSha = '';
+  let packetLines: string[] = [];
   let verdict = { grade: '', reason_code: '' };
   let finalState = '';
 
@@ -355,7 +369,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         lines: [
           `upstream ${upstreamDir}`,
           `fork     ${forkDir}   (bare git repositories, branch main)`,
-          `project  ${OWNER}/${REPO}: src/calc.js, test/calc.test.js, "test": "node --test"`,
+          `project  ${OWNER}/${REPO}: src/calc.js, test/calc.test.js, "test": "node --test", "lint": "node scripts/lint.mjs"`,
           `npm test on main: exit ${before.exitCode}${before.counts ? ` (${before.counts})` : ''}${before.exitCode !== 0 ? ' — the bug the worker is asked to fix' : ''}`,
         ],
       };
@@ -447,6 +461,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       if (data.ok !== true) throw new DemoFailure(`finish.sh failed: ${str(data.error) || str(data.last_error)}; logs ${str(data.stderr_log)}`);
       const outputs = obj(data.outputs);
       pushedSha = str(outputs.head_sha);
+      firstSha = pushedSha;
       const inFork = git(forkDir, ['log', '-1', '--format=%h %s', `refs/heads/${BRANCH}`]);
       return { state: str(data.state), lines: [`finish.sh committed and pushed ${pushedSha.slice(0, 12)} to the fork: ${inFork}`] };
     });
@@ -482,44 +497,52 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       };
     });
 
-    await step('CI (local run)', async () => {
-      const ci = join(demoDir, 'ci');
+    /**
+     * CI on a fresh clone of the PR's head, as a GitHub Actions job: `npm test` and `npm run lint`,
+     * reported to the simulator as the check run `ci / test and lint` with the job's log, and an
+     * annotation for each lint finding.
+     */
+    let ciFailed = false;
+    let ciFindings: Array<{ path: string; line: number }> = [];
+    const ciRound = async (round: number): Promise<{ state?: string; lines: string[] }> => {
+      const ci = join(demoDir, `ci-${round}`);
       git(demoDir, ['clone', '-q', '--branch', BRANCH, forkDir, ci]);
       const sha = git(ci, ['rev-parse', 'HEAD']);
-      const r = npmTest(ci);
-      const conclusion = r.exitCode === 0 ? 'success' : 'failure';
-      sim.setCheckRuns(OWNER, REPO, sha, [{ id: 4_200_001, name: 'ci / npm test', status: 'completed', conclusion }]);
-      return { lines: [`npm test on a fresh clone of ${sha.slice(0, 12)}: exit ${r.exitCode}${r.counts ? ` (${r.counts})` : ''} -> check run "ci / npm test" ${conclusion} on the simulator`] };
-    });
-
-    await step('sync-github', async () => {
-      const { data } = await call('sync-github', { run_id: runId }, { timeout: 180_000 });
-      const results = Array.isArray(data.results) ? data.results.map(obj) : [];
-      const r = results[0] ?? {};
-      if (r.status !== 'synced') throw new DemoFailure(`sync-github answered ${str(r.status)}: ${str(r.message)}`);
-      return { state: await expectState('REVIEW_WAIT', 'all checks green'), lines: [str(r.message)] };
-    });
-
-    await step('webhook (review)', async () => {
-      if (!webhook) throw new DemoFailure('the webhook receiver is not running');
-      const reviewId = 80_000 + prNumber;
-      const submittedAt = new Date().toISOString();
-      sim.addReview(OWNER, REPO, prNumber, { id: reviewId, user: 'demo-reviewer', state: 'APPROVED', body: 'Looks good, thanks!', submitted_at: submittedAt });
-      const payload = {
-        action: 'submitted',
-        review: {
-          id: reviewId,
-          user: { login: 'demo-reviewer', type: 'User' },
-          body: 'Looks good, thanks!',
-          state: 'approved',
-          commit_id: pushedSha,
-          submitted_at: submittedAt,
-          html_url: `${prUrl}#pullrequestreview-${reviewId}`,
+      sim.setPullHead(OWNER, REPO, prNumber, sha);
+      const test = npmTest(ci);
+      const lint = npmRun(ci, 'lint');
+      const findings = [...lint.output.matchAll(/^(src\/[^:\s]+):(\d+):\d+: error ([\w-]+): (.+)$/gm)];
+      const failed = test.exitCode !== 0 || lint.exitCode !== 0;
+      ciFailed = failed;
+      ciFindings = findings.map((f) => ({ path: f[1]!, line: Number(f[2]) }));
+      const log = [`##[group]Run npm test`, test.output.trimEnd(), '##[endgroup]', `##[group]Run npm run lint`, lint.output.trimEnd(), '##[endgroup]', ...(failed ? ['##[error]Process completed with exit code 1.'] : [])].join('\n');
+      sim.setCheckRuns(OWNER, REPO, sha, [
+        {
+          id: 4_200_000 + round,
+          name: 'ci / test and lint',
+          status: 'completed',
+          conclusion: failed ? 'failure' : 'success',
+          app: 'github-actions',
+          output: {
+            title: failed ? `npm test exit ${test.exitCode}, npm run lint exit ${lint.exitCode}` : 'all checks passed',
+            summary: `npm test: ${test.counts || `exit ${test.exitCode}`}; npm run lint: ${findings.length} error(s)`,
+            text: null,
+          },
+          annotations: findings.map((f) => ({ path: f[1]!, start_line: Number(f[2]), annotation_level: 'failure' as const, message: `${f[3]}: ${f[4]}`, title: 'lint' })),
+          log,
         },
-        pull_request: { number: prNumber, html_url: prUrl, state: 'open', head: { ref: BRANCH, sha: pushedSha }, base: { ref: 'main' } },
-        repository: { name: REPO, full_name: `${OWNER}/${REPO}`, owner: { login: OWNER } },
-        sender: { login: 'demo-reviewer' },
+      ]);
+      return {
+        lines: [
+          `fresh clone of ${sha.slice(0, 12)}: npm test exit ${test.exitCode}${test.counts ? ` (${test.counts})` : ''}, npm run lint exit ${lint.exitCode}`,
+          `-> check run "ci / test and lint" ${failed ? 'failure' : 'success'} on the simulator${findings.length ? `, annotations: ${findings.map((f) => `${f[1]}:${f[2]} ${f[3]}`).join(', ')}` : ''}`,
+        ],
       };
+    };
+
+    /** A delivery to the webhook receiver, signed like GitHub (HMAC-SHA256 of the raw body). */
+    const deliver = async (event: string, payload: Json): Promise<string[]> => {
+      if (!webhook) throw new DemoFailure('the webhook receiver is not running');
       const raw = JSON.stringify(payload);
       const delivery = randomUUID();
       const res = await fetch(webhook.url, {
@@ -527,7 +550,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         headers: {
           'content-type': 'application/json',
           'user-agent': 'GitHub-Hookshot/agentpr-demo',
-          'x-github-event': 'pull_request_review',
+          'x-github-event': event,
           'x-github-delivery': delivery,
           'x-hub-signature-256': await sign(DEMO_WEBHOOK_SECRET, raw),
         },
@@ -538,16 +561,114 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         throw new DemoFailure(`the webhook receiver answered ${res.status} ${str(answer.outcome)}: ${str(answer.error) || JSON.stringify(answer.notes ?? answer.calls ?? '')}`);
       }
       const calls = Array.isArray(answer.calls) ? answer.calls.map(obj) : [];
-      return {
-        state: await stateOf(),
-        lines: [`pull_request_review "approved" delivery ${delivery.slice(0, 8)} (HMAC-SHA256 signed) -> 200 processed`, ...calls.map((c) => `${str(c.tool)}: ${str(c.text)}`)],
-      };
+      return [`${event} "${str(payload.action)}" delivery ${delivery.slice(0, 8)} (HMAC-SHA256 signed) -> 200 processed`, ...calls.map((c) => `${str(c.tool)}: ${str(c.text)}`)];
+    };
+    const repository = { name: REPO, full_name: `${OWNER}/${REPO}`, owner: { login: OWNER } };
+
+    await step('CI (round 1)', () => ciRound(1));
+
+    // With the replay worker the first fix keeps the index loop, so CI fails and the run iterates.
+    // A live codex may write for...of at once; then there is nothing to iterate on.
+    if (ciFailed) {
+      await step('review comment', async () => {
+        // The line the reviewer comments on, with the diff hunk GitHub shows around it.
+        const { path, line } = ciFindings[0] ?? { path: 'src/calc.js', line: 1 };
+        const hunk = git(forkDir, ['diff', '-U1', `${firstSha}^`, firstSha, '--', path]).split('\n');
+        const diffHunk = hunk.slice(Math.max(0, hunk.findIndex((l) => l.startsWith('@@')))).join('\n');
+        const at = new Date().toISOString();
+        sim.addReviewComment(OWNER, REPO, prNumber, { id: 70_000 + prNumber, user: REVIEWER, path, line, diff_hunk: diffHunk, body: REVIEW_COMMENT, position: 1, created_at: at });
+        sim.addReview(OWNER, REPO, prNumber, { id: 80_000 + prNumber, user: REVIEWER, state: 'CHANGES_REQUESTED', body: `One change, see the comment on ${path}.`, submitted_at: at });
+        return { lines: [`${REVIEWER} requests changes on ${path}:${line}: "${REVIEW_COMMENT}"`] };
+      });
+
+      await step('sync-github', async () => {
+        const { data } = await call('sync-github', { run_id: runId }, { timeout: 180_000 });
+        const r = (Array.isArray(data.results) ? data.results.map(obj) : [])[0] ?? {};
+        if (r.status !== 'synced') throw new DemoFailure(`sync-github answered ${str(r.status)}: ${str(r.message)}`);
+        return { state: await expectState('ITERATING', 'the check failed'), lines: [str(r.message)] };
+      });
+
+      await step('run-agent-step', async () => {
+        const codex = opts.worker === 'codex';
+        const { data } = await call(
+          'run-agent-step',
+          { run_id: runId, prompt: ITERATE_PROMPT, ...(codex ? {} : { max_agent_seconds: 120 }) },
+          { timeout: codex ? 20 * 60_000 : 180_000, progress: true },
+        );
+        const grade = str(data.grade);
+        const iteration = await client!.readResource({ uri: `agentpr://runs/${runId}/iteration` });
+        const md = iteration.contents[0] && 'text' in iteration.contents[0] ? str(iteration.contents[0].text) : '';
+        packetLines = md.trimEnd().split('\n');
+        const lines = [
+          `iteration packet (agentpr://runs/${runId}/iteration): ${packetLines[0]?.replace(/^#\s*/, '') ?? ''}`,
+          `verdict: ${grade || 'none'} ${str(data.reason_code)} (next: ${str(data.next_action) || '-'}); worker exit ${str(data.exit_code)}`,
+        ];
+        if (grade !== 'PASS') throw new DemoFailure([`the iteration's verdict is ${grade || 'none'} ${str(data.reason_code)}, not PASS (run ${runId} is in ${str(data.state_after)})`, ...lines].join('\n'));
+        return { state: str(data.state_after), lines };
+      }, true);
+
+      await step('run-finish', async () => {
+        const { data } = await call('run-finish', { run_id: runId, changes: 'sum() iterates with for...of, as the lint and the review asked.', title: ITERATION_TITLE }, { timeout: 300_000 });
+        if (data.ok !== true) throw new DemoFailure(`finish.sh failed: ${str(data.error) || str(data.last_error)}; logs ${str(data.stderr_log)}`);
+        pushedSha = str(obj(data.outputs).head_sha);
+        if (!pushedSha || pushedSha === firstSha) throw new DemoFailure(`the iteration pushed no new commit (head ${pushedSha || 'none'})`);
+        const inFork = git(forkDir, ['log', '-1', '--format=%h %s', `refs/heads/${BRANCH}`]);
+        return { state: await expectState('CI_WAIT', 'an iteration push goes back to CI on the same PR'), lines: [`pushed ${pushedSha.slice(0, 12)} to PR #${prNumber} with no second approval: ${inFork}`] };
+      });
+
+      await step('CI (round 2)', () => ciRound(2));
+    } else if (opts.worker === 'replay') {
+      throw new DemoFailure('CI passed on the first push, so there is nothing to iterate on; the replay worker\'s first fix should fail the lint (is demo/replay-plan.json changed?)');
+    } else {
+      say('       (CI is green on codex\'s first push: nothing to iterate on, so the review-and-fix round is skipped)');
+    }
+
+
+    await step('sync-github', async () => {
+      const { data } = await call('sync-github', { run_id: runId }, { timeout: 180_000 });
+      const r = (Array.isArray(data.results) ? data.results.map(obj) : [])[0] ?? {};
+      if (r.status !== 'synced') throw new DemoFailure(`sync-github answered ${str(r.status)}: ${str(r.message)}`);
+      return { state: await expectState('REVIEW_WAIT', 'all checks green'), lines: [str(r.message)] };
     });
 
-    await step('mark-done', async () => {
-      const { data } = await call('mark-done', { run_id: runId });
-      finalState = await expectState('DONE', 'mark-done');
-      return { state: str(data.state) };
+    await step('webhook (review)', async () => {
+      const reviewId = 80_001 + prNumber;
+      const submittedAt = new Date().toISOString();
+      sim.addReview(OWNER, REPO, prNumber, { id: reviewId, user: REVIEWER, state: 'APPROVED', body: 'Looks good, thanks!', submitted_at: submittedAt });
+      const lines = await deliver('pull_request_review', {
+        action: 'submitted',
+        review: { id: reviewId, user: { login: REVIEWER, type: 'User' }, body: 'Looks good, thanks!', state: 'approved', commit_id: pushedSha, submitted_at: submittedAt, html_url: `${prUrl}#pullrequestreview-${reviewId}` },
+        pull_request: { number: prNumber, html_url: prUrl, state: 'open', head: { ref: BRANCH, sha: pushedSha }, base: { ref: 'main' } },
+        repository,
+        sender: { login: REVIEWER },
+      });
+      return { state: await stateOf(), lines };
+    });
+
+    await step('webhook (merged)', async () => {
+      // The maintainer merges: upstream main fast-forwards to the PR's head.
+      git(demoDir, ['--git-dir', upstreamDir, 'fetch', '-q', forkDir, `refs/heads/${BRANCH}:refs/heads/main`]);
+      mergeSha = git(demoDir, ['--git-dir', upstreamDir, 'rev-parse', 'refs/heads/main']);
+      const pr = sim.mergePull(OWNER, REPO, prNumber, mergeSha);
+      const lines = await deliver('pull_request', {
+        action: 'closed',
+        number: prNumber,
+        pull_request: {
+          number: prNumber,
+          html_url: prUrl,
+          state: 'closed',
+          merged: true,
+          merge_commit_sha: mergeSha,
+          closed_at: pr.closed_at,
+          merged_by: { login: OWNER },
+          head: { ref: BRANCH, sha: pushedSha },
+          base: { ref: 'main' },
+        },
+        repository,
+        sender: { login: OWNER },
+      });
+      finalState = await expectState('DONE', 'the PR was merged');
+      return { state: finalState, lines: [`upstream main is now ${mergeSha.slice(0, 12)}`, ...lines] };
     });
 
     const insight = await client!.readResource({ uri: `agentpr://runs/${runId}/insight` });
@@ -567,6 +688,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     say(`verdict: ${verdict.grade} ${verdict.reason_code}`);
     say(`done: ${runId} is ${finalState} after ${stepNo} steps and ${events} events, in ${secs(duration)} (no network, no tokens)`);
     say(`  PR          ${prUrl} (served by the local simulator while the demo runs)`);
+    say(`  loop        first push ${firstSha.slice(0, 12)} failed CI and got a review comment; the iteration pushed ${pushedSha.slice(0, 12)}; merged as ${mergeSha.slice(0, 12)}`);
     say(`  fork        ${forkDir} has ${BRANCH} at ${pushedSha.slice(0, 12)}`);
     say(`  database    ${dbPath}`);
     say(`  reports     ${reportsDir} (digest, insight, runtime report, worker logs)`);
@@ -585,7 +707,10 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
           pr_number: prNumber,
           pr_url: prUrl,
           branch: BRANCH,
+          first_sha: firstSha,
           pushed_sha: pushedSha,
+          merge_sha: mergeSha,
+          iteration_packet: packetLines[0] ?? null,
           home,
           database: dbPath,
           reports: reportsDir,
