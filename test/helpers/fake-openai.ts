@@ -1,5 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+
+const FAKE_CODEX = join(import.meta.dirname, '..', 'fixtures', 'bin', 'fake-codex');
 
 /**
  * A local HTTP server speaking the OpenAI chat-completions wire protocol (POST
@@ -84,6 +87,17 @@ export class FakeOpenAI {
     const addr = this.server?.address() as AddressInfo | null | undefined;
     if (!addr) throw new Error('FakeOpenAI is not listening; call start() first');
     return `http://127.0.0.1:${addr.port}/v1`;
+  }
+
+  /** The environment that points agentpr's manager model at this server (with the fake codex as worker). */
+  managerEnv(timeoutSec: string): NodeJS.ProcessEnv {
+    return {
+      AGENTPR_CODEX_BIN: FAKE_CODEX,
+      AGENTPR_MANAGER_API_KEY: this.apiKey,
+      AGENTPR_MANAGER_BASE_URL: this.baseURL,
+      AGENTPR_MANAGER_MODEL: 'manager-test-model',
+      AGENTPR_MANAGER_TIMEOUT_SEC: timeoutSec,
+    };
   }
 
   reply(...replies: FakeReply[]): this {

@@ -25,16 +25,8 @@ afterAll(async () => {
 beforeEach(() => {
   fake.requests.length = 0;
   fake.script.length = 0;
-  ({ app, cleanup } = makeTestApp({
-    env: {
-      AGENTPR_CODEX_BIN: FAKE_CODEX,
-      AGENTPR_MANAGER_API_KEY: fake.apiKey,
-      AGENTPR_MANAGER_BASE_URL: fake.baseURL,
-      AGENTPR_MANAGER_MODEL: 'manager-test-model',
-      // Generous for the answered calls on a loaded machine; the timeout test's model never answers.
-      AGENTPR_MANAGER_TIMEOUT_SEC: '3',
-    },
-  }));
+  // Generous for the answered calls on a loaded machine; the timeout test's model never answers.
+  ({ app, cleanup } = makeTestApp({ env: fake.managerEnv('3') }));
 });
 afterEach(async () => {
   await cleanup();

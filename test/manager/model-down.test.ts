@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
@@ -11,7 +11,6 @@ import { TOOLS } from '../../tools/index.js';
 import { makeTestApp, tempDir } from '../helpers/app.js';
 import { FakeOpenAI, startFakeOpenAI, toolCall } from '../helpers/fake-openai.js';
 
-const FAKE_CODEX = resolve('test/fixtures/bin/fake-codex');
 const CLI = join(import.meta.dirname, '..', '..', 'dist', 'src', 'cli.js');
 const registry = new Registry(TOOLS);
 
@@ -19,15 +18,7 @@ let fake: FakeOpenAI;
 let app: App;
 let cleanup: () => Promise<void>;
 
-function env(timeoutSec: string): NodeJS.ProcessEnv {
-  return {
-    AGENTPR_CODEX_BIN: FAKE_CODEX,
-    AGENTPR_MANAGER_API_KEY: fake.apiKey,
-    AGENTPR_MANAGER_BASE_URL: fake.baseURL,
-    AGENTPR_MANAGER_MODEL: 'manager-test-model',
-    AGENTPR_MANAGER_TIMEOUT_SEC: timeoutSec,
-  };
-}
+const env = (timeoutSec: string): NodeJS.ProcessEnv => fake.managerEnv(timeoutSec);
 
 function planReady(a: App, repo: string): string {
   const id = a.service.createRun({ owner: 'acme', repo }).run_id;

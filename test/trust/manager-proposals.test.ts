@@ -1,4 +1,3 @@
-import { resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { Registry } from '../../src/registry.js';
@@ -9,7 +8,6 @@ import { FakeOpenAI, toolCall, startFakeOpenAI } from '../helpers/fake-openai.js
 
 // The model reads digests, insights and last errors that the repository and the worker shape; these
 // are the arguments a steered model was seen to propose.
-const FAKE_CODEX = resolve('test/fixtures/bin/fake-codex');
 const registry = new Registry(TOOLS);
 let fake: FakeOpenAI;
 let app: App;
@@ -22,15 +20,7 @@ afterAll(async () => fake.close());
 beforeEach(() => {
   fake.requests.length = 0;
   fake.script.length = 0;
-  ({ app, cleanup } = makeTestApp({
-    env: {
-      AGENTPR_CODEX_BIN: FAKE_CODEX,
-      AGENTPR_MANAGER_API_KEY: fake.apiKey,
-      AGENTPR_MANAGER_BASE_URL: fake.baseURL,
-      AGENTPR_MANAGER_MODEL: 'manager-test-model',
-      AGENTPR_MANAGER_TIMEOUT_SEC: '5',
-    },
-  }));
+  ({ app, cleanup } = makeTestApp({ env: fake.managerEnv('5') }));
 });
 afterEach(async () => cleanup());
 
