@@ -41,10 +41,12 @@ export const SECRET_LIST_ENV_VARS = ['AGENTPR_GITHUB_WEBHOOK_SECRETS'];
 /** Credentials in URLs (https://user:token@host) and GitHub token shapes, whoever set them. */
 const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+(?::[^\s/@]*)?@/gi;
 const GITHUB_TOKENS = /\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})\b/g;
+/** An Authorization header quoted in text (a CI log echoing a curl call, say). */
+const AUTH_HEADERS = /(authorization:\s*(?:bearer|token)\s+)\S+/gi;
 
-/** Replaces every known secret value, URL credential and GitHub token inside a string with [REDACTED]. */
+/** Replaces every known secret value, URL credential, GitHub token and quoted Authorization header inside a string with [REDACTED]. */
 export function scrubSecrets(text: string, env: NodeJS.ProcessEnv = process.env): string {
-  let out = text.replace(URL_CREDENTIALS, '$1[REDACTED]@').replace(GITHUB_TOKENS, '[REDACTED]');
+  let out = text.replace(URL_CREDENTIALS, '$1[REDACTED]@').replace(GITHUB_TOKENS, '[REDACTED]').replace(AUTH_HEADERS, '$1[REDACTED]');
   const values = [
     ...SECRET_ENV_VARS.map((name) => env[name]),
     ...SECRET_LIST_ENV_VARS.flatMap((name) => (env[name] ?? '').split(',').map((s) => s.trim())),

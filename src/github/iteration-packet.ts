@@ -69,16 +69,9 @@ export function failureFingerprint(check: { name: string; summary: string | null
   return `${check.name}:${createHash('sha1').update([check.name, ...lines].join('\n')).digest('hex').slice(0, 12)}`;
 }
 
-/** Token-looking strings (GitHub, bearer) and the process's known secrets become [REDACTED]. */
-export function scrubText(text: string, env: NodeJS.ProcessEnv): string {
-  return scrubSecrets(text, env)
-    .replace(/\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})\b/g, '[REDACTED]')
-    .replace(/(authorization:\s*(?:bearer|token)\s+)\S+/gi, '$1[REDACTED]');
-}
-
 function clip(text: string | null | undefined, env: NodeJS.ProcessEnv, max = FIELD_CHARS): string | null {
   if (text === null || text === undefined) return null;
-  const clean = scrubText(text, env);
+  const clean = scrubSecrets(text, env);
   return clean.length > max ? `${clean.slice(0, max)}\n[... ${clean.length - max} more characters]` : clean;
 }
 
@@ -87,7 +80,7 @@ export function logTail(log: string, env: NodeJS.ProcessEnv, lines = LOG_TAIL_LI
   const all = log.replace(/\r\n/g, '\n').trimEnd().split('\n');
   let tail = all.slice(-lines).join('\n');
   if (tail.length > LOG_TAIL_BYTES) tail = tail.slice(-LOG_TAIL_BYTES);
-  return scrubText(tail, env);
+  return scrubSecrets(tail, env);
 }
 
 export async function buildIterationPacket(app: App, client: GitHubClient, run: RunView): Promise<IterationPacket> {

@@ -32,5 +32,7 @@ describe('secrets never reach last_error, logs or GitHub error text', () => {
     expect(scrubSecrets('push to https://user:pa55@example.com/x.git failed', {})).toBe('push to https://[REDACTED]@example.com/x.git failed');
     expect(scrubSecrets('github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz in body', {})).toBe('[REDACTED] in body');
     expect(scrubSecrets('see https://github.com/acme/widget/pull/1', {})).toBe('see https://github.com/acme/widget/pull/1');
+    // A CI log that echoes a curl call with its header.
+    expect(scrubSecrets('> authorization: token abc.def-123\n< 200', {})).toBe('> authorization: token [REDACTED]\n< 200');
   });
 });
