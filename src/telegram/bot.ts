@@ -20,6 +20,7 @@ import { nlTools, routeWithLlm } from './llm-router.js';
 import { matchRules } from './rules.js';
 import { PendingWrites, TEXT_TOOLS, describeWrite, isConfirmation, rulesRetryTarget, textArgs, CONFIRM_WINDOW_MS } from './text-intent.js';
 import { SlidingWindowLimiter } from './rate-limit.js';
+import { pidAlive } from '../store/holder.js';
 
 export interface TelegramBotOptions {
   app: App;
@@ -753,12 +754,7 @@ function claimerAlive(claimer: string | undefined): boolean {
   if (!claimer) return false;
   const [host, pid] = claimer.split(':');
   if (host !== hostname() || !pid || !/^\d+$/.test(pid)) return false;
-  try {
-    process.kill(Number(pid), 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return pidAlive(Number(pid));
 }
 
 function joinNote(a: string | null, b: string): string {
