@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { scrubSecrets } from '../logger.js';
 import { GIT_PUSH_CREDENTIALS, safeGitEnv } from './git-safety.js';
 import { dirname, join, resolve } from 'node:path';
 import { detectContainment } from './contain.js';
 import { runProcess } from './runner.js';
+import { readTail } from './file-tail.js';
 import type { App } from '../app.js';
 import { computeDiffStats } from '../analysis/diff-stats.js';
 import { defaultIdempotencyKey } from '../core/events.js';
@@ -136,7 +137,8 @@ function bashPath(pathVar: string | undefined): string {
 
 function tailOf(path: string, chars: number): string {
   try {
-    const text = readFileSync(path, 'utf8');
+    // At most 4 bytes a character: enough bytes for `chars` characters, never the whole log.
+    const text = readTail(path, chars * 4);
     return text.length > chars ? text.slice(-chars) : text;
   } catch {
     return '';

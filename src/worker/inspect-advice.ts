@@ -1,4 +1,3 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { App } from '../app.js';
 import type { AttemptView, RunView } from '../core/models.js';
 import { isTerminal, type RunState } from '../core/states.js';
@@ -6,6 +5,7 @@ import { scrubSecrets } from '../logger.js';
 import { agentPolicyFor } from '../policy.js';
 import { defaultTarget } from '../manager/default-target.js';
 import type { InspectReport } from './inspect.js';
+import { readTail } from './file-tail.js';
 
 /** What inspect-run adds for an operator: timings, what to do next, what looks wrong, log tails. */
 
@@ -110,17 +110,7 @@ export function logTails(attempts: readonly AttemptView[], lines: number, maxAtt
 }
 
 function tailOf(path: string, lines: number): string[] {
-  const fd = openSync(path, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    const len = Math.min(size, 64 * 1024);
-    const buf = Buffer.alloc(len);
-    readSync(fd, buf, 0, len, size - len);
-    const text = scrubSecrets(buf.toString('utf8'));
-    const all = text.split('\n');
-    if (all.at(-1) === '') all.pop();
-    return all.slice(-lines);
-  } finally {
-    closeSync(fd);
-  }
+  const all = scrubSecrets(readTail(path, 64 * 1024)).split('\n');
+  if (all.at(-1) === '') all.pop();
+  return all.slice(-lines);
 }
