@@ -84,6 +84,8 @@ export interface ToolDefinition<I extends z.ZodObject = z.ZodObject, O extends z
    * From every entry but the operator's they resolve, symlinks first, below allowedFileRoots().
    */
   paths?: readonly string[];
+  /** Of `paths`, the fields that may hold a web address (http/https) instead: stored as given, never read as a file. */
+  webAddressFields?: readonly string[];
   // Method syntax on purpose: parameters are then checked bivariantly, so every concrete tool is an AnyTool.
   handler(args: z.output<I>, ctx: ToolContext): Promise<ToolResult<z.input<O>>> | ToolResult<z.input<O>>;
 }
@@ -196,7 +198,7 @@ export class Registry {
       if (tool.paths && ENTRY_TRUST[ctx.entry] !== 'operator') {
         // A relative path is read from the run's workspace, so it is checked from there too.
         const cwd = typeof args.run_id === 'string' ? ctx.app.service.findRun(args.run_id)?.workspace_dir ?? undefined : undefined;
-        checkPathInputs(tool.paths, args, allowedFileRoots(ctx.app), cwd);
+        checkPathInputs(tool.paths, args, allowedFileRoots(ctx.app), cwd, tool.webAddressFields ?? []);
       }
       if (tool.tier !== 'read') {
         for (const hook of ctx.app.preCallHooks) await hook(tool, args, { ...ctx, skipDoctor });
@@ -223,11 +225,13 @@ export class Registry {
 }
 
 /** Replaces each path input with its checked real path (throws UserInputError on the first refusal). */
-function checkPathInputs(fields: readonly string[], args: Record<string, unknown>, roots: string[], cwd?: string): void {
+/** A web address, which is not a file on this host. */
+const WEB_ADDRESS = /^https?:\/\//i;
+
+function checkPathInputs(fields: readonly string[], args: Record<string, unknown>, roots: string[], cwd: string | undefined, webAddressFields: readonly string[]): void {
   for (const field of fields) {
     const v = args[field];
-    // A web address is not a file on this host (mark-plan-ready stores a contract URI as given).
-    if (typeof v === 'string' && /^https?:\/\//i.test(v)) continue;
+    if (typeof v === 'string' && webAddressFields.includes(field) && WEB_ADDRESS.test(v)) continue;
     if (typeof v === 'string') args[field] = resolveAllowedPath(v, roots, { field, cwd });
     else if (Array.isArray(v)) args[field] = v.map((p, i) => (typeof p === 'string' ? resolveAllowedPath(p, roots, { field: `${field}[${i}]`, cwd }) : p));
   }

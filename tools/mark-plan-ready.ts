@@ -36,4 +36,5 @@ export const markPlanReady = {
   },
   }),
   paths: ['contract_path'],
+  webAddressFields: ['contract_path'],
 };

@@ -227,6 +227,8 @@ export type TaskPacket = z.infer<typeof TaskPacketSchema>;
  */
 export function materializeContract(repoDir: string, contractUri: string | undefined): TaskPacket['contract'] {
   if (!contractUri) return null;
+  // A contract given as a web address is recorded, not fetched; only a path or file:// names a file here.
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(contractUri) && !/^file:\/\//i.test(contractUri)) return null;
   const src = resolve(contractUri.replace(/^file:\/\//, ''));
   if (!existsSync(src) || !statSync(src).isFile()) return null;
   const dir = join(runtimeDir(repoDir), 'contracts');

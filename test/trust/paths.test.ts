@@ -5,6 +5,7 @@ import { Registry, type Entry } from '../../src/registry.js';
 import { TOOLS } from '../../tools/index.js';
 import type { App } from '../../src/app.js';
 import { makeTestApp, tempDir } from '../helpers/app.js';
+import { materializeContract } from '../../src/worker/skills.js';
 import { connectInMemory, textOf, type ToolCallResult } from '../helpers/mcp.js';
 
 const registry = new Registry(TOOLS);
@@ -82,6 +83,18 @@ describe('path inputs from entries other than the CLI stay below the allowed roo
     (app.policy.security as { file_roots: string[] }).file_roots = [extra];
     const allowed = await registry.call('analyze-stream', { path: stream }, { app, entry: 'mcp' });
     expect(allowed.ok).toBe(true);
+  });
+
+  it.each(remote)('%s: a web-address-shaped path cannot climb out of the roots', async (entry) => {
+    const climb = `https://x${'/..'.repeat(40)}/etc/passwd`;
+    const prompt = await registry.call('run-agent-step', { run_id: runId, prompt_file: climb }, { app, entry, skipDoctor: true });
+    expect(prompt).toMatchObject({ ok: false, code: 'invalid_input' });
+    expect(!prompt.ok && prompt.error).toMatch(/prompt_file: .* is outside the allowed roots/);
+    // A contract may be a web address: recorded as given, and never read as a file on this host.
+    const contract = await registry.call('mark-plan-ready', { run_id: runId, contract_path: climb }, { app, entry, skipDoctor: true });
+    expect(contract.ok).toBe(true);
+    const workspace = app.service.getRun(runId).workspace_dir;
+    expect(materializeContract(workspace, climb)).toBeNull();
   });
 
   it('the CLI (the operator at the terminal) may still name any path', async () => {
