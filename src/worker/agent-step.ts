@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
 import { iterationContext, iterationPromptSection, materializeIterationPacket } from '../github/iteration-packet.js';
@@ -218,6 +218,28 @@ export function checkWorkspace(app: App, run: RunView): string {
   return ws;
 }
 
+/** The least free space a step starts with on the clone's disk: git, the worker and its tests write there. */
+export const MIN_FREE_BYTES = 1024 * 1024;
+
+/**
+ * Refuse a step on a disk that is already full. git status can still succeed on a full disk (its
+ * index refresh is best-effort), so its failure alone cannot tell a full disk from a broken clone.
+ */
+function checkFreeSpace(repoDir: string): void {
+  let free: number;
+  try {
+    const s = statfsSync(repoDir);
+    free = Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return; // a filesystem that cannot say; git's own errors still classify a full disk below
+  }
+  if (free < MIN_FREE_BYTES) {
+    throw new RefusedError(
+      `disk_full: checking ${repoDir} failed: its disk has ${Math.floor(free / 1024)} KiB free, a step needs at least ${MIN_FREE_BYTES / 1024} KiB; nothing was changed. Free space on that disk and call again.`,
+    );
+  }
+}
+
 /** Uncommitted changes ("XY path" entries); the runtime dir is excluded through .git/info/exclude. */
 async function uncommitted(repoDir: string): Promise<string[]> {
   let paths: string[];
@@ -308,6 +330,7 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   const relativeRoot = roots.find((r) => !isAbsolute(r));
   if (relativeRoot !== undefined) throw new UserInputError(`allowed_read_only_roots must be absolute paths; got '${relativeRoot}'`);
   const repoDir = checkWorkspace(app, run);
+  checkFreeSpace(repoDir);
   const dirty = await uncommitted(repoDir);
   if (dirty.length && !req.allow_dirty_worktree) {
     throw new RefusedError(
