@@ -6,7 +6,7 @@ export const createRun = defineTool({
   name: 'create-run',
   title: 'Create run',
   description:
-    'Create a contribution run for a GitHub repository. The run starts in QUEUED with its workspace at <workspace_root>/<repo>. Its id is run_ + 12 hex digits unless run_id names it (e.g. calib_mem0_r1); an id already in use is refused.',
+    'Create a contribution run for a GitHub repository. The run starts in QUEUED with its own workspace at <workspace_root>/<owner>/<repo>/<run_id>. Its id is run_ + 12 hex digits unless run_id names it (e.g. calib_mem0_r1); an id already in use is refused.',
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   input: z.object({
@@ -24,7 +24,7 @@ export const createRun = defineTool({
       .min(1)
       .max(4096)
       .optional()
-      .describe('Clone location; default <workspace_root>/<repo>. Must be inside the workspace root to run a worker.'),
+      .describe('Clone location; default <workspace_root>/<owner>/<repo>/<run_id> (one tree per run). Must be inside the workspace root to run a worker.'),
   }),
   output: z.object({ run: RunViewSchema }),
   handler: (args, { app }) => {
