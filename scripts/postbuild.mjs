@@ -7,3 +7,4 @@ for (const f of ['dist/src/cli.js', 'dist/src/mcp/stdio.js', 'dist/src/demo/main
 mkdirSync('dist/src/board', { recursive: true });
 copyFileSync('src/board/board.html', 'dist/src/board/board.html');
 await import('./build-schemas.mjs');
+await import('./bundle.mjs');
