@@ -41,6 +41,20 @@ const bundledOnly = {
   },
 };
 
+// better-sqlite3 is CommonJS: loaded with require(), node does not scan its source for ESM export
+// names first (that scan, and the parser it starts, cost more than loading the module itself).
+const VIA_REQUIRE = new Set(['better-sqlite3']);
+const viaRequire = {
+  name: 'via-require',
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (!VIA_REQUIRE.has(args.path)) return undefined;
+      return args.namespace === 'via-require' ? { path: args.path, external: true } : { path: args.path, namespace: 'via-require' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'via-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+  },
+};
+
 // Every output file lands in dist/src/mcp, so a module's own place (board.html beside the board's
 // module, the package root above it) is found from there: import.meta.url is rewritten per module.
 const ownUrl = {
@@ -72,6 +86,6 @@ await build({
   // CommonJS dependencies (pino) call require() for node's built-in modules.
   banner: { js: `${BUNDLE_MARK}\nimport { createRequire as __agentprCreateRequire } from 'node:module';\nconst require = __agentprCreateRequire(import.meta.url);` },
   define: { AGENTPR_TOOL_CATALOG: JSON.stringify(catalog) },
-  plugins: [bundledOnly, ownUrl],
+  plugins: [...(process.env.NO_VIA ? [] : [viaRequire]), bundledOnly, ownUrl],
   logLevel: 'warning',
 });
