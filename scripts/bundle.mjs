@@ -55,6 +55,19 @@ const viaRequire = {
   },
 };
 
+// zod re-exports its error messages in about 60 languages as `z.locales`; agentpr sets none but the
+// English default, so the bundle keeps only that one (the others were nearly half of zod's code).
+const englishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+      contents: 'export { default as en } from "./en.js";\n',
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
 // Every output file lands in dist/src/mcp, so a module's own place (board.html beside the board's
 // module, the package root above it) is found from there: import.meta.url is rewritten per module.
 const ownUrl = {
@@ -79,13 +92,14 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
+  // Names kept: logs name an error's class (pino's err serializer reads constructor.name).
   keepNames: true,
   sourcemap: true,
-  legalComments: 'none',
-  minify: process.env.MINIFY === '1',
+  legalComments: 'eof',
+  minify: true,
   // CommonJS dependencies (pino) call require() for node's built-in modules.
   banner: { js: `${BUNDLE_MARK}\nimport { createRequire as __agentprCreateRequire } from 'node:module';\nconst require = __agentprCreateRequire(import.meta.url);` },
   define: { AGENTPR_TOOL_CATALOG: JSON.stringify(catalog) },
-  plugins: [...(process.env.NO_VIA ? [] : [viaRequire]), bundledOnly, ownUrl],
+  plugins: [viaRequire, bundledOnly, englishOnly, ownUrl],
   logLevel: 'warning',
 });
