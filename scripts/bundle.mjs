@@ -96,7 +96,7 @@ await build({
   keepNames: true,
   sourcemap: true,
   legalComments: 'eof',
-  minify: true,
+  minify: process.env.AGENTPR_BUNDLE_NO_MINIFY !== '1',
   // CommonJS dependencies (pino) call require() for node's built-in modules.
   banner: { js: `${BUNDLE_MARK}\nimport { createRequire as __agentprCreateRequire } from 'node:module';\nconst require = __agentprCreateRequire(import.meta.url);` },
   define: { AGENTPR_TOOL_CATALOG: JSON.stringify(catalog) },
