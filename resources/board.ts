@@ -1,7 +1,9 @@
 import { defineResource } from '../src/resources.js';
 import { NotFoundError } from '../src/core/errors.js';
 import { RUN_ID_PATTERN } from '../src/core/ids.js';
-import { boardSnapshot, runPage } from '../src/board/model.js';
+
+/** The board's model (and the manager rules and inspect reports behind it), imported on first read. */
+const model = () => import('../src/board/model.js');
 
 /** The run board's data, read by the board view inside MCP hosts (and by anyone else). */
 export const boardResource = defineResource({
@@ -12,7 +14,7 @@ export const boardResource = defineResource({
   mimeType: 'application/json',
   uri: 'agentpr://board',
   template: false,
-  read: (app) => ({ mimeType: 'application/json', text: JSON.stringify(boardSnapshot(app)) }),
+  read: async (app) => ({ mimeType: 'application/json', text: JSON.stringify((await model()).boardSnapshot(app)) }),
 });
 
 export const boardRunResource = defineResource({
@@ -23,9 +25,9 @@ export const boardRunResource = defineResource({
   mimeType: 'application/json',
   uri: 'agentpr://board/runs/{run_id}',
   template: true,
-  read: (app, _uri, vars) => {
+  read: async (app, _uri, vars) => {
     const id = vars.run_id ?? '';
     if (!RUN_ID_PATTERN.test(id)) throw new NotFoundError(`'${id}' is not a run id (run_ + 12 hex digits); list runs with list-runs`);
-    return { mimeType: 'application/json', text: JSON.stringify(runPage(app, id)) };
+    return { mimeType: 'application/json', text: JSON.stringify((await model()).runPage(app, id)) };
   },
 });

@@ -2,7 +2,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { App } from '../src/app.js';
 import { defineResource, type ResourceContent, type ResourceListing } from '../src/resources.js';
 import { NotFoundError } from '../src/core/errors.js';
-import { artifactFor, attemptNoOf, parseAttemptParam } from '../src/worker/inspect.js';
 
 /**
  * `agentpr://runs/{run_id}/digest` and `.../insight`: the latest attempt's run digest (JSON) and
@@ -34,9 +33,11 @@ function list(kind: Kind) {
 }
 
 function read(kind: Kind) {
-  return (app: App, _uri: URL, vars: Record<string, string>): ResourceContent => {
+  return async (app: App, _uri: URL, vars: Record<string, string>): Promise<ResourceContent> => {
     const runId = vars.run_id ?? '';
     if (!app.service.findRun(runId)) throw new NotFoundError(`unknown run '${runId}'`);
+    // Imported on first read: the digest schemas are not needed to start a server.
+    const { artifactFor, attemptNoOf, parseAttemptParam } = await import('../src/worker/inspect.js');
     const attempt = parseAttemptParam(vars.attempt);
     const a = artifactFor(app, runId, kind, attempt);
     if (!a) {

@@ -1,7 +1,6 @@
 import type { App } from '../src/app.js';
 import { defineResource, type ResourceContent, type ResourceListing } from '../src/resources.js';
 import { NotFoundError } from '../src/core/errors.js';
-import { latestIterationPacket } from '../src/github/iteration-packet.js';
 
 /** `agentpr://runs/{run_id}/iteration`: the latest iteration packet (Markdown, the JSON beside it in the artifact). */
 export const runIterationResource = defineResource({
@@ -21,9 +20,11 @@ export const runIterationResource = defineResource({
       .all() as Array<{ run_id: string; owner: string; repo: string }>;
     return rows.map((r) => ({ uri: `agentpr://runs/${r.run_id}/iteration`, name: `${r.run_id} iteration`, title: `iteration packet of ${r.owner}/${r.repo} (${r.run_id})`, mimeType: 'text/markdown' }));
   },
-  read: (app: App, _uri: URL, vars: Record<string, string>): ResourceContent => {
+  read: async (app: App, _uri: URL, vars: Record<string, string>): Promise<ResourceContent> => {
     const runId = vars.run_id ?? '';
     if (!app.service.findRun(runId)) throw new NotFoundError(`unknown run '${runId}'`);
+    // Imported on first read, with the GitHub client behind it.
+    const { latestIterationPacket } = await import('../src/github/iteration-packet.js');
     const latest = latestIterationPacket(app, runId);
     if (!latest) throw new NotFoundError(`run ${runId} has no iteration packet yet; one is built when the worker runs in ITERATING`);
     return { mimeType: 'text/markdown', text: latest.markdown };

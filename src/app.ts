@@ -8,7 +8,6 @@ import type { AnyTool, ToolContext } from './registry.js';
 import { loadPolicyWithSource } from './policy-file.js';
 import { loadSecretFiles } from './secrets.js';
 import type { Policy } from './policy.js';
-import { doctorGate } from './worker/doctor.js';
 import { reconcileOrphanedAttempts } from './worker/reconcile.js';
 
 /**
@@ -74,9 +73,21 @@ export function createApp(opts: CreateAppOptions = {}): App {
   loadSecretFiles(opts.env ?? process.env);
   const config = resolveConfig(opts, opts.env);
   const app = new App(config, opts.logger ?? createLogger(), opts.env ?? process.env);
-  if (opts.doctorGate !== false) app.preCallHooks.push(doctorGate(app));
+  if (opts.doctorGate !== false) app.preCallHooks.push(lazyDoctorGate(app));
   if (opts.reconcile === true) reconcileOrphanedAttempts(app);
   return app;
+}
+
+/**
+ * The startup doctor's gate, imported on the first write or admin call: the doctor and the worker
+ * modules behind it are not needed to start a server or answer a read.
+ */
+function lazyDoctorGate(app: App): PreCallHook {
+  let gate: Promise<PreCallHook> | undefined;
+  return async (tool, args, ctx) => {
+    gate ??= import('./worker/doctor.js').then((m) => m.doctorGate(app));
+    await (await gate)(tool, args, ctx);
+  };
 }
 
 /** AGENTPR_LEASE_TTL_SEC: how long a run's lease outlives its holder's last heartbeat (default 300). */

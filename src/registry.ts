@@ -150,19 +150,53 @@ export class RefusedError extends Error {
   }
 }
 
-export class Registry {
-  readonly tools: readonly AnyTool[];
-  private readonly byName: Map<string, AnyTool>;
+/** What listing a tool takes (tools/list): no zod schemas, no handler. */
+export interface ToolListing {
+  name: string;
+  title: string;
+  description: string;
+  tier: Tier;
+  annotations: ToolAnnotations;
+  /** The JSON Schemas MCP lists, as the build wrote them (deferred tools); else they come from the zod schemas. */
+  listedJson?: { input: Record<string, unknown>; output: Record<string, unknown> };
+}
 
-  constructor(tools: readonly AnyTool[]) {
-    this.tools = tools;
-    this.byName = new Map();
-    for (const t of tools) {
-      if (this.byName.has(t.name)) throw new Error(`tool ${t.name} is registered twice`);
-      this.byName.set(t.name, t);
+/**
+ * Tools that are imported on first use: the listing answers tools/list; `load` brings the tools
+ * themselves (their schemas, handlers and everything behind them) on the first call.
+ */
+export interface DeferredTools {
+  listing: readonly ToolListing[];
+  load: () => Promise<readonly AnyTool[]>;
+}
+
+export class Registry {
+  private loaded: readonly AnyTool[] | undefined;
+  private readonly listing: readonly ToolListing[];
+  private readonly listedByName = new Map<string, ToolListing>();
+  private readonly byName = new Map<string, AnyTool>();
+  private readonly loader: (() => Promise<readonly AnyTool[]>) | undefined;
+  private loading: Promise<readonly AnyTool[]> | undefined;
+
+  /** Tools at hand, or deferred: listed now, imported on the first call (agentpr-mcp's cold start). */
+  constructor(tools: readonly AnyTool[] | DeferredTools) {
+    const deferred = !Array.isArray(tools);
+    this.listing = deferred ? (tools as DeferredTools).listing : (tools as readonly AnyTool[]);
+    for (const t of this.listing) {
+      if (this.listedByName.has(t.name)) throw new Error(`tool ${t.name} is registered twice`);
+      this.listedByName.set(t.name, t);
     }
+    if (deferred) this.loader = (tools as DeferredTools).load;
+    else this.install(tools as readonly AnyTool[]);
   }
 
+  /** Every tool with its schemas and handler; a deferred registry has them only after loadTools(). */
+  get tools(): readonly AnyTool[] {
+    if (!this.loaded) throw new Error('the tools of this registry are loaded on first call; await loadTools() first');
+    return this.loaded;
+  }
+
+  /** The tool, once loaded (always, unless the registry is deferred and nothing was called yet). */
   get(name: string): AnyTool | undefined {
     return this.byName.get(name);
   }
@@ -172,14 +206,53 @@ export class Registry {
     return this.tools.filter((t) => TIER_RANK[t.tier] <= TIER_RANK[maxTier]);
   }
 
+  /** What tools/list shows at a tier, without loading deferred tools. */
+  listed(maxTier: Tier = 'admin'): ToolListing[] {
+    return this.listing.filter((t) => TIER_RANK[t.tier] <= TIER_RANK[maxTier]);
+  }
+
+  /** The tools, imported once if deferred; they must be the ones listed (same names, tiers, titles, descriptions, annotations). */
+  async loadTools(): Promise<readonly AnyTool[]> {
+    if (this.loaded) return this.loaded;
+    this.loading ??= Promise.resolve().then(this.loader!).then((tools) => {
+      const differs = listingDifference(this.listing, tools);
+      if (differs) throw new Error(`the tool listing does not match the tools (${differs}); rebuild with npm run build`);
+      this.install(tools);
+      return tools;
+    });
+    try {
+      return await this.loading;
+    } catch (err) {
+      this.loading = undefined; // a failed import is retried by the next call
+      throw err;
+    }
+  }
+
+  private install(tools: readonly AnyTool[]): void {
+    for (const t of tools) {
+      if (this.byName.has(t.name)) throw new Error(`tool ${t.name} is registered twice`);
+      this.byName.set(t.name, t);
+    }
+    this.loaded = tools;
+  }
+
   /**
    * The one call path every entry uses: find, check tier, validate, pre-call hooks (doctor),
    * handler, output check. Never throws; failures come back as `{ok: false}` with a message.
    */
   async call(name: string, rawArgs: unknown, ctx: ToolContext, opts: CallOptions = {}): Promise<CallOutcome> {
-    const tool = this.byName.get(name);
+    if (!this.listedByName.has(name)) {
+      return { ok: false, code: 'unknown_tool', error: `unknown tool '${name}'; available: ${this.listing.map((t) => t.name).join(', ')}` };
+    }
+    let tool = this.byName.get(name);
     if (!tool) {
-      return { ok: false, code: 'unknown_tool', error: `unknown tool '${name}'; available: ${this.tools.map((t) => t.name).join(', ')}` };
+      try {
+        await this.loadTools();
+      } catch (err) {
+        ctx.app.logger.error({ err, tool: name }, 'loading the tools failed');
+        return { ok: false, code: 'internal', error: `internal error: the tools could not be loaded: ${errorMessage(err)}` };
+      }
+      tool = this.byName.get(name)!;
     }
     const maxTier = opts.maxTier ?? 'admin';
     if (TIER_RANK[tool.tier] > TIER_RANK[maxTier]) {
@@ -222,6 +295,20 @@ export class Registry {
       return { ok: false, tool, code: 'internal', error: `${name} failed: ${message}` };
     }
   }
+}
+
+/** How a listing and the loaded tools differ, or undefined when they agree. */
+function listingDifference(listing: readonly ToolListing[], tools: readonly AnyTool[]): string | undefined {
+  if (listing.length !== tools.length) return `${listing.length} listed, ${tools.length} loaded`;
+  for (let i = 0; i < tools.length; i++) {
+    const l = listing[i]!;
+    const t = tools[i]!;
+    for (const key of ['name', 'title', 'description', 'tier'] as const) {
+      if (l[key] !== t[key]) return `${t.name}: ${key}`;
+    }
+    if (JSON.stringify(l.annotations) !== JSON.stringify(t.annotations)) return `${t.name}: annotations`;
+  }
+  return undefined;
 }
 
 /** Replaces each path input with its checked real path (throws UserInputError on the first refusal). */

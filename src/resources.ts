@@ -25,8 +25,11 @@ export interface ResourceDefinition {
   uri: string;
   template: boolean;
   list?: (app: App) => ResourceListing[];
-  /** vars: the template variables (and query parameters) of the requested URI. */
-  read: (app: App, uri: URL, vars: Record<string, string>) => ResourceContent;
+  /**
+   * vars: the template variables (and query parameters) of the requested URI. A promise when the
+   * resource imports what it reads with on first use (kept off agentpr-mcp's start-up).
+   */
+  read: (app: App, uri: URL, vars: Record<string, string>) => ResourceContent | Promise<ResourceContent>;
 }
 
 export function defineResource(def: ResourceDefinition): ResourceDefinition {

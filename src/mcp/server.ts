@@ -1,16 +1,31 @@
 import { McpServer, ResourceNotFoundError, ResourceTemplate, type CallToolResult, type ServerContext, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
 import type { z } from 'zod';
 import type { App } from '../app.js';
-import { Registry, effectiveInput, type Tier, type ToolContext } from '../registry.js';
+import { Registry, effectiveInput, type Tier, type ToolContext, type ToolListing } from '../registry.js';
 import type { ResourceDefinition } from '../resources.js';
 import { RESOURCES } from '../../resources/index.js';
-import { TOOLS } from '../../tools/index.js';
 import { VERSION } from '../version.js';
 import { boardToolMeta, registerBoardApp } from '../board/mcp-app.js';
 import { toolsetOf, type Toolset } from './toolsets.js';
 import { completers, enableSubscriptions, forwardStepLogs, paginateResourceList, registerPrompts } from './protocol.js';
 import { NotFoundError } from '../core/errors.js';
 import { listedSchema } from './listed-schema.js';
+import { builtToolListing, jsonListedSchema } from './tool-catalog.js';
+
+/** The tools themselves; loaded up front only when no built listing can answer tools/list without them. */
+const loadTools = async () => (await import('../../tools/index.js')).TOOLS;
+const TOOLS_AT_START = builtToolListing() ? undefined : await loadTools();
+let sharedRegistry: Registry | undefined;
+
+/**
+ * The registry MCP servers share (one per process): the tools, or in the bundled agentpr-mcp the
+ * build's listing with the tools imported on the first call, so a cold start answers `tools/list`
+ * without loading every handler and its dependencies.
+ */
+export function mcpRegistry(): Registry {
+  const listing = builtToolListing();
+  return (sharedRegistry ??= listing ? new Registry({ listing, load: loadTools }) : new Registry(TOOLS_AT_START ?? []));
+}
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
@@ -44,6 +59,31 @@ function listedOnly(schema: z.ZodObject): StandardSchemaWithJSON<Record<string, 
   };
 }
 
+/**
+ * The input and output schemas registerTool gets. Validation stays with the registry; the JSON
+ * Schema comes from the build (or is converted once). Deferred tools list the build's JSON Schema
+ * and check output with the tool's own zod schema once the call has loaded it.
+ */
+function listedSchemas(registry: Registry, listing: ToolListing) {
+  const built = listing.listedJson;
+  const tool = registry.get(listing.name);
+  if (!built && tool) {
+    return {
+      inputSchema: listedOnly(listedSchema(tool.name, effectiveInput(tool), 'input') as z.ZodObject),
+      outputSchema: listedSchema(tool.name, tool.output, 'output') as StandardSchemaWithJSON<Record<string, unknown>>,
+    };
+  }
+  if (!built) throw new Error(`tool ${listing.name} has neither a loaded schema nor a built one`);
+  return {
+    inputSchema: jsonListedSchema(built.input, 'input', (value) => ({ value: (value ?? {}) as Record<string, unknown> })),
+    outputSchema: jsonListedSchema(built.output, 'output', (value) => {
+      // The registry already checked the output against the loaded tool's schema; check it the same way here.
+      const loaded = registry.get(listing.name);
+      return loaded ? (loaded.output['~standard'].validate(value) as { value: Record<string, unknown> }) : { value: value as Record<string, unknown> };
+    }),
+  };
+}
+
 /** A yes/no question to the person through form elicitation, when the client declared it. */
 function confirmFor(server: McpServer, ctx: ServerContext): ToolContext['confirmWithPerson'] {
   if (!server.server.getClientCapabilities()?.elicitation) return undefined;
@@ -74,7 +114,7 @@ function progressFor(ctx: ServerContext): ToolContext['progress'] {
 
 /** A fresh McpServer over the shared registry: one per stdio connection, one per HTTP request. */
 export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServer {
-  const registry = opts.registry ?? new Registry(TOOLS);
+  const registry = opts.registry ?? mcpRegistry();
   const maxTier: Tier = opts.readOnly ? 'read' : 'admin';
   const server = new McpServer(
     { name: 'agentpr-mcp', version: VERSION },
@@ -82,15 +122,13 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
   );
 
   const sets = opts.toolsets ? new Set(opts.toolsets) : undefined;
-  for (const tool of registry.visible(maxTier).filter((t) => !sets || sets.has(toolsetOf(t)))) {
+  for (const tool of registry.listed(maxTier).filter((t) => !sets || sets.has(toolsetOf(t)))) {
     server.registerTool(
       tool.name,
       {
         title: tool.title,
         description: tool.description,
-        // Validation stays with the registry; the JSON Schema comes from the build (or is converted once).
-        inputSchema: listedOnly(listedSchema(tool.name, effectiveInput(tool), 'input') as z.ZodObject),
-        outputSchema: listedSchema(tool.name, tool.output, 'output'),
+        ...listedSchemas(registry, tool),
         annotations: { title: tool.title, ...tool.annotations },
         _meta: boardToolMeta(tool.name),
       },
@@ -119,11 +157,11 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
   const resources = opts.resources ?? RESOURCES;
   const complete = completers(app);
   for (const res of resources) {
-    const read = (uri: URL, vars: Record<string, string>) => {
+    const read = async (uri: URL, vars: Record<string, string>) => {
       const params = Object.fromEntries(uri.searchParams.entries());
       let content;
       try {
-        content = res.read(app, uri, { ...params, ...vars });
+        content = await res.read(app, uri, { ...params, ...vars });
       } catch (err) {
         // An unknown run (or a digest not written yet) is resource-not-found, with the reason.
         if (err instanceof NotFoundError) throw new ResourceNotFoundError(uri.href, `${uri.href}: ${err.message}`);

@@ -51,7 +51,7 @@ export const TOOLSET_OF: Readonly<Record<string, Toolset>> = {
   'manager-tick': 'manager',
 };
 
-export function toolsetOf(tool: AnyTool): Toolset {
+export function toolsetOf(tool: Pick<AnyTool, 'name'>): Toolset {
   return TOOLSET_OF[tool.name] ?? 'core';
 }
 
