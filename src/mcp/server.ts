@@ -11,6 +11,7 @@ import { toolsetOf, type Toolset } from './toolsets.js';
 import { completers, enableSubscriptions, forwardStepLogs, paginateResourceList, registerPrompts } from './protocol.js';
 import { NotFoundError } from '../core/errors.js';
 import { listedSchema } from './listed-schema.js';
+import { TASK_NOTE, TASK_TOOLS, enableTasks, type InvokeTool } from './tasks.js';
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
@@ -82,39 +83,51 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
   );
 
   const sets = opts.toolsets ? new Set(opts.toolsets) : undefined;
-  for (const tool of registry.visible(maxTier).filter((t) => !sets || sets.has(toolsetOf(t)))) {
-    server.registerTool(
+  const listed = registry.visible(maxTier).filter((t) => !sets || sets.has(toolsetOf(t)));
+  /** One call through the registry, for a plain tools/call and for a task alike. */
+  const invoke: InvokeTool = async (name, args, ctx, extra) => {
+    const tool = registry.get(name)!;
+    const clientName = server.server.getClientVersion()?.name;
+    // Steps (write and admin tools) log their start, finish and failure as notifications/message.
+    const log = tool.tier === 'read' ? undefined : (level: 'info' | 'warning' | 'error', message: string) => ctx.mcpReq.log(level, { message, tool: tool.name }, 'agentpr').catch(() => undefined);
+    await log?.('info', `${tool.name} started`);
+    const outcome = await registry.call(
+      tool.name,
+      args,
+      { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx), confirmWithPerson: confirmFor(server, ctx), ...extra },
+      { maxTier },
+    );
+    if (!outcome.ok) {
+      await log?.(outcome.code === 'internal' || outcome.code === 'configuration' ? 'error' : 'warning', `${tool.name} ${outcome.code === 'invalid_input' ? 'rejected' : 'failed'}: ${outcome.error}`);
+      return { isError: true, content: [{ type: 'text', text: outcome.error }] };
+    }
+    const failed = outcome.data.ok === false;
+    await log?.(failed ? 'warning' : 'info', `${tool.name} ${failed ? 'reported a failure' : 'finished'}: ${outcome.text.split('\n')[0]}`);
+    return { content: [{ type: 'text', text: outcome.text }], structuredContent: outcome.data };
+  };
+  for (const tool of listed) {
+    const registered = server.registerTool(
       tool.name,
       {
         title: tool.title,
-        description: tool.description,
+        description: TASK_TOOLS.includes(tool.name) && !tool.description.includes('MCP task') ? `${tool.description} ${TASK_NOTE}` : tool.description,
         // Validation stays with the registry; the JSON Schema comes from the build (or is converted once).
         inputSchema: listedOnly(listedSchema(tool.name, effectiveInput(tool), 'input') as z.ZodObject),
         outputSchema: listedSchema(tool.name, tool.output, 'output'),
         annotations: { title: tool.title, ...tool.annotations },
         _meta: boardToolMeta(tool.name),
       },
-      async (args: unknown, ctx: ServerContext): Promise<CallToolResult> => {
-        const clientName = server.server.getClientVersion()?.name;
-        // Steps (write and admin tools) log their start, finish and failure as notifications/message.
-        const log = tool.tier === 'read' ? undefined : (level: 'info' | 'warning' | 'error', message: string) => ctx.mcpReq.log(level, { message, tool: tool.name }, 'agentpr').catch(() => undefined);
-        await log?.('info', `${tool.name} started`);
-        const outcome = await registry.call(
-          tool.name,
-          args,
-          { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx), confirmWithPerson: confirmFor(server, ctx) },
-          { maxTier },
-        );
-        if (!outcome.ok) {
-          await log?.(outcome.code === 'internal' || outcome.code === 'configuration' ? 'error' : 'warning', `${tool.name} ${outcome.code === 'invalid_input' ? 'rejected' : 'failed'}: ${outcome.error}`);
-          return { isError: true, content: [{ type: 'text', text: outcome.error }] };
-        }
-        const failed = outcome.data.ok === false;
-        await log?.(failed ? 'warning' : 'info', `${tool.name} ${failed ? 'reported a failure' : 'finished'}: ${outcome.text.split('\n')[0]}`);
-        return { content: [{ type: 'text', text: outcome.text }], structuredContent: outcome.data };
-      },
+      (args: unknown, ctx: ServerContext): Promise<CallToolResult> => invoke(tool.name, args, ctx, {}),
     );
+    // The SDK's registerTool takes no `execution`; the registered tool carries it to tools/list.
+    if (TASK_TOOLS.includes(tool.name)) registered.execution = { taskSupport: 'optional' };
   }
+  const detachTasks = listed.length ? enableTasks(server, app, listed.map((t) => t.name), invoke) : () => undefined;
+  const closeBefore = server.server.onclose;
+  server.server.onclose = () => {
+    detachTasks();
+    closeBefore?.();
+  };
 
   const resources = opts.resources ?? RESOURCES;
   const complete = completers(app);
