@@ -1,11 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { Client, InMemoryTransport, ProtocolError } from '@modelcontextprotocol/client';
+import { Client, InMemoryTransport, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { createTaskSessionFromClient, resultFromTaskOutcome, toolDeclarationFromMcpTool, type TaskEnabledSession } from '@modelcontextprotocol/ext-tasks/client';
 import { CreateTaskResultV1Schema, GetTaskResultV1Schema, ListTasksResultV1Schema, TaskStatusNotificationV1Schema } from '@modelcontextprotocol/ext-tasks/core/v1';
 import { z } from 'zod';
 import { createMcpServer } from '../../src/mcp/server.js';
+import { startHttpServer } from '../../src/mcp/http.js';
 import { alive, makeHarness, preparedRun, scenario, toImplementing, waitFor, type Harness } from './harness.js';
 
 let h: Harness | undefined;
@@ -197,6 +198,33 @@ describe('long steps as MCP tasks (2025-11-25 Tasks)', () => {
     expect(refused?.message).toContain('create-run does not run as a task');
     expect(h.app.service.listRuns({}).runs).toHaveLength(0);
   }, 60_000);
+
+  test('over stateless Streamable HTTP: the task outlives the request that made it, and another client lists and reads it', async () => {
+    const runId = await implementingRun({ FAKE_CODEX_SCENARIO: scenario('implement-pass'), FAKE_CODEX_LINE_DELAY_MS: '100' });
+    const http = await startHttpServer({ app: h!.app, port: 0, noAuth: true });
+    closers.push(() => http.close());
+    const client = new Client({ name: 'agentpr-task-http', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+    closers.push(() => client.close());
+    expect(client.getServerCapabilities()?.tasks?.requests).toEqual({ tools: { call: {} } });
+    const tasks = await session(client);
+    const execution = await tasks.callTool(
+      'run-agent-step',
+      { run_id: runId, prompt: 'Append the greeting and run the tests.', max_agent_seconds: 600 },
+      { declaration: await declarationOf(client, 'run-agent-step'), task: { preference: 'require' }, requestTimeoutMs: 5_000 },
+    );
+    if (execution.kind !== 'task') throw new Error('expected a task');
+    const result = resultFromTaskOutcome((await execution.settle()).outcome) as CallResult;
+    expect(result.structuredContent).toMatchObject({ run_id: runId, grade: 'PASS', state_after: 'LOCAL_VALIDATING' });
+
+    const other = new Client({ name: 'agentpr-task-http-2', version: '1.0.0' });
+    await other.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+    closers.push(() => other.close());
+    const listed = ListTasksResultV1Schema.parse(await other.request({ method: 'tasks/list', params: {} }, z.looseObject({})));
+    expect(listed.tasks.find((t) => t.taskId === execution.handle.taskId)).toMatchObject({ status: 'completed' });
+    const again = await other.request({ method: 'tasks/result', params: { taskId: execution.handle.taskId } }, z.looseObject({ structuredContent: z.record(z.string(), z.unknown()) }));
+    expect(again.structuredContent).toMatchObject({ run_id: runId, grade: 'PASS' });
+  }, 120_000);
 
   test('a client that does not use tasks still gets the early answer with the attempt id', async () => {
     const runId = await implementingRun({ FAKE_CODEX_SCENARIO: scenario('hang') });
