@@ -202,6 +202,8 @@ export function enableTasks(server: McpServer, app: App, registered: readonly st
   const store = taskStore(app);
   const taskTools = new Set(TASK_TOOLS.filter((t) => registered.includes(t)));
   const known = new Set(registered);
+  // A server that lists none of them (read-only, or toolsets without them) declares no tasks.
+  if (!taskTools.size) return () => undefined;
   server.server.registerCapabilities({ tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } });
 
   // The SDK checks every tools/call answer against CallToolResult and refuses a CreateTaskResult,

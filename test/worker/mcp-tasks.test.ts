@@ -6,6 +6,7 @@ import { createTaskSessionFromClient, resultFromTaskOutcome, toolDeclarationFrom
 import { CreateTaskResultV1Schema, GetTaskResultV1Schema, ListTasksResultV1Schema, TaskStatusNotificationV1Schema } from '@modelcontextprotocol/ext-tasks/core/v1';
 import { z } from 'zod';
 import { createMcpServer } from '../../src/mcp/server.js';
+import { connectInMemory } from '../helpers/mcp.js';
 import { startHttpServer } from '../../src/mcp/http.js';
 import { alive, makeHarness, preparedRun, scenario, toImplementing, waitFor, type Harness } from './harness.js';
 
@@ -74,6 +75,10 @@ describe('long steps as MCP tasks (2025-11-25 Tasks)', () => {
     }
     expect(byName.get('create-run')?.execution).toBeUndefined();
     expect(byName.get('run-agent-step')?.description).toContain('as an MCP task');
+    // A read-only server lists none of the task tools, so it declares no tasks.
+    const readOnly = await connectInMemory(h.app, { readOnly: true });
+    closers.push(readOnly.close);
+    expect(readOnly.client.getServerCapabilities()?.tasks).toBeUndefined();
   });
 
   test('a task-based run-agent-step outlives a 5 s client request timeout and completes with the verdict', async () => {
