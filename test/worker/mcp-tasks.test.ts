@@ -7,6 +7,8 @@ import { CreateTaskResultV1Schema, GetTaskResultV1Schema, ListTasksResultV1Schem
 import { z } from 'zod';
 import { createMcpServer } from '../../src/mcp/server.js';
 import { connectInMemory } from '../helpers/mcp.js';
+import { makeTestApp } from '../helpers/app.js';
+import { taskStore } from '../../src/mcp/tasks.js';
 import { startHttpServer } from '../../src/mcp/http.js';
 import { alive, makeHarness, preparedRun, scenario, toImplementing, waitFor, type Harness } from './harness.js';
 
@@ -203,6 +205,22 @@ describe('long steps as MCP tasks (2025-11-25 Tasks)', () => {
     expect(refused?.message).toContain('create-run does not run as a task');
     expect(h.app.service.listRuns({}).runs).toHaveLength(0);
   }, 60_000);
+
+  test('tasks/list answers 50 tasks a page with an opaque cursor to the next', async () => {
+    const t = makeTestApp();
+    closers.push(t.cleanup);
+    const store = taskStore(t.app);
+    for (let i = 0; i < 60; i++) store.create('run-prepare', undefined, async () => ({ content: [{ type: 'text', text: `prepared ${i}` }] }));
+    await new Promise((r) => setTimeout(r, 50));
+    const first = store.page(undefined);
+    expect(first.tasks).toHaveLength(50);
+    expect(first.nextCursor).toBeDefined();
+    const second = store.page(first.nextCursor);
+    expect(second.tasks).toHaveLength(10);
+    expect(second.nextCursor).toBeUndefined();
+    expect(new Set([...first.tasks, ...second.tasks].map((x) => x.taskId)).size).toBe(60);
+    expect(second.tasks.every((x) => x.status === 'completed' && x.statusMessage?.startsWith('prepared '))).toBe(true);
+  });
 
   test('over stateless Streamable HTTP: the task outlives the request that made it, and another client lists and reads it', async () => {
     const runId = await implementingRun({ FAKE_CODEX_SCENARIO: scenario('implement-pass'), FAKE_CODEX_LINE_DELAY_MS: '100' });
