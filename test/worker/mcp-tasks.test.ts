@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Client, InMemoryTransport, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { createTaskSessionFromClient, resultFromTaskOutcome, toolDeclarationFromMcpTool, type TaskEnabledSession } from '@modelcontextprotocol/ext-tasks/client';
@@ -10,6 +11,7 @@ import { connectInMemory } from '../helpers/mcp.js';
 import { makeTestApp } from '../helpers/app.js';
 import { taskStore } from '../../src/mcp/tasks.js';
 import { startHttpServer } from '../../src/mcp/http.js';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { alive, makeHarness, preparedRun, scenario, toImplementing, waitFor, type Harness } from './harness.js';
 
 let h: Harness | undefined;
@@ -54,6 +56,7 @@ async function declarationOf(client: Client, name: string) {
   return toolDeclarationFromMcpTool(tool);
 }
 
+const STDIO_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'src', 'mcp', 'stdio.js');
 const workerPids = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as { parent: number; child: number };
 type CallResult = { isError?: boolean; content: Array<{ type: string; text?: string }>; structuredContent?: Record<string, unknown> };
 
@@ -247,6 +250,36 @@ describe('long steps as MCP tasks (2025-11-25 Tasks)', () => {
     expect(listed.tasks.find((t) => t.taskId === execution.handle.taskId)).toMatchObject({ status: 'completed' });
     const again = await other.request({ method: 'tasks/result', params: { taskId: execution.handle.taskId } }, z.looseObject({ structuredContent: z.record(z.string(), z.unknown()) }));
     expect(again.structuredContent).toMatchObject({ run_id: runId, grade: 'PASS' });
+  }, 120_000);
+
+  test('over stdio, the built agentpr-mcp runs the step as a task to its verdict', async () => {
+    const runId = await implementingRun({ FAKE_CODEX_SCENARIO: scenario('implement-pass'), FAKE_CODEX_LINE_DELAY_MS: '100' });
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [STDIO_BIN],
+      // The harness's environment (fake codex, local forge, its data home), for the server process.
+      env: { ...(h!.app.env as Record<string, string>), AGENTPR_HOME: h!.home, AGENTPR_DB: h!.app.config.dbPath },
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: 'agentpr-task-stdio', version: '1.0.0' });
+    await client.connect(transport);
+    closers.push(() => client.close());
+    const statuses: string[] = [];
+    const tasks = await session(client);
+    const execution = await tasks.callTool(
+      'run-agent-step',
+      { run_id: runId, prompt: 'Append the greeting and run the tests.', max_agent_seconds: 600 },
+      { declaration: await declarationOf(client, 'run-agent-step'), task: { preference: 'require' }, requestTimeoutMs: 5_000 },
+    );
+    expect(execution.kind).toBe('task');
+    const { outcome } = await execution.settle({
+      onEvent: (e) => {
+        if (e.type === 'task') statuses.push(e.task.status);
+      },
+    });
+    expect((resultFromTaskOutcome(outcome) as CallResult).structuredContent).toMatchObject({ run_id: runId, grade: 'PASS', state_after: 'LOCAL_VALIDATING' });
+    expect(statuses).toContain('completed');
+    expect(h!.app.service.getRun(runId).state).toBe('LOCAL_VALIDATING');
   }, 120_000);
 
   test('a client that does not use tasks still gets the early answer with the attempt id', async () => {
