@@ -58,6 +58,11 @@ export interface ToolContext {
    * true only for an explicit yes. Absent elsewhere.
    */
   confirmWithPerson?: (message: string) => Promise<boolean>;
+  /**
+   * Set when the call runs as an MCP task: the tool follows its work to the end (no early answer)
+   * and names the run attempt the task follows as soon as it knows it.
+   */
+  task?: { follows: (ref: { run_id: string; attempt_no: number; state: string }) => void };
 }
 
 export interface ToolResult<O> {

@@ -44,6 +44,8 @@ export const runAgentStep = defineTool({
     "if the worker is still running then, it answers status 'running' with the attempt number and the step goes on in the server;",
     'follow it with progress notifications, log notifications (notifications/message), a subscription to agentpr://runs/{run_id}, or inspect-run.',
     'Cancelling a waiting call (notifications/cancelled) stops the worker: the attempt is recorded cancelled and the run goes to FAILED_RETRYABLE. Pausing the run stops a step that runs on in the server.',
+    'Clients with MCP tasks (2025-11-25) can call it as an MCP task instead: the call answers at once with a task id, tasks/get shows the run and attempt it follows,',
+    'tasks/result gives this same result with the verdict when the step ends (wait and return_after_seconds do not apply), and tasks/cancel stops the worker as a cancelled call does.',
   ].join(' '),
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -94,19 +96,22 @@ export const runAgentStep = defineTool({
       // The CLI process ends when the call returns, and the worker would be cancelled with it.
       throw new UserInputError('wait=false needs a long-running server (agentpr serve / agentpr-mcp); from the CLI the step runs until its verdict, so drop --no-wait');
     }
-    // Over MCP, cancelling the waiting request stops the worker; the CLI's own signal handling
-    // already kills the worker with the process.
-    const started = await startAgentStep(ctx.app, req, wait ? { progress: ctx.progress, signal: ctx.signal, stopOnCallerAbort: ctx.entry === 'mcp' } : {});
-    const returnAfterMs = ctx.entry === 'mcp' ? (return_after_seconds ?? MCP_RETURN_AFTER_SECONDS) * 1000 : undefined;
+    // As an MCP task the call follows the step to its verdict; wait and return_after_seconds do not apply.
+    const follow = wait || ctx.task !== undefined;
+    // Over MCP, cancelling the waiting request (or the task) stops the worker; the CLI's own signal
+    // handling already kills the worker with the process.
+    const started = await startAgentStep(ctx.app, req, follow ? { progress: ctx.progress, signal: ctx.signal, stopOnCallerAbort: ctx.entry === 'mcp' } : {});
+    ctx.task?.follows({ run_id: started.run_id, attempt_no: started.attempt_no, state: started.state });
+    const returnAfterMs = ctx.entry === 'mcp' && !ctx.task ? (return_after_seconds ?? MCP_RETURN_AFTER_SECONDS) * 1000 : undefined;
     let timer: NodeJS.Timeout | undefined;
     const finished =
-      wait && returnAfterMs !== undefined
+      follow && returnAfterMs !== undefined
         ? await Promise.race([started.done, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), returnAfterMs)))]).finally(() => clearTimeout(timer))
-        : wait
+        : follow
           ? await started.done
           : undefined;
     if (!finished) {
-      if (wait) started.detach();
+      if (follow) started.detach();
       return {
         data: {
           run_id: started.run_id,

@@ -26,6 +26,7 @@ export function mcpRegistry(): Registry {
   const listing = builtToolListing();
   return (sharedRegistry ??= listing ? new Registry({ listing, load: loadTools }) : new Registry(TOOLS_AT_START ?? []));
 }
+import { TASK_NOTE, TASK_TOOLS, enableTasks, type InvokeTool } from './tasks.js';
 
 export interface McpServerOptions {
   /** Register only read-tier tools (write and admin tools are hidden, not refused). */
@@ -122,37 +123,49 @@ export function createMcpServer(app: App, opts: McpServerOptions = {}): McpServe
   );
 
   const sets = opts.toolsets ? new Set(opts.toolsets) : undefined;
-  for (const tool of registry.listed(maxTier).filter((t) => !sets || sets.has(toolsetOf(t)))) {
-    server.registerTool(
+  const listed = registry.listed(maxTier).filter((t) => !sets || sets.has(toolsetOf(t)));
+  /** One call through the registry, for a plain tools/call and for a task alike. */
+  const invoke: InvokeTool = async (name, args, ctx, extra) => {
+    const tool = listed.find((t) => t.name === name)!;
+    const clientName = server.server.getClientVersion()?.name;
+    // Steps (write and admin tools) log their start, finish and failure as notifications/message.
+    const log = tool.tier === 'read' ? undefined : (level: 'info' | 'warning' | 'error', message: string) => ctx.mcpReq.log(level, { message, tool: tool.name }, 'agentpr').catch(() => undefined);
+    await log?.('info', `${tool.name} started`);
+    const outcome = await registry.call(
+      tool.name,
+      args,
+      { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx), confirmWithPerson: confirmFor(server, ctx), ...extra },
+      { maxTier },
+    );
+    if (!outcome.ok) {
+      await log?.(outcome.code === 'internal' || outcome.code === 'configuration' ? 'error' : 'warning', `${tool.name} ${outcome.code === 'invalid_input' ? 'rejected' : 'failed'}: ${outcome.error}`);
+      return { isError: true, content: [{ type: 'text', text: outcome.error }] };
+    }
+    const failed = outcome.data.ok === false;
+    await log?.(failed ? 'warning' : 'info', `${tool.name} ${failed ? 'reported a failure' : 'finished'}: ${outcome.text.split('\n')[0]}`);
+    return { content: [{ type: 'text', text: outcome.text }], structuredContent: outcome.data };
+  };
+  for (const tool of listed) {
+    const registered = server.registerTool(
       tool.name,
       {
         title: tool.title,
-        description: tool.description,
+        description: TASK_TOOLS.includes(tool.name) && !tool.description.includes('MCP task') ? `${tool.description} ${TASK_NOTE}` : tool.description,
         ...listedSchemas(registry, tool),
         annotations: { title: tool.title, ...tool.annotations },
         _meta: boardToolMeta(tool.name),
       },
-      async (args: unknown, ctx: ServerContext): Promise<CallToolResult> => {
-        const clientName = server.server.getClientVersion()?.name;
-        // Steps (write and admin tools) log their start, finish and failure as notifications/message.
-        const log = tool.tier === 'read' ? undefined : (level: 'info' | 'warning' | 'error', message: string) => ctx.mcpReq.log(level, { message, tool: tool.name }, 'agentpr').catch(() => undefined);
-        await log?.('info', `${tool.name} started`);
-        const outcome = await registry.call(
-          tool.name,
-          args,
-          { app, entry: 'mcp', actor: clientName ? `mcp:${clientName}` : 'mcp', signal: ctx.mcpReq.signal, progress: progressFor(ctx), confirmWithPerson: confirmFor(server, ctx) },
-          { maxTier },
-        );
-        if (!outcome.ok) {
-          await log?.(outcome.code === 'internal' || outcome.code === 'configuration' ? 'error' : 'warning', `${tool.name} ${outcome.code === 'invalid_input' ? 'rejected' : 'failed'}: ${outcome.error}`);
-          return { isError: true, content: [{ type: 'text', text: outcome.error }] };
-        }
-        const failed = outcome.data.ok === false;
-        await log?.(failed ? 'warning' : 'info', `${tool.name} ${failed ? 'reported a failure' : 'finished'}: ${outcome.text.split('\n')[0]}`);
-        return { content: [{ type: 'text', text: outcome.text }], structuredContent: outcome.data };
-      },
+      (args: unknown, ctx: ServerContext): Promise<CallToolResult> => invoke(tool.name, args, ctx, {}),
     );
+    // The SDK's registerTool takes no `execution`; the registered tool carries it to tools/list.
+    if (TASK_TOOLS.includes(tool.name)) registered.execution = { taskSupport: 'optional' };
   }
+  const detachTasks = listed.length ? enableTasks(server, app, listed.map((t) => t.name), invoke) : () => undefined;
+  const closeBefore = server.server.onclose;
+  server.server.onclose = () => {
+    detachTasks();
+    closeBefore?.();
+  };
 
   const resources = opts.resources ?? RESOURCES;
   const complete = completers(app);
