@@ -2,6 +2,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import { NotFoundError, UserInputError } from '../core/errors.js';
+import { readReasoning, readStartedCommand } from './line-shapes.js';
 import { classifyCommand, shortCommand, type CommandCategory, type CommandFacts, type PushKind, type SafetyRule, COMMAND_CATEGORIES } from './commands.js';
 
 /**
@@ -364,6 +365,7 @@ export class StreamAccumulator {
       this.blank++;
       return;
     }
+    if (text.charCodeAt(0) === 0x7b && this.readSmallLine(text)) return;
     let obj: unknown;
     try {
       obj = JSON.parse(text);
@@ -384,6 +386,32 @@ export class StreamAccumulator {
     }
     const tsMs = this.readTs(ev[STREAM_TS_FIELD]);
     this.onEvent(type, ev, tsMs);
+  }
+
+  /**
+   * A command start or a reasoning item in exactly codex's shape, read without JSON.parse (see
+   * line-shapes.ts); the same steps as handleText -> onEvent -> onItem would take. False: not
+   * such a line, parse it.
+   */
+  private readSmallLine(text: string): boolean {
+    const started = readStartedCommand(text);
+    if (started) {
+      const tsMs = this.readTs(started.ts);
+      this.parsed++;
+      bump(this.typeCounts, 'item.started');
+      bump(this.itemTypeCounts, 'command_execution');
+      this.onCommand({ event: 'item.started', id: started.id, command: started.command, exitCode: null, status: 'in_progress', outputBytes: 0, excerpt: noExcerpt, tsMs });
+      return true;
+    }
+    const reasoning = readReasoning(text);
+    if (reasoning) {
+      this.readTs(reasoning.ts);
+      this.parsed++;
+      bump(this.typeCounts, reasoning.event);
+      bump(this.itemTypeCounts, 'reasoning');
+      return true;
+    }
+    return false;
   }
 
   private readTs(raw: unknown): number | null {
@@ -954,6 +982,8 @@ function bump(map: Map<string, number>, key: string): void {
 function printable(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?');
 }
+
+const noExcerpt = (): string => outputExcerpt('');
 
 /** Head and tail of a command's output, kept for failed test commands. */
 function outputExcerpt(output: string): string {
