@@ -869,6 +869,9 @@ export class LineSplitter {
     while (this.overTailBytes - this.overTail[0]!.length >= TAIL_BYTES) {
       this.overTailBytes -= this.overTail.shift()!.length;
     }
+    // Input in tiny chunks would grow the list to one piece per chunk, and shift() over it makes
+    // the line quadratic: join the pieces now and then.
+    if (this.overTail.length > 256) this.overTail = [Buffer.concat(this.overTail)];
   }
 
   private resetOver(): void {
