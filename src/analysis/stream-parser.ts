@@ -180,7 +180,8 @@ const MAX_PENDING = 10_000;
 /**
  * Agents run the same commands again and again (`git status`, the test command, `sed -n` on one
  * file), and classifying one costs more than parsing its line. Judgements of commands up to
- * 4 KiB are remembered per stream, at most 512 of them (about 2 MiB); the cache starts over when full.
+ * 4 Ki characters are remembered per stream, at most 512 of them (2 Mi characters); the cache
+ * starts over when full.
  */
 const MAX_CACHED_COMMANDS = 512;
 const MAX_CACHED_COMMAND_CHARS = 4 * 1024;
