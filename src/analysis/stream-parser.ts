@@ -1,8 +1,9 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import { NotFoundError, UserInputError } from '../core/errors.js';
-import { classifyCommand, shortCommand, type CommandCategory, type PushKind, type SafetyRule, COMMAND_CATEGORIES } from './commands.js';
+import { readReasoning, readStartedCommand } from './line-shapes.js';
+import { classifyCommand, shortCommand, type CommandCategory, type CommandFacts, type PushKind, type SafetyRule, COMMAND_CATEGORIES } from './commands.js';
 
 /**
  * Incremental reader of `codex exec --json` streams: one JSON object a line. Nothing here
@@ -176,17 +177,33 @@ const MAX_FREQUENCY_KEYS = 5000;
 /** Distinct keys per count map and unfinished commands tracked; a hostile stream cannot grow them further. */
 const MAX_KEYS = 1000;
 const MAX_PENDING = 10_000;
+/**
+ * Agents run the same commands again and again (`git status`, the test command, `sed -n` on one
+ * file), and classifying one costs more than parsing its line. Judgements of commands up to
+ * 4 Ki characters are remembered per stream, at most 512 of them (2 Mi characters); the cache
+ * starts over when full.
+ */
+const MAX_CACHED_COMMANDS = 512;
+const MAX_CACHED_COMMAND_CHARS = 4 * 1024;
 
 // The head and tail of a command_execution line as codex serialises it (fixed field order).
 const LITE_HEAD =
   /^\{(?:"_ts":"([^"\\]*)",)?"type":"(item\.(?:started|updated|completed))","item":\{"id":"((?:[^"\\]|\\.)*)","type":"command_execution","command":"((?:[^"\\]|\\.)*)","aggregated_output":"/;
 const LITE_TAIL = /","exit_code":(null|-?\d+),"status":"([a-z_]+)"\}\}\s*$/;
+const STAMP_SHAPE = /^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
 
 interface Pending {
   command: string;
   startMs: number | null;
   line: number;
-  facts: ReturnType<typeof classifyCommand>;
+  judgement: CommandJudgement;
+}
+
+/** What a command is (pure functions of its text), remembered per stream. */
+interface CommandJudgement {
+  facts: CommandFacts;
+  /** Key of `top_by_frequency`, computed on first completion. */
+  frequencyKey: string | null;
 }
 
 interface CommandObservation {
@@ -264,6 +281,10 @@ export class StreamAccumulator {
   private readonly pushes: StreamSummary['push_attempts'] = [];
   private pushCount = 0;
   private readonly pushIds = new Set<string>();
+  private readonly judged = new Map<string, CommandJudgement>();
+  /** `YYYY-MM-DDTHH:MM:` of the last stamp read the slow way, and its time at second 0. */
+  private tsMinute = '';
+  private tsMinuteMs = 0;
 
   constructor(opts: StreamParserOptions = {}) {
     this.maxLineBytes = Math.max(1024, opts.maxLineBytes ?? 8 * 1024 * 1024);
@@ -345,6 +366,7 @@ export class StreamAccumulator {
       this.blank++;
       return;
     }
+    if (text.charCodeAt(0) === 0x7b && this.readSmallLine(text)) return;
     let obj: unknown;
     try {
       obj = JSON.parse(text);
@@ -367,13 +389,69 @@ export class StreamAccumulator {
     this.onEvent(type, ev, tsMs);
   }
 
+  /**
+   * A command start or a reasoning item in exactly codex's shape, read without JSON.parse (see
+   * line-shapes.ts); the same steps as handleText -> onEvent -> onItem would take. False: not
+   * such a line, parse it.
+   */
+  private readSmallLine(text: string): boolean {
+    const started = readStartedCommand(text);
+    if (started) {
+      const tsMs = this.readTs(started.ts);
+      this.parsed++;
+      bump(this.typeCounts, 'item.started');
+      bump(this.itemTypeCounts, 'command_execution');
+      this.onCommand({ event: 'item.started', id: started.id, command: started.command, exitCode: null, status: 'in_progress', outputBytes: 0, excerpt: noExcerpt, tsMs });
+      return true;
+    }
+    const reasoning = readReasoning(text);
+    if (reasoning) {
+      this.readTs(reasoning.ts);
+      this.parsed++;
+      bump(this.typeCounts, reasoning.event);
+      bump(this.itemTypeCounts, 'reasoning');
+      return true;
+    }
+    return false;
+  }
+
   private readTs(raw: unknown): number | null {
     if (typeof raw !== 'string') return null;
-    const ms = Date.parse(raw);
+    const ms = this.parseTs(raw);
     if (Number.isNaN(ms)) return null;
     this.stamped++;
     if (this.firstTs === null) this.firstTs = ms;
     this.lastTs = ms;
+    return ms;
+  }
+
+  /**
+   * `Date.parse`, without its cost on every line: stamps are `YYYY-MM-DDTHH:MM:SS.mmmZ` and
+   * consecutive ones share their minute, so a stamp in the minute last parsed is that minute's
+   * time plus its seconds and milliseconds. Anything else goes to `Date.parse`.
+   */
+  private parseTs(raw: string): number {
+    if (raw.length === 24 && this.tsMinute !== '' && raw.startsWith(this.tsMinute) && raw.charCodeAt(19) === 46 && raw.charCodeAt(23) === 90) {
+      const s1 = raw.charCodeAt(17) - 48;
+      const s2 = raw.charCodeAt(18) - 48;
+      const m1 = raw.charCodeAt(20) - 48;
+      const m2 = raw.charCodeAt(21) - 48;
+      const m3 = raw.charCodeAt(22) - 48;
+      if (s1 >= 0 && s1 <= 5 && s2 >= 0 && s2 <= 9 && m1 >= 0 && m1 <= 9 && m2 >= 0 && m2 <= 9 && m3 >= 0 && m3 <= 9) {
+        return this.tsMinuteMs + (s1 * 10 + s2) * 1000 + m1 * 100 + m2 * 10 + m3;
+      }
+    }
+    const ms = Date.parse(raw);
+    // Remember the minute only for a plain UTC stamp with hour <= 23 and minute <= 59, where every
+    // second 00-59 and millisecond of it is valid and Date.parse is linear in them.
+    if (!Number.isNaN(ms) && STAMP_SHAPE.test(raw)) {
+      const minute = raw.slice(0, 17);
+      const base = Date.parse(`${minute}00.000Z`);
+      if (!Number.isNaN(base)) {
+        this.tsMinute = minute;
+        this.tsMinuteMs = base;
+      }
+    }
     return ms;
   }
 
@@ -480,7 +558,7 @@ export class StreamAccumulator {
           exitCode: typeof item.exit_code === 'number' ? item.exit_code : null,
           status: typeof item.status === 'string' ? item.status : done ? 'completed' : 'in_progress',
           outputBytes: output.length,
-          excerpt: () => joinExcerpt(output.slice(0, EXCERPT_HEAD), output.slice(Math.max(EXCERPT_HEAD, output.length - EXCERPT_TAIL)), output.length > EXCERPT_HEAD + EXCERPT_TAIL),
+          excerpt: () => outputExcerpt(output),
           tsMs,
         });
         return;
@@ -518,17 +596,18 @@ export class StreamAccumulator {
   private onCommand(o: CommandObservation): void {
     if (o.event !== 'item.completed') {
       if (!this.pending.has(o.id) && this.pending.size < MAX_PENDING) {
-        const facts = classifyCommand(o.command);
-        this.pending.set(o.id, { command: o.command, startMs: o.tsMs, line: this.lines, facts });
-        this.noteHits(o.id, o.command, facts);
+        const judgement = this.judge(o.command);
+        this.pending.set(o.id, { command: o.command, startMs: o.tsMs, line: this.lines, judgement });
+        this.noteHits(o.id, o.command, judgement.facts);
       } else if (!this.pending.has(o.id)) {
-        this.noteHits(o.id, o.command, classifyCommand(o.command));
+        this.noteHits(o.id, o.command, this.judge(o.command).facts);
       }
       return;
     }
     const started = this.pending.get(o.id);
     if (started) this.pending.delete(o.id);
-    const facts = started && started.command === o.command ? started.facts : classifyCommand(o.command);
+    const judgement = started && started.command === o.command ? started.judgement : this.judge(o.command);
+    const facts = judgement.facts;
     this.noteHits(o.id, o.command, facts);
     const duration = started?.startMs != null && o.tsMs != null ? Math.max(0, o.tsMs - started.startMs) : null;
     const failed = o.status === 'failed' || o.status === 'declined' || (o.exitCode !== null && o.exitCode !== 0);
@@ -545,7 +624,8 @@ export class StreamAccumulator {
     };
     this.completed++;
     if (failed) this.failed++;
-    this.record(rec, duration);
+    judgement.frequencyKey ??= shortCommand(rec.command).slice(0, 300);
+    this.record(rec, duration, judgement.frequencyKey);
     if (facts.isTest) {
       this.testCount++;
       if (this.testCommands.length < this.maxSamples * 4) this.testCommands.push(rec);
@@ -556,7 +636,19 @@ export class StreamAccumulator {
     }
   }
 
-  private record(rec: CommandRecord, duration: number | null): void {
+  /** `classifyCommand` of a command, remembered for short commands (see MAX_CACHED_COMMANDS). */
+  private judge(command: string): CommandJudgement {
+    const known = this.judged.get(command);
+    if (known) return known;
+    const judgement: CommandJudgement = { facts: classifyCommand(command), frequencyKey: null };
+    if (command.length <= MAX_CACHED_COMMAND_CHARS) {
+      if (this.judged.size >= MAX_CACHED_COMMANDS) this.judged.clear();
+      this.judged.set(command, judgement);
+    }
+    return judgement;
+  }
+
+  private record(rec: CommandRecord, duration: number | null, frequencyKey: string): void {
     this.commandsTotal++;
     if (this.commands.length < this.maxCommandRecords) this.commands.push(rec);
     const cat = this.byCategory[rec.category];
@@ -571,23 +663,23 @@ export class StreamAccumulator {
         if (top.length > TOP_N) top.pop();
       }
     }
-    const key = shortCommand(rec.command).slice(0, 300);
+    const key = frequencyKey;
     const f = this.frequency.get(key);
     if (f) f.count++;
     else if (this.frequency.size < MAX_FREQUENCY_KEYS) this.frequency.set(key, { count: 1, category: rec.category });
   }
 
-  private noteHits(id: string, command: string, facts: ReturnType<typeof classifyCommand>): void {
+  private noteHits(id: string, command: string, facts: CommandFacts): void {
     const short = command.length > 500 ? `${command.slice(0, 500)}…` : command;
     if (facts.safety.length && !this.safetyIds.has(id)) {
       this.safetyIds.add(id);
       this.safetyCount++;
-      if (this.safety.length < this.maxSamples) this.safety.push({ id, command: short, line: this.lines, rules: facts.safety });
+      if (this.safety.length < this.maxSamples) this.safety.push({ id, command: short, line: this.lines, rules: [...facts.safety] });
     }
     if (facts.push.length && !this.pushIds.has(id)) {
       this.pushIds.add(id);
       this.pushCount++;
-      if (this.pushes.length < this.maxSamples) this.pushes.push({ id, command: short, line: this.lines, kinds: facts.push });
+      if (this.pushes.length < this.maxSamples) this.pushes.push({ id, command: short, line: this.lines, kinds: [...facts.push] });
     }
   }
 
@@ -601,8 +693,8 @@ export class StreamAccumulator {
         exit_code: null,
         status: 'in_progress',
         duration_ms: null,
-        category: p.facts.category,
-        is_test: p.facts.isTest,
+        category: p.judgement.facts.category,
+        is_test: p.judgement.facts.isTest,
         line: p.line,
         output_bytes: 0,
       });
@@ -778,6 +870,9 @@ export class LineSplitter {
     while (this.overTailBytes - this.overTail[0]!.length >= TAIL_BYTES) {
       this.overTailBytes -= this.overTail.shift()!.length;
     }
+    // Input in tiny chunks would grow the list to one piece per chunk, and shift() over it makes
+    // the line quadratic: join the pieces now and then.
+    if (this.overTail.length > 256) this.overTail = [Buffer.concat(this.overTail)];
   }
 
   private resetOver(): void {
@@ -803,12 +898,7 @@ export async function parseStreamFile(path: string, opts: StreamParserOptions = 
     const stat = await handle.stat();
     if (stat.isDirectory()) throw new UserInputError(`stream path is a directory: ${path}; pass the path of a .jsonl file`);
     const acc = new StreamAccumulator(opts);
-    const buf = Buffer.allocUnsafe(1024 * 1024);
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      acc.pushChunk(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
-    }
+    await readAhead(handle, (chunk) => acc.pushChunk(chunk));
     acc.end();
     return acc.result();
   } catch (err) {
@@ -816,6 +906,33 @@ export async function parseStreamFile(path: string, opts: StreamParserOptions = 
     throw err;
   } finally {
     await handle.close();
+  }
+}
+
+const READ_BYTES = 1024 * 1024;
+
+/**
+ * Feed a file to `onChunk` in 1 MiB pieces, reading the next piece while the current one is
+ * parsed (two buffers, one read in flight), so the disk and the parser overlap.
+ */
+async function readAhead(handle: FileHandle, onChunk: (chunk: Buffer) => void): Promise<void> {
+  const bufs = [Buffer.allocUnsafe(READ_BYTES), Buffer.allocUnsafe(READ_BYTES)] as const;
+  let which = 0;
+  // Position null reads on from the file's offset (a pipe has no positions); one read at a time.
+  let next: Promise<{ bytesRead: number }> | null = handle.read(bufs[0], 0, READ_BYTES, null);
+  try {
+    for (;;) {
+      const { bytesRead } = await next;
+      next = null;
+      if (bytesRead === 0) return;
+      const buf = bufs[which]!;
+      which ^= 1;
+      next = handle.read(bufs[which]!, 0, READ_BYTES, null);
+      onChunk(bytesRead === READ_BYTES ? buf : buf.subarray(0, bytesRead));
+    }
+  } finally {
+    // A read still in flight (the parser threw) must finish before the caller closes the file.
+    if (next) await next.catch(() => undefined);
   }
 }
 
@@ -868,6 +985,13 @@ function bump(map: Map<string, number>, key: string): void {
 
 function printable(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?');
+}
+
+const noExcerpt = (): string => outputExcerpt('');
+
+/** Head and tail of a command's output, kept for failed test commands. */
+function outputExcerpt(output: string): string {
+  return joinExcerpt(output.slice(0, EXCERPT_HEAD), output.slice(Math.max(EXCERPT_HEAD, output.length - EXCERPT_TAIL)), output.length > EXCERPT_HEAD + EXCERPT_TAIL);
 }
 
 function joinExcerpt(head: string, tail: string, cut: boolean): string {
