@@ -371,6 +371,12 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
   }
   let okEvent: { event_type: string; payload: Record<string, unknown> } | null = null;
   if (r.exitCode === 0 && !r.timedOut) {
+    // finish's own git set the branch's upstream (push -u): that is agentpr's, kept from now on.
+    try {
+      recordGitBaseline(app.config.home, run.run_id, workspace);
+    } catch (err) {
+      app.logger.warn({ run_id: run.run_id, err: errorMessage(err) }, 'could not record the git settings after finish');
+    }
     if (!r.outputs.branch) {
       // The script said ok but named no branch: treat as a failure rather than guess.
       r = { ...r, exitCode: r.exitCode === 0 ? 1 : r.exitCode, stderr: `${r.stderr}\nfinish.sh printed no AGENTPR_BRANCH line\n` };
