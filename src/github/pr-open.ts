@@ -1,6 +1,6 @@
 import { randomInt, randomBytes } from 'node:crypto';
 import { GIT_PUSH_CREDENTIALS, safeGitEnv } from '../worker/git-safety.js';
-import { guardGitDir } from '../worker/git-guard.js';
+import { guardClone } from '../worker/git-guard.js';
 import { readFileSync } from 'node:fs';
 import { loadExeca } from '../exec.js';
 import { z } from 'zod';
@@ -212,7 +212,7 @@ export async function requestOpenPr(app: App, input: RequestInput, ctx: Pick<Too
   const branch = input.head ? input.head.split(':').pop()! : branchArt?.uri;
   if (!branch) throw new UserInputError(`${run.run_id} has no pushed branch; give head`);
   // .git as run-prepare left it before our git reads the remote; the fork is the recorded origin.
-  const guard = guardGitDir(app.config.home, run.run_id, run.workspace_dir);
+  const guard = await guardClone(app.config.home, run.run_id, run.workspace_dir);
   let head = input.head;
   if (!head) {
     const fork = guard.origin_url ? githubOwnerFromUrl(guard.origin_url) : await originOwner(run.workspace_dir);
@@ -312,7 +312,7 @@ export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<Too
   const settings = githubSettings(app.env);
   if (!settings.token) throw new ConfigurationError('no GitHub token: set AGENTPR_GITHUB_TOKEN or GITHUB_TOKEN to a token that may create pull requests in the repository');
 
-  guardGitDir(app.config.home, run.run_id, run.workspace_dir);
+  await guardClone(app.config.home, run.run_id, run.workspace_dir);
   const headSha = await readRemoteHead(run.workspace_dir, request.branch);
   if (headSha !== request.head_sha) {
     throw new RefusedError(`origin/${request.branch} moved from ${request.head_sha.slice(0, 12)} to ${headSha.slice(0, 12)} since request ${request.request_id}; the gate evidence no longer describes it, create a new request`);

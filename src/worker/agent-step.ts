@@ -28,7 +28,7 @@ import { artifactFor, readDigestFile } from './inspect.js';
 import { attemptOwnerMetadata, procStart } from './reconcile.js';
 import { buildAgentArgs, checkCallArgs, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
 import { compareRepo, snapshotRepo, type RepoSnapshot } from './repo-state.js';
-import { describeGitGuard, guardGitDir, hasGitEntry, type GitGuardResult } from './git-guard.js';
+import { describeGitGuard, guardClone, guardGitDir, hasGitEntry, nestedRepoProblems, type GitGuardResult } from './git-guard.js';
 import {
   assertRunnableSandbox,
   composePrompt,
@@ -336,7 +336,7 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   checkFreeSpace(repoDir);
   // Before agentpr's own git runs here: .git as run-prepare left it (a running step's worker is not disturbed).
   const gitBefore: GitGuardResult = hasGitEntry(repoDir)
-    ? guardGitDir(app.config.home, run.run_id, repoDir, { restore: !activeSteps(app).get(run.run_id) })
+    ? await guardClone(app.config.home, run.run_id, repoDir, { restore: !activeSteps(app).get(run.run_id) })
     : { changes: [], dangerous_keys: [], restored: [], origin_url: null, recorded_by: 'first-use' };
   const dirty = await uncommitted(repoDir);
   if (dirty.length && !req.allow_dirty_worktree) {
@@ -746,6 +746,8 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
   let gitRefused: string | null = null;
   try {
     gitAfter = guardGitDir(app.config.home, runId, plan.repoDir);
+    const nested = await nestedRepoProblems(plan.repoDir);
+    if (nested.length) gitRefused = `nested_git_config: ${nested.join('; ')}`;
   } catch (err) {
     gitRefused = errorMessage(err);
   }

@@ -14,7 +14,7 @@ import { TransitionError, type RunState } from '../core/states.js';
 import { packageRoot } from '../policy-file.js';
 import { attemptOwnerMetadata } from './reconcile.js';
 import { checkWorkspaceInsideRoot } from './preflight.js';
-import { describeGitGuard, guardGitDir, hasGitEntry, recordGitBaseline } from './git-guard.js';
+import { describeGitGuard, guardClone, hasGitEntry, recordGitBaseline } from './git-guard.js';
 
 /**
  * The forge scripts run as step attempts: prepare.sh (fork, clone, branch) and
@@ -278,7 +278,7 @@ export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSi
   const script = forgeScriptPath('prepare', app.env);
   const workspace = resolve(run.workspace_dir);
   // A clone prepare reuses may hold what an earlier worker wrote into .git: check and put it back first.
-  const gitWarnings = hasGitEntry(workspace) ? describeGitGuard(guardGitDir(app.config.home, run.run_id, workspace)) : [];
+  const gitWarnings = hasGitEntry(workspace) ? describeGitGuard(await guardClone(app.config.home, run.run_id, workspace)) : [];
   const cwd = dirname(workspace);
   mkdirSync(cwd, { recursive: true });
   const args = [run.owner, run.repo, input.base ?? '', input.feature ?? ''];
@@ -352,7 +352,7 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
   }
   // The worker ran in this clone: .git as run-prepare left it before any git of ours (a replaced or
   // redirected .git is refused here, before the attempt starts).
-  const guard = guardGitDir(app.config.home, run.run_id, workspace);
+  const guard = await guardClone(app.config.home, run.run_id, workspace);
   const gitWarnings = describeGitGuard(guard);
   if (gitWarnings.length) app.logger.warn({ run_id: run.run_id, git: gitWarnings }, 'run-finish put back git settings the worker changed');
   // An iteration's push is recorded with its size: the changes finish is about to commit.

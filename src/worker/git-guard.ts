@@ -1,7 +1,9 @@
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { RefusedError } from '../registry.js';
+import { loadExeca } from '../exec.js';
+import { safeGitEnv } from './git-safety.js';
 
 /**
  * agentpr owns the clone's `.git` control files. The worker (sandboxed with workspace-write) can
@@ -33,7 +35,7 @@ const REDIRECT_FILES = ['commondir', 'objects/info/alternates', 'objects/info/ht
 const REAL_DIRS = ['info', 'objects', 'objects/info', 'refs', 'hooks'] as const;
 const TRACKED = [...RESTORED_FILES, ...REDIRECT_FILES];
 
-export const GIT_GUARD_REASONS = ['git_dir_replaced', 'git_dir_redirected', 'git_config_untrusted'] as const;
+export const GIT_GUARD_REASONS = ['git_dir_replaced', 'git_dir_redirected', 'git_config_untrusted', 'nested_git_config'] as const;
 
 export interface GitBaseline {
   schema: 'agentpr.git_baseline.v1';
@@ -302,4 +304,85 @@ export function guardGitDir(home: string, runId: string, workspace: string, opts
 export function describeGitGuard(r: GitGuardResult): string[] {
   if (!r.changes.length) return [];
   return [...r.changes.map((c) => `${c}${r.restored.length ? '; agentpr put back what run-prepare recorded' : ''}`), ...(r.dangerous_keys.length ? [`git settings that run commands or redirect git were written: ${r.dangerous_keys.join(', ')}`] : [])];
+}
+
+/** Keys that make a git process started in a nested repository run a command. */
+const EXEC_KEY = [
+  /^filter\./,
+  /^diff\..*\.(textconv|command)$/,
+  /^diff\.external$/,
+  /^merge\..*\.driver$/,
+  /^include\.path$/,
+  /^includeif\./,
+  /^core\.(pager|sshcommand|editor|askpass|attributesfile|fsmonitor|hookspath|gitproxy|worktree|alternaterefscommand)$/,
+  /^sequence\.editor$/,
+  /^credential\./,
+  /^(receive|uploadpack|gpg)\./,
+  /^remote\..+\.(receivepack|uploadpack)$/,
+];
+
+async function lsFiles(ws: string, args: string[]): Promise<string[]> {
+  const r = await (await loadExeca()).execa('git', ['-C', ws, 'ls-files', '-z', ...args], { reject: false, stdin: 'ignore', env: { ...safeGitEnv(process.env), GIT_OPTIONAL_LOCKS: '0' }, extendEnv: false, timeout: 60_000 });
+  if (r.exitCode !== 0) return [];
+  return String(r.stdout).split('\0').filter(Boolean);
+}
+
+/** The git directory of a nested repository at `dir` (a `.git` directory or gitfile), or a problem. */
+function nestedGitDir(ws: string, dir: string): { gitDir: string } | { problem: string } | null {
+  const dotGit = join(dir, '.git');
+  let st;
+  try {
+    st = lstatSync(dotGit);
+  } catch {
+    return null;
+  }
+  if (st.isSymbolicLink()) return { problem: `${dotGit} is a symlink` };
+  if (st.isDirectory()) return { gitDir: dotGit };
+  if (!st.isFile()) return { problem: `${dotGit} is not a file or directory` };
+  const m = /^gitdir:\s*(.+?)\s*$/m.exec(readFileSync(dotGit, 'utf8'));
+  if (!m) return { problem: `${dotGit} is a file without a gitdir: line` };
+  const target = resolve(dir, m[1]!);
+  const rel = relative(ws, target);
+  if (rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel)) return { problem: `${dotGit} points outside the clone (${target})` };
+  return { gitDir: target };
+}
+
+/**
+ * A repository inside the clone (a submodule the worker checked out, or one it made): agentpr's
+ * git status/diff/add in the clone runs git in it too, with its own config. Its config may not
+ * hold keys that run commands, and it may not send git elsewhere (commondir, alternates).
+ * Returns the problems found (empty: fine). Reads only: `git ls-files` of the (restored) clone.
+ */
+export async function nestedRepoProblems(workspace: string): Promise<string[]> {
+  const ws = resolve(workspace);
+  const gitlinks = (await lsFiles(ws, ['--stage'])).filter((l) => l.startsWith('160000 ')).map((l) => l.slice(l.indexOf('\t') + 1));
+  const untrackedDirs = (await lsFiles(ws, ['--others', '--directory', '--exclude-standard'])).filter((p) => p.endsWith('/')).map((p) => p.slice(0, -1));
+  const problems: string[] = [];
+  for (const path of [...new Set([...gitlinks, ...untrackedDirs])].sort()) {
+    const found = nestedGitDir(ws, join(ws, path));
+    if (!found) continue;
+    if ('problem' in found) {
+      problems.push(found.problem);
+      continue;
+    }
+    for (const rel of ['commondir', 'objects/info/alternates']) {
+      if (existsSync(join(found.gitDir, rel))) problems.push(`${join(found.gitDir, rel)} sends the repository at ${path} elsewhere`);
+    }
+    const config = readControl(found.gitDir, 'config');
+    if (config !== null && config.startsWith('<')) problems.push(`${join(found.gitDir, 'config')} is ${config}`);
+    const keys = [...new Set(configEntries(config ?? '').map(([k]) => k).filter((k) => EXEC_KEY.some((re) => re.test(k))))];
+    if (keys.length) problems.push(`the repository at ${path} has git settings that run commands (${keys.slice(0, 8).join(', ')}) in ${join(found.gitDir, 'config')}`);
+    if (problems.length >= 10) break;
+  }
+  return problems;
+}
+
+/** guardGitDir, then the nested repositories: what every agentpr git call after a worker goes through. */
+export async function guardClone(home: string, runId: string, workspace: string, opts: { restore?: boolean } = {}): Promise<GitGuardResult> {
+  const r = guardGitDir(home, runId, workspace, opts);
+  const problems = await nestedRepoProblems(workspace);
+  if (problems.length) {
+    refuse('nested_git_config', problems.join('; '), `agentpr's git in the clone would run git in that repository with those settings. Remove the nested repository (or its settings) by hand, or move the workspace away and run run-prepare again.`);
+  }
+  return r;
 }

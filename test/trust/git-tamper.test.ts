@@ -222,6 +222,81 @@ describe('run-finish: a worker-written .git/config runs nothing of the worker an
   }
 });
 
+describe('a repository nested in the clone (a submodule the worker checked out) cannot run its settings through our git', () => {
+  /** A repository at vendor/lib with a filter in its own config, added to the clone's index as a gitlink, with a dirty file. */
+  function nestedWithFilter(ws: string, cmd: string): void {
+    const lib = join(ws, 'vendor', 'lib');
+    mkdirSync(lib, { recursive: true });
+    git(lib, ['init', '-q', '-b', 'main']);
+    writeFileSync(join(lib, 'f.txt'), 'one\n');
+    git(lib, ['add', '-A']);
+    git(lib, ['commit', '-q', '-m', 'lib']);
+    git(lib, ['config', 'filter.x.clean', cmd]);
+    writeFileSync(join(lib, '.gitattributes'), '* filter=x\n');
+    writeFileSync(join(lib, 'f.txt'), 'two\n');
+    git(ws, ['add', 'vendor/lib']);
+  }
+
+  test('run-finish refuses with nested_git_config; the filter never runs, nothing is pushed', async () => {
+    h = makeHarness();
+    const { runId, workspace } = await readyToFinish(h);
+    const { script, marker } = markerScript(h, 'nested');
+    nestedWithFilter(workspace, script);
+    const r = await h.call('run-finish', { run_id: runId, changes: 'Greet the world' });
+    expect(existsSync(marker)).toBe(false);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error).toMatch(/^nested_git_config: the repository at vendor\/lib has git settings that run commands \(filter\.x\.clean\)/);
+    expect(h.app.service.getRun(runId).state).toBe('LOCAL_VALIDATING');
+    expect(git(h.forge.forkDir, ['for-each-ref', '--format=%(refname)', 'refs/heads/feature'])).toBe('');
+  });
+
+  test('a plain nested repository (no such settings) is pushed as usual', async () => {
+    h = makeHarness();
+    const { runId, workspace } = await readyToFinish(h);
+    const lib = join(workspace, 'vendor', 'plain');
+    mkdirSync(lib, { recursive: true });
+    git(lib, ['init', '-q', '-b', 'main']);
+    writeFileSync(join(lib, 'f.txt'), 'one\n');
+    git(lib, ['add', '-A']);
+    git(lib, ['commit', '-q', '-m', 'lib']);
+    const r = ok(await h.call('run-finish', { run_id: runId, changes: 'Greet the world' }));
+    expect(r).toMatchObject({ ok: true, state: 'PUSHED' });
+  });
+
+  test('the agent step: a worker that checks out such a repository gets HUMAN_REVIEW, and our status/diff never run its filter', async () => {
+    h = makeHarness();
+    const { runId } = await preparedRun(h);
+    await toImplementing(h, runId);
+    const { script, marker } = markerScript(h, 'nested-agent');
+    const base = JSON.parse(readFileSync(scenario('implement-pass'), 'utf8')) as Record<string, unknown>;
+    const sc = join(h.tmp, 'nested.json');
+    const id = '-c user.name=w -c user.email=w@w';
+    writeFileSync(
+      sc,
+      JSON.stringify({
+        ...base,
+        line_delay_ms: 0,
+        commands: [
+          `mkdir -p vendor/lib && cd vendor/lib && git init -q -b main && echo one > f.txt && git add -A && git ${id} commit -qm lib && git config filter.x.clean '${script}' && echo '* filter=x' > .gitattributes && echo two > f.txt`,
+          `git add vendor/lib`,
+          // What the worker's own git ran inside its sandbox is not the question: clear the marker.
+          `rm -f '${marker}'`,
+        ],
+      }),
+    );
+    h.setEnv({ FAKE_CODEX_SCENARIO: sc });
+    const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'Add the greeting.' }));
+    expect(existsSync(marker)).toBe(false);
+    expect(r).toMatchObject({ grade: 'HUMAN_REVIEW', reason_code: 'git_metadata_tampered', state_after: 'NEEDS_HUMAN_REVIEW' });
+    expect((r.evidence as string[]).join('\n')).toMatch(/nested_git_config: .*vendor\/lib/);
+    // The next call that would run our git in the clone refuses instead.
+    const again = await h.call('run-preflight', { run_id: runId });
+    expect(again.ok).toBe(false);
+    if (!again.ok) expect(again.error).toMatch(/^nested_git_config/);
+    expect(existsSync(marker)).toBe(false);
+  });
+});
+
 describe('run-prepare on a reused clone puts back what a worker wrote before its own git runs', () => {
   test('remote.origin.uploadpack (runs on fetch) does not run', async () => {
     h = makeHarness();
