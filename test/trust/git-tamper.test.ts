@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { git } from '../helpers/git.js';
 import { dbFingerprint } from '../helpers/db.js';
+import { connectInMemory, textOf, type ToolCallResult } from '../helpers/mcp.js';
 import { makeHarness, ok, preparedRun, scenario, toImplementing, type Harness } from '../worker/harness.js';
 
 /**
@@ -13,7 +14,10 @@ import { makeHarness, ok, preparedRun, scenario, toImplementing, type Harness } 
  */
 
 let h: Harness | undefined;
+let closeClient: (() => Promise<void>) | undefined;
 afterEach(async () => {
+  await closeClient?.();
+  closeClient = undefined;
   await h?.cleanup();
   h = undefined;
 });
@@ -364,5 +368,39 @@ describe("the agent step: what the worker writes into .git is undone before agen
     h.setEnv({ FAKE_CODEX_SCENARIO: scenario('implement-pass') });
     const r = ok(await h.call('run-agent-step', { run_id: runId, prompt: 'Add the greeting.' }));
     expect(r).toMatchObject({ grade: 'PASS' });
+  });
+});
+
+describe('through the real MCP client', () => {
+  test('run-finish after a worker wrote a filter driver and redirected the push: nothing of it runs, the push goes to the fork, the client sees the warning', async () => {
+    h = makeHarness();
+    const c = await connectInMemory(h.app);
+    closeClient = c.close;
+    const call = async (name: string, args: Record<string, unknown>) => {
+      const r = (await c.client.callTool({ name, arguments: args })) as ToolCallResult;
+      expect(r.isError, `${name}: ${textOf(r)}`).toBeFalsy();
+      return r;
+    };
+    const runId = ((await call('create-run', { owner: 'octo', repo: 'demo' })).structuredContent!.run as { run_id: string }).run_id;
+    expect((await call('run-prepare', { run_id: runId })).structuredContent!.state).toBe('DISCOVERY');
+    const workspace = h.app.service.getRun(runId).workspace_dir;
+    for (const e of ['worker.discovery.completed', 'command.start.implementation', 'command.local.validation.passed'] as const) {
+      h.app.service.applyEvent({ run_id: runId, event_type: e, ...(e === 'worker.discovery.completed' ? { payload: { contract_path: '/c.md' } } : {}) });
+    }
+    writeFileSync(join(workspace, 'src', 'greeting.txt'), 'hello, world\n');
+    const { script, marker } = markerScript(h, 'mcp');
+    const attacker = join(h.tmp, 'attacker.git');
+    git(h.tmp, ['init', '-q', '--bare', attacker]);
+    appendConfig(workspace, `[filter "x"]\n\tclean = ${script}\n[remote "origin"]\n\tpushurl = ${attacker}\n`);
+    writeFileSync(join(workspace, '.gitattributes'), '* filter=x\n');
+
+    const r = await call('run-finish', { run_id: runId, changes: 'Greet the world' });
+    expect(existsSync(marker)).toBe(false);
+    const out = r.structuredContent as { state: string; outputs: Record<string, string>; git_warnings: string[] };
+    expect(out.state).toBe('PUSHED');
+    expect(out.git_warnings.join('\n')).toMatch(/filter\.x\.clean.*remote\.origin\.pushurl|remote\.origin\.pushurl/);
+    expect(textOf(r)).toMatch(/warning: \.git\/config changed since run-prepare/);
+    expect(branchOn(h.forge.forkDir, out.outputs.branch!)).toBe(out.outputs.head_sha);
+    expect(git(attacker, ['for-each-ref'])).toBe('');
   });
 });
