@@ -168,21 +168,15 @@ const PLAIN_KEY = [
   /^extensions\.objectformat$/,
 ];
 
-/** Keys that make git run a command or talk to another place; a change to one of them is the worker's doing, not a tidy-up. */
-const DANGEROUS_KEY = [
-  /^filter\./,
-  /^diff\..*\.(textconv|command)$/,
-  /^diff\.external$/,
-  /^merge\..*\.driver$/,
-  /^include\.path$/,
-  /^includeif\./,
-  /^core\.(pager|sshcommand|editor|askpass|attributesfile|excludesfile|fsmonitor|hookspath|gitproxy|worktree|alternaterefscommand|sparsecheckout)$/,
-  /^sequence\.editor$/,
-  /^credential\./,
-  /^url\./,
-  /^remote\..+\.(url|pushurl|receivepack|uploadpack|proxy|vcs)$/,
-  /^(receive|uploadpack|uploadarchive|protocol|http|https|ssh|gpg|pager|alias|submodule|transfer|fetch|push|extensions)\./,
-  /^branch\..+\.remote$/,
+/**
+ * Keys a worker may change without it meaning anything to agentpr's git (a commit identity, a
+ * branch's tracking). Every other changed key (filters, includes, remotes, insteadOf, pager, ...)
+ * counts as tampering: it is an allowlist, so a key nobody thought of is not waved through.
+ */
+const HARMLESS_KEY = [
+  /^user\.(name|email)$/,
+  /^branch\..+\.(remote|merge|rebase|description)$/,
+  /^core\.(repositoryformatversion|filemode|bare|logallrefupdates|ignorecase|precomposeunicode|symlinks)$/,
 ];
 
 function keysDiff(before: string | null, after: string | null): { keys: string[]; dangerous: string[] } {
@@ -192,7 +186,9 @@ function keysDiff(before: string | null, after: string | null): { keys: string[]
   for (const e of a) if (!b.has(e)) keys.add(e.split('\u0000')[0]!);
   for (const e of b) if (!a.has(e)) keys.add(e.split('\u0000')[0]!);
   const sorted = [...keys].sort();
-  return { keys: sorted, dangerous: sorted.filter((k) => DANGEROUS_KEY.some((re) => re.test(k))) };
+  // Text that differs with no key that differs (a continuation line, a comment trick): not harmless either.
+  if (!sorted.length && (before ?? '') !== (after ?? '')) return { keys: [], dangerous: ['(a change the parser could not name)'] };
+  return { keys: sorted, dangerous: sorted.filter((k) => !HARMLESS_KEY.some((re) => re.test(k))) };
 }
 
 function originUrlOf(config: string | null): string | null {
