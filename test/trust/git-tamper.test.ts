@@ -404,3 +404,26 @@ describe('through the real MCP client', () => {
     expect(git(attacker, ['for-each-ref'])).toBe('');
   });
 });
+
+describe('a clone agentpr has no record of', () => {
+  test('plain keys only: accepted once and recorded; a filter key: git_config_untrusted, nothing changed', async () => {
+    h = makeHarness();
+    const { runId, workspace } = await readyToFinish(h);
+    // As if prepared by an older agentpr: no record in the data home.
+    rmSync(join(h.app.config.home, 'git-baselines', `${runId}.json`));
+    const { script, marker } = markerScript(h, 'untrusted');
+    appendConfig(workspace, `[filter "x"]\n\tclean = ${script}\n`);
+    writeFileSync(join(workspace, '.gitattributes'), '* filter=x\n');
+    const before = dbFingerprint(h.app.db);
+    const refused = await h.call('run-finish', { run_id: runId, changes: 'Greet the world' });
+    expect(refused.ok).toBe(false);
+    if (!refused.ok) expect(refused.error).toMatch(/^git_config_untrusted: .*\(filter\.x\.clean\) and agentpr recorded no config for run/);
+    expect(dbFingerprint(h.app.db)).toBe(before);
+    expect(existsSync(marker)).toBe(false);
+
+    git(workspace, ['config', '--unset', 'filter.x.clean']);
+    const r = ok(await h.call('run-finish', { run_id: runId, changes: 'Greet the world' }));
+    expect(r).toMatchObject({ ok: true, state: 'PUSHED' });
+    expect(existsSync(join(h.app.config.home, 'git-baselines', `${runId}.json`))).toBe(true);
+  });
+});
