@@ -283,6 +283,7 @@ export function guardGitDir(home: string, runId: string, workspace: string, opts
     if (was !== null) {
       mkdirSync(dirname(p), { recursive: true });
       const tmp = `${p}.agentpr-${process.pid}.tmp`;
+      rmSync(tmp, { recursive: true, force: true });
       writeFileSync(tmp, was, { flag: 'wx' });
       renameSync(tmp, p);
       try {
