@@ -16,6 +16,7 @@ export const ForgeOutcomeSchema = z.object({
   stderr_log: z.string(),
   outputs: z.record(z.string(), z.string()).describe('AGENTPR_* lines the script printed (branch, base, head_sha, ...)'),
   error: z.string().optional(),
+  git_warnings: z.array(z.string()).optional().describe("What had changed in the clone's .git since run-prepare (config keys, attributes) and was put back before the script ran"),
 });
 
 export function describeForge(o: ForgeOutcome): string {
@@ -23,6 +24,7 @@ export function describeForge(o: ForgeOutcome): string {
   const lines = [head];
   if (o.outputs.branch) lines.push(`branch: ${o.outputs.branch}${o.outputs.head_sha ? ` at ${o.outputs.head_sha}` : ''}${o.outputs.base ? ` (base ${o.outputs.base})` : ''}`);
   if (o.error) lines.push(`error: ${o.error}`);
+  for (const w of o.git_warnings ?? []) lines.push(`warning: ${w}`);
   lines.push(`logs: ${o.stdout_log}, ${o.stderr_log}`);
   return lines.join('\n');
 }

@@ -5,6 +5,7 @@ import { defineTool } from '../src/registry.js';
 import { RunIdSchema } from '../src/core/models.js';
 import { runPreflight, PREFLIGHT_CHECKS } from '../src/worker/preflight.js';
 import { attemptOwnerMetadata } from '../src/worker/reconcile.js';
+import { describeGitGuard, guardClone, hasGitEntry } from '../src/worker/git-guard.js';
 
 const CheckSchema = z.object({ name: z.enum(PREFLIGHT_CHECKS), ok: z.boolean(), message: z.string(), fix: z.string().nullable() });
 
@@ -30,6 +31,8 @@ export const runPreflightTool = defineTool({
   }),
   handler: async (args, { app }) => {
     const run = app.service.getRun(args.run_id);
+    // .git as run-prepare left it before preflight's git runs (a replaced .git is refused here).
+    const gitWarnings = hasGitEntry(run.workspace_dir) ? describeGitGuard(await guardClone(app.config.home, run.run_id, run.workspace_dir)) : [];
     const attempt = app.service.startAttempt(run.run_id, 'preflight', { ...attemptOwnerMetadata(), workspace_dir: run.workspace_dir });
     let report;
     try {
@@ -38,6 +41,7 @@ export const runPreflightTool = defineTool({
       app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: 'preflight_error', metadata: { error: (err as Error).message } });
       throw err;
     }
+    report = { ...report, warnings: [...gitWarnings, ...report.warnings] };
     const dir = join(app.config.reportsDir, run.run_id);
     mkdirSync(dir, { recursive: true });
     const reportPath = join(dir, `preflight-${attempt.attempt_no}.json`);

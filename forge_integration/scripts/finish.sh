@@ -15,6 +15,9 @@
 #      may have rebased a branch pushed before).
 # Nothing staged but commits not yet pushed: those are pushed. Nothing at all: exit 1.
 #
+# Environment: AGENTPR_FORGE_PUSH_URL, when set, is the only URL origin may have (url and pushurl);
+# anything else is refused before the commit (agentpr passes the URL run-prepare recorded).
+#
 # Output: progress on stderr; on stdout AGENTPR_TITLE=..., AGENTPR_BRANCH=..., AGENTPR_HEAD_SHA=...
 # Exit 0 on success; 2 for bad usage; 1 for anything else, with the reason on the last stderr line.
 set -Eeuo pipefail
@@ -42,6 +45,14 @@ if [[ -n $BASE && $BRANCH == "$BASE" ]]; then
   die "refusing to commit on the base branch '$BASE'; run prepare.sh to create a feature branch"
 fi
 git remote get-url origin >/dev/null 2>&1 || die "the clone in $PWD has no 'origin' remote to push to; run prepare.sh"
+PUSH_URL=${AGENTPR_FORGE_PUSH_URL:-}
+if [[ -n $PUSH_URL ]]; then
+  for key in remote.origin.url remote.origin.pushurl; do
+    while IFS= read -r url; do
+      [[ -z $url || $url == "$PUSH_URL" ]] || die "$key in $PWD is $url, not $PUSH_URL that run-prepare recorded; refusing to push elsewhere (run run-prepare again)"
+    done < <(git config --get-all "$key" || true)
+  done
+fi
 if [[ -d $(git rev-parse --git-path rebase-merge) || -d $(git rev-parse --git-path rebase-apply) || -f $(git rev-parse --git-path MERGE_HEAD) ]]; then
   die "a rebase or merge is in progress in $PWD; finish or abort it first"
 fi
@@ -92,7 +103,8 @@ else
   log "committed: $TITLE"
 fi
 
-g push --force-with-lease -u origin "HEAD:refs/heads/$BRANCH" \
+# --receive-pack: git's own, whatever a remote.origin.receivepack says.
+g push --receive-pack=git-receive-pack --force-with-lease -u origin "HEAD:refs/heads/$BRANCH" \
   || die "git push to origin ($(git remote get-url origin)) failed for $BRANCH; check your access and whether the remote branch moved"
 
 echo "AGENTPR_TITLE=$TITLE"

@@ -81,7 +81,7 @@ export async function computeDiffStats(dir: string, base?: string | null): Promi
   };
 
   // With a base (HEAD before the worker ran), commits made since count as changes too.
-  const numstat = await git(dir, ['diff', '--numstat', '-z', '--no-renames', '--no-ext-diff', base ?? head ?? EMPTY_TREE, '--']);
+  const numstat = await git(dir, ['diff', '--numstat', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', base ?? head ?? EMPTY_TREE, '--']);
   for (const rec of numstat.split('\0')) {
     if (!rec) continue;
     const m = /^(-|\d+)\t(-|\d+)\t([\s\S]*)$/.exec(rec);

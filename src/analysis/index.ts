@@ -52,6 +52,8 @@ export interface AnalyzeAttemptInput {
   pushAllowed?: boolean;
   /** Commits/pushes/ref moves git shows in the worker's repository after the step (see src/worker/repo-state.ts). */
   repoChanges?: readonly string[];
+  /** See VerdictInput.gitTamper. */
+  gitTamper?: readonly string[];
   /** Override the state recorded as `state.after` (default: from the verdict and policy). */
   stateAfter?: RunState | 'UNCHANGED';
   /** Paths of this attempt's artifacts, recorded in the digest. */
@@ -90,6 +92,7 @@ export function analyzeParsed(parse: StreamSummary, input: AnalyzeParsedInput): 
     pushAllowed: input.pushAllowed,
     stderrTail: input.stderrTail,
     repoChanges: input.repoChanges,
+    gitTamper: input.gitTamper,
   });
   const targetState = stateAfterVerdict(verdict.grade, input.stateBefore, input.policy);
   const keepStream = shouldKeepStream(verdict.grade, input.runId, input.attemptNo, input.policy.success_event_stream_sample_pct);

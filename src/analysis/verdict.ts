@@ -14,6 +14,7 @@ export const REASON_CODES = [
   'preflight_hard_failure',
   'safety_violation',
   'agent_push_disallowed',
+  'git_metadata_tampered',
   'test_command_failed',
   'missing_test_evidence',
   'insufficient_test_evidence',
@@ -67,6 +68,12 @@ export interface VerdictInput {
    * sub-agents' commands never appear in the parent stream). Non-empty = rule 3.
    */
   repoChanges?: readonly string[];
+  /**
+   * What the worker wrote into the clone's .git that makes git run commands or go elsewhere
+   * (filter drivers, include.path, remote URLs, a replaced .git ...), found and undone by the git
+   * guard before agentpr's own git ran. Non-empty = rule 2 (git_metadata_tampered).
+   */
+  gitTamper?: readonly string[];
 }
 
 interface NamedPattern {
@@ -178,6 +185,14 @@ function decideRules(input: VerdictInput): Verdict {
       2,
       stream.safety_violations.slice(0, 5).map((s) => `${s.id} ran ${quote(s.command)} (rule: ${s.rules.join(', ')})`),
     );
+  }
+
+  // 2. safety: the worker wrote git settings that would run its commands as the operator
+  if (input.gitTamper?.length) {
+    return verdict('HUMAN_REVIEW', 'git_metadata_tampered', 2, [
+      'the worker changed the clone\'s .git so that agentpr\'s own git would run its commands or push elsewhere; agentpr undid or refused it',
+      ...input.gitTamper.slice(0, 5),
+    ]);
   }
 
   // 3. push

@@ -1,5 +1,6 @@
 import { randomInt, randomBytes } from 'node:crypto';
 import { GIT_PUSH_CREDENTIALS, safeGitEnv } from '../worker/git-safety.js';
+import { guardClone } from '../worker/git-guard.js';
 import { readFileSync } from 'node:fs';
 import { loadExeca } from '../exec.js';
 import { z } from 'zod';
@@ -85,7 +86,8 @@ async function git(dir: string, args: string[], timeoutMs = 30_000): Promise<{ o
 
 /** The remote branch head as the remote has it now (not the clone's possibly stale tracking ref). */
 export async function readRemoteHead(workspace: string, branch: string): Promise<string> {
-  const r = await git(workspace, ['ls-remote', '--heads', 'origin', `refs/heads/${branch}`]);
+  // --upload-pack: git's own, whatever a remote.origin.uploadpack in the clone says.
+  const r = await git(workspace, ['ls-remote', '--upload-pack=git-upload-pack', '--heads', 'origin', `refs/heads/${branch}`]);
   if (!r.ok) throw new RefusedError(`cannot read the head of origin/${branch} in ${workspace}: ${r.err || 'git ls-remote failed'}; check the clone and its origin remote`);
   const sha = r.out.split('\n').find((l) => l.endsWith(`\trefs/heads/${branch}`))?.split('\t')[0];
   if (!sha) throw new RefusedError(`branch ${branch} does not exist on origin (${workspace}); push it (run-finish) before opening a PR`);
@@ -209,9 +211,11 @@ export async function requestOpenPr(app: App, input: RequestInput, ctx: Pick<Too
   const branchArt = app.service.latestArtifact(run.run_id, 'branch');
   const branch = input.head ? input.head.split(':').pop()! : branchArt?.uri;
   if (!branch) throw new UserInputError(`${run.run_id} has no pushed branch; give head`);
+  // .git as run-prepare left it before our git reads the remote; the fork is the recorded origin.
+  const guard = await guardClone(app.config.home, run.run_id, run.workspace_dir);
   let head = input.head;
   if (!head) {
-    const fork = await originOwner(run.workspace_dir);
+    const fork = guard.origin_url ? githubOwnerFromUrl(guard.origin_url) : await originOwner(run.workspace_dir);
     head = fork && fork.toLowerCase() !== run.owner.toLowerCase() ? `${fork}:${branch}` : branch;
   }
   const headSha = await readRemoteHead(run.workspace_dir, branch);
@@ -308,6 +312,7 @@ export async function approveOpenPr(app: App, input: ApproveInput, ctx: Pick<Too
   const settings = githubSettings(app.env);
   if (!settings.token) throw new ConfigurationError('no GitHub token: set AGENTPR_GITHUB_TOKEN or GITHUB_TOKEN to a token that may create pull requests in the repository');
 
+  await guardClone(app.config.home, run.run_id, run.workspace_dir);
   const headSha = await readRemoteHead(run.workspace_dir, request.branch);
   if (headSha !== request.head_sha) {
     throw new RefusedError(`origin/${request.branch} moved from ${request.head_sha.slice(0, 12)} to ${headSha.slice(0, 12)} since request ${request.request_id}; the gate evidence no longer describes it, create a new request`);

@@ -28,6 +28,7 @@ import { artifactFor, readDigestFile } from './inspect.js';
 import { attemptOwnerMetadata, procStart } from './reconcile.js';
 import { buildAgentArgs, checkCallArgs, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
 import { compareRepo, snapshotRepo, type RepoSnapshot } from './repo-state.js';
+import { describeGitGuard, guardClone, guardGitDir, hasGitEntry, nestedRepoProblems, type GitGuardResult } from './git-guard.js';
 import {
   assertRunnableSandbox,
   composePrompt,
@@ -146,6 +147,8 @@ interface Plan {
   skipPreflight: boolean;
   /** From task_packet_file: the contract to hand the worker instead of the run's. */
   packetContract: string | null;
+  /** What the git guard found (and put back) in .git before this step: left by an earlier worker. */
+  gitBefore: GitGuardResult;
 }
 
 /** Reads and checks a task_packet_file; returns its skills plan and contract path. */
@@ -331,6 +334,10 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
   if (relativeRoot !== undefined) throw new UserInputError(`allowed_read_only_roots must be absolute paths; got '${relativeRoot}'`);
   const repoDir = checkWorkspace(app, run);
   checkFreeSpace(repoDir);
+  // Before agentpr's own git runs here: .git as run-prepare left it (a running step's worker is not disturbed).
+  const gitBefore: GitGuardResult = hasGitEntry(repoDir)
+    ? await guardClone(app.config.home, run.run_id, repoDir, { restore: !activeSteps(app).get(run.run_id) })
+    : { changes: [], dangerous_keys: [], restored: [], origin_url: null, recorded_by: 'first-use' };
   const dirty = await uncommitted(repoDir);
   if (dirty.length && !req.allow_dirty_worktree) {
     throw new RefusedError(
@@ -395,6 +402,7 @@ async function planStep(app: App, req: AgentStepRequest): Promise<Plan> {
     overrides,
     skipPreflight: req.skip_preflight === true,
     packetContract: fromPacket?.contract ?? null,
+    gitBefore,
   };
 }
 
@@ -733,15 +741,27 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
   const aborted = (proc?.aborted ?? false) || ioReason !== null;
   const exitCode = proc ? proc.exitCode : null;
   const durationMs = proc ? proc.durationMs : Date.now() - Date.parse(attempt.started_at);
+  // The worker could write .git: put back what run-prepare recorded before agentpr's own git looks.
+  let gitAfter: GitGuardResult | null = null;
+  let gitRefused: string | null = null;
+  try {
+    gitAfter = guardGitDir(app.config.home, runId, plan.repoDir);
+    const nested = await nestedRepoProblems(plan.repoDir);
+    if (nested.length) gitRefused = `nested_git_config: ${nested.join('; ')}`;
+  } catch (err) {
+    gitRefused = errorMessage(err);
+  }
+  const gitTamper = gitRefused ? [gitRefused] : gitAfter?.dangerous_keys.length ? describeGitGuard(gitAfter) : [];
+  if (gitTamper.length) app.logger.warn({ run_id: runId, attempt_no: attempt.attempt_no, git: gitTamper }, 'the worker changed git settings in the clone');
   let diffStats: DiffStats | null = null;
   try {
     // Against HEAD before the worker: what a sub-agent committed is still the change.
-    diffStats = await computeDiffStats(plan.repoDir, facts.repoBefore?.head ?? null);
+    if (!gitRefused) diffStats = await computeDiffStats(plan.repoDir, facts.repoBefore?.head ?? null);
   } catch (err) {
     app.logger.warn({ run_id: runId, err: errorMessage(err) }, 'diff stats unavailable');
   }
   let repoChanges: string[] = [];
-  if (facts.repoBefore && proc) {
+  if (facts.repoBefore && proc && !gitRefused) {
     try {
       repoChanges = (await compareRepo(plan.repoDir, facts.repoBefore, await snapshotRepo(plan.repoDir))).map((c) => c.detail);
     } catch (err) {
@@ -783,6 +803,7 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
     timedOut,
     stderrTail,
     repoChanges,
+    gitTamper,
     artifacts: paths,
   } as const;
   let analysis = analyzeParsed(facts.acc.result(), analysisInput);
@@ -813,6 +834,11 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
       override_files: facts.envOverrideFiles,
     },
     repo_changes: repoChanges,
+    git_guard: {
+      before: describeGitGuard(plan.gitBefore),
+      after: gitRefused ? [gitRefused] : gitAfter ? describeGitGuard(gitAfter) : [],
+      restored: gitAfter?.restored ?? [],
+    },
     read_only_roots: plan.readOnlyRoots,
     preflight: facts.preflight,
     process: proc ?? { skipped: 'preflight failed' },

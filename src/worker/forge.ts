@@ -14,6 +14,7 @@ import { TransitionError, type RunState } from '../core/states.js';
 import { packageRoot } from '../policy-file.js';
 import { attemptOwnerMetadata } from './reconcile.js';
 import { checkWorkspaceInsideRoot } from './preflight.js';
+import { describeGitGuard, guardClone, hasGitEntry, recordGitBaseline } from './git-guard.js';
 
 /**
  * The forge scripts run as step attempts: prepare.sh (fork, clone, branch) and
@@ -164,6 +165,8 @@ export interface ForgeOutcome {
   stderr_log: string;
   outputs: Record<string, string>;
   error?: string;
+  /** What the git guard found changed in .git (and put back) before the script ran. */
+  git_warnings?: string[];
 }
 
 /**
@@ -171,7 +174,7 @@ export interface ForgeOutcome {
  * was paused meanwhile), the attempt is still closed and the state is left as it is.
  */
 /** What run-prepare / run-finish answer once the attempt and its event are settled. */
-function outcome(step: 'prepare' | 'finish', attempt: AttemptView, r: ScriptResult, s: { state: RunState; last_error: string | null; error?: string }): ForgeOutcome {
+function outcome(step: 'prepare' | 'finish', attempt: AttemptView, r: ScriptResult, s: { state: RunState; last_error: string | null; error?: string }, gitWarnings: string[] = []): ForgeOutcome {
   return {
     run_id: attempt.run_id,
     step,
@@ -186,6 +189,7 @@ function outcome(step: 'prepare' | 'finish', attempt: AttemptView, r: ScriptResu
     stderr_log: r.stderrLog,
     outputs: r.outputs,
     ...(s.error ? { error: s.error } : {}),
+    ...(gitWarnings.length ? { git_warnings: gitWarnings } : {}),
   };
 }
 
@@ -273,6 +277,8 @@ export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSi
   assertInsideRoot(app, run);
   const script = forgeScriptPath('prepare', app.env);
   const workspace = resolve(run.workspace_dir);
+  // A clone prepare reuses may hold what an earlier worker wrote into .git: check and put it back first.
+  const gitWarnings = hasGitEntry(workspace) ? describeGitGuard(await guardClone(app.config.home, run.run_id, workspace)) : [];
   const cwd = dirname(workspace);
   mkdirSync(cwd, { recursive: true });
   const args = [run.owner, run.repo, input.base ?? '', input.feature ?? ''];
@@ -287,6 +293,7 @@ export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSi
     workspace_dir: workspace,
     ...(input.upstream_url ? { upstream_url: input.upstream_url } : {}),
     ...(input.fork_url ? { fork_url: input.fork_url } : {}),
+    ...(gitWarnings.length ? { git_warnings: gitWarnings } : {}),
   };
   // The state check, QUEUED -> DISCOVERY and the run's lease in one transaction: a second caller
   // is refused before it changes anything.
@@ -311,8 +318,16 @@ export async function runPrepare(app: App, input: PrepareInput, signal?: AbortSi
     throw err;
   }
   const branchMeta = r.outputs.branch ? { branch: r.outputs.branch, base: r.outputs.base, base_sha: r.outputs.base_sha, repo_dir: r.outputs.repo_dir } : {};
+  if (r.exitCode === 0 && !r.timedOut) {
+    // What prepare left in .git is what agentpr keeps: the guard puts it back after every worker.
+    try {
+      recordGitBaseline(app.config.home, run.run_id, workspace);
+    } catch (err) {
+      r = { ...r, exitCode: 1, stderr: `${r.stderr}\nrecording the clone's git settings failed: ${errorMessage(err)}\n` };
+    }
+  }
   const s = settle(app, attempt, r, null, 'prepare', { ...metadata, ...branchMeta });
-  return outcome('prepare', attempt, r, s);
+  return outcome('prepare', attempt, r, s, gitWarnings);
 }
 
 export interface FinishInput {
@@ -335,22 +350,33 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
   if (!existsSync(workspace) || !statSync(workspace).isDirectory()) {
     throw new UserInputError(`workspace ${workspace} of ${run.run_id} does not exist; run run-prepare first`);
   }
+  // The worker ran in this clone: .git as run-prepare left it before any git of ours (a replaced or
+  // redirected .git is refused here, before the attempt starts).
+  const guard = await guardClone(app.config.home, run.run_id, workspace);
+  const gitWarnings = describeGitGuard(guard);
+  if (gitWarnings.length) app.logger.warn({ run_id: run.run_id, git: gitWarnings }, 'run-finish put back git settings the worker changed');
   // An iteration's push is recorded with its size: the changes finish is about to commit.
   const iterationDiff = run.pr_number ? await computeDiffStats(workspace).then((d) => ({ changed_files: d.changed_files, added_lines: d.added_lines, deleted_lines: d.deleted_lines }), () => undefined) : undefined;
   const script = forgeScriptPath('finish', app.env);
   const args = [input.changes, input.project ?? '', input.title ?? ''];
   while (args.length > 1 && args[args.length - 1] === '') args.pop();
-  const metadata = { script, args, cwd: workspace };
+  const metadata = { script, args, cwd: workspace, ...(gitWarnings.length ? { git_warnings: gitWarnings } : {}) };
   const attempt = app.service.startAttempt(run.run_id, 'finish', { ...attemptOwnerMetadata(), ...metadata }, { guard: assertFinishable });
   let r: ScriptResult;
   try {
-    r = await runScript({ script, args, cwd: workspace, env: { ...app.env }, logBase: logBase(app, run.run_id, 'finish', attempt.attempt_no), timeoutSec: input.timeout_sec ?? DEFAULT_SCRIPT_TIMEOUT_SEC, signal });
+    r = await runScript({ script, args, cwd: workspace, env: { ...app.env, ...(guard.origin_url ? { AGENTPR_FORGE_PUSH_URL: guard.origin_url } : {}) }, logBase: logBase(app, run.run_id, 'finish', attempt.attempt_no), timeoutSec: input.timeout_sec ?? DEFAULT_SCRIPT_TIMEOUT_SEC, signal });
   } catch (err) {
     app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: 'script_failed', metadata: { error: errorMessage(err) } });
     throw err;
   }
   let okEvent: { event_type: string; payload: Record<string, unknown> } | null = null;
   if (r.exitCode === 0 && !r.timedOut) {
+    // finish's own git set the branch's upstream (push -u): that is agentpr's, kept from now on.
+    try {
+      recordGitBaseline(app.config.home, run.run_id, workspace);
+    } catch (err) {
+      app.logger.warn({ run_id: run.run_id, err: errorMessage(err) }, 'could not record the git settings after finish');
+    }
     if (!r.outputs.branch) {
       // The script said ok but named no branch: treat as a failure rather than guess.
       r = { ...r, exitCode: r.exitCode === 0 ? 1 : r.exitCode, stderr: `${r.stderr}\nfinish.sh printed no AGENTPR_BRANCH line\n` };
@@ -372,5 +398,5 @@ export async function runFinish(app: App, input: FinishInput, signal?: AbortSign
         }
       : undefined;
   const s = settle(app, attempt, r, okEvent, 'finish', { ...metadata, ...(r.outputs.branch ? { branch: r.outputs.branch, head_sha: r.outputs.head_sha } : {}) }, relink);
-  return outcome('finish', attempt, r, s);
+  return outcome('finish', attempt, r, s, gitWarnings);
 }

@@ -6,10 +6,14 @@ import { SECRET_ENV_VARS, SECRET_LIST_ENV_VARS } from '../logger.js';
  * environment. Every git agentpr starts (directly or from the forge scripts) gets hooks and the
  * fsmonitor switched off through GIT_CONFIG_* (which outranks the repository's config) and an
  * environment without agentpr's secrets, except the GitHub credential a fork or push needs.
+ * The rest of .git/config (filters, textconv, pagers, remotes, includes) is the git guard's
+ * (git-guard.ts): it puts back what run-prepare recorded before agentpr's git runs after a worker.
  */
 export const GIT_SAFE_CONFIG: ReadonlyArray<readonly [string, string]> = [
   ['core.hooksPath', '/dev/null'],
   ['core.fsmonitor', 'false'],
+  // The ext:: transport runs a command named in the URL; never for agentpr's git.
+  ['protocol.ext.allow', 'never'],
 ];
 
 /** What a push or a fork may use: the GitHub token gh and git credential helpers read. */
@@ -30,5 +34,9 @@ export function safeGitEnv(base: NodeJS.ProcessEnv, opts: { credentials?: readon
     env[`GIT_CONFIG_VALUE_${i}`] = value;
   });
   env.GIT_TERMINAL_PROMPT = '0';
+  // No pager or editor a config could name: agentpr's git never needs either.
+  env.GIT_PAGER = 'cat';
+  env.GIT_EDITOR = ':';
+  env.GIT_SEQUENCE_EDITOR = ':';
   return env;
 }

@@ -1,4 +1,5 @@
 import { loadExeca } from '../exec.js';
+import { safeGitEnv } from './git-safety.js';
 
 /**
  * The worker's repository judged by git, not by what the stream says: codex sub-agents run
@@ -17,8 +18,9 @@ async function git(dir: string, args: string[]): Promise<{ ok: boolean; out: str
   const r = await (await loadExeca()).execa('git', ['-C', dir, ...args], {
     reject: false,
     stdin: 'ignore',
-    // Reading must not take locks or run the user's fsmonitor.
-    env: { GIT_OPTIONAL_LOCKS: '0' },
+    // Reading must not take locks or run the user's fsmonitor; no agentpr secrets in its environment.
+    env: { ...safeGitEnv(process.env), GIT_OPTIONAL_LOCKS: '0' },
+    extendEnv: false,
   });
   return { ok: r.exitCode === 0, out: String(r.stdout ?? '') };
 }

@@ -9,6 +9,7 @@ import type { App } from '../../src/app.js';
 import { Registry, type Entry } from '../../src/registry.js';
 import { TOOLS } from '../../tools/index.js';
 import { analyzeAttempt, computeDiffStats, digestToJson } from '../../src/analysis/index.js';
+import { recordGitBaseline } from '../../src/worker/git-guard.js';
 import { agentPolicyFor } from '../../src/policy.js';
 import { githubOwnerFromUrl } from '../../src/github/pr-open.js';
 import { pushedRun } from './runs.js';
@@ -74,6 +75,8 @@ async function setupPushedRun(app: App, opts: { testExit?: number; forkOwner?: s
   writeFileSync(join(ws, 'README.md'), '# widgets\nthe widget library\n');
 
   const run = pushedRun(app, OWNER, REPO, { branch: BRANCH, workspace_dir: ws, stopBeforePush: true }).run_id;
+  // What run-prepare records: the clone's git settings as agentpr set them up (the insteadOf included).
+  recordGitBaseline(app.config.home, run, ws);
   const policy = agentPolicyFor(app.policy, OWNER, REPO);
   const analysis = await analyzeAttempt({
     streamPath: streamFile(root, opts.testExit ?? 0),

@@ -41,7 +41,7 @@ describe("agentpr's own git runs no worker-written hook or fsmonitor", () => {
       { PATH: '/bin', GH_TOKEN: 'gh-secret', AGENTPR_TELEGRAM_BOT_TOKEN: 'tg', AGENTPR_MANAGER_API_KEY: 'k', OPENAI_API_KEY: 'o', AGENTPR_MCP_TOKEN: 'm', GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'core.hooksPath', GIT_CONFIG_VALUE_0: '/evil' },
       { credentials: ['GH_TOKEN'] },
     );
-    expect(env).toMatchObject({ PATH: '/bin', GH_TOKEN: 'gh-secret', GIT_CONFIG_COUNT: '2', GIT_CONFIG_KEY_0: 'core.hooksPath', GIT_CONFIG_VALUE_0: '/dev/null', GIT_CONFIG_KEY_1: 'core.fsmonitor' });
+    expect(env).toMatchObject({ PATH: '/bin', GH_TOKEN: 'gh-secret', GIT_CONFIG_COUNT: '3', GIT_CONFIG_KEY_0: 'core.hooksPath', GIT_CONFIG_VALUE_0: '/dev/null', GIT_CONFIG_KEY_1: 'core.fsmonitor', GIT_CONFIG_KEY_2: 'protocol.ext.allow', GIT_CONFIG_VALUE_2: 'never', GIT_PAGER: 'cat', GIT_EDITOR: ':' });
     for (const k of ['AGENTPR_TELEGRAM_BOT_TOKEN', 'AGENTPR_MANAGER_API_KEY', 'OPENAI_API_KEY', 'AGENTPR_MCP_TOKEN']) expect(env).not.toHaveProperty(k);
   });
 });
