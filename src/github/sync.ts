@@ -2,6 +2,8 @@ import type { App } from '../app.js';
 import { sha1Hex } from '../core/events.js';
 import type { ApplyResult, RunView } from '../core/models.js';
 import { errorMessage } from '../core/errors.js';
+import { describeHolder } from '../store/holder.js';
+import { LeaseHeldError, type Lease } from '../store/leases.js';
 import { GitHubApiError, RateLimitedError, type CheckRunInfo, type CommitStatusInfo, type GitHubClient, type ReviewInfo } from './client.js';
 
 const GREEN = new Set(['success', 'neutral', 'skipped']);
@@ -100,8 +102,10 @@ export interface PreviewedEvent {
 export interface SyncResult {
   run_id: string;
   pr_number: number | null;
-  status: 'synced' | 'rate_limited' | 'error' | 'skipped';
+  status: 'synced' | 'rate_limited' | 'error' | 'skipped' | 'busy';
   message: string;
+  /** With status busy: the step that holds the run's lease, and its holder. */
+  busy?: { step: string; attempt_id: number; holder: string; since: string };
   head_sha?: string;
   pr_state?: string;
   checks?: CheckSummary;
@@ -156,8 +160,31 @@ export function withCombinedState(summary: CheckSummary, combined: { state: stri
 export async function syncRun(app: App, client: GitHubClient, run: RunView, opts: { dryRun?: boolean } = {}): Promise<SyncResult> {
   const base = { run_id: run.run_id, pr_number: run.pr_number, applied: [] as ApplyResult[] };
   if (!run.pr_number) return { ...base, status: 'skipped', message: `${run.run_id} has no linked PR (state ${run.state}); link one with approve-open-pr or link-pr` };
+  const log = app.logger.child({ run_id: run.run_id, pr: run.pr_number });
+  // A sync that writes holds the run's lease from the first GitHub read to the last write, so two
+  // syncs of one run, or a sync and a running step, never apply observations side by side.
+  let attemptId: number | undefined;
+  if (!opts.dryRun) {
+    try {
+      attemptId = app.service.startAttempt(run.run_id, 'github_sync', { pr_number: run.pr_number }).attempt_id;
+    } catch (err) {
+      if (err instanceof LeaseHeldError) return busyResult(base, err.lease);
+      throw err;
+    }
+    // What the run is now, under the lease (the caller's view may be older).
+    run = app.service.getRun(run.run_id);
+  }
+  const started = Date.now();
+  const close = (status: 'succeeded' | 'failed', reason: string | null, extra: { stderr_log?: string; metadata?: Record<string, unknown> } = {}) => {
+    if (attemptId === undefined) return;
+    app.service.finishAttempt(attemptId, { status, reason_code: reason, duration_ms: Date.now() - started, ...extra });
+    attemptId = undefined;
+  };
   const prNumber = run.pr_number;
-  const log = app.logger.child({ run_id: run.run_id, pr: prNumber });
+  if (!prNumber) {
+    close('succeeded', 'no_pr');
+    return { ...base, status: 'skipped', message: `${run.run_id} has no linked PR any more (state ${run.state}); nothing synced` };
+  }
   try {
     const pr = await client.getPull(run.owner, run.repo, prNumber);
     const planned: PlannedEvent[] = [];
@@ -210,6 +237,7 @@ export async function syncRun(app: App, client: GitHubClient, run: RunView, opts
       app.service.github.recordHead(run.run_id, pr.head_sha, 'sync', pr.head_owner, pr.head_repo);
       const out = planned.map((e) => app.service.applyEvent({ run_id: run.run_id, ...e }));
       app.service.github.touchObserved(run.run_id, { pr_state: prState, merge_sha: pr.merged ? pr.merge_commit_sha : null });
+      close('succeeded', null, { metadata: { head_sha: pr.head_sha, pr_state: prState, applied: out.filter((a) => !a.duplicate && a.outcome === 'applied').length } });
       return out;
     });
     const after = app.service.getRun(run.run_id);
@@ -221,17 +249,29 @@ export async function syncRun(app: App, client: GitHubClient, run: RunView, opts
   } catch (err) {
     if (err instanceof RateLimitedError) {
       log.warn({ retry_after_s: err.retryAfterSec }, 'GitHub sync rate limited');
+      close('failed', 'github_rate_limited', { stderr_log: errorMessage(err) });
       return { ...base, status: 'rate_limited', message: `rate limited, retry after ${err.retryAfterSec} s; run unchanged`, retry_after_s: err.retryAfterSec };
     }
-    if (!(err instanceof GitHubApiError)) throw err;
-    log.warn({ status: err.status, err: err.message }, 'GitHub sync failed');
-    if (!opts.dryRun) {
-      // A record of the failure, opened and closed at once: it needs no lease.
-      const attempt = app.service.startAttempt(run.run_id, 'github_sync', { pr_number: prNumber }, { lease: false });
-      app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: `github_http_${err.status}`, stderr_log: errorMessage(err), duration_ms: 0 });
+    if (!(err instanceof GitHubApiError)) {
+      // Never leave the attempt (and the run's lease) behind.
+      close('failed', 'sync_error', { stderr_log: errorMessage(err) });
+      throw err;
     }
+    log.warn({ status: err.status, err: err.message }, 'GitHub sync failed');
+    close('failed', `github_http_${err.status}`, { stderr_log: errorMessage(err) });
     return { ...base, status: 'error', message: err.message };
   }
+}
+
+/** A run whose lease another step holds is not synced now: reported, not failed; a later sync picks it up. */
+function busyResult(base: Pick<SyncResult, 'run_id' | 'pr_number' | 'applied'>, lease: Lease): SyncResult {
+  const holder = describeHolder(lease.holder);
+  return {
+    ...base,
+    status: 'busy',
+    message: `not synced: its ${lease.step} step (attempt ${lease.attempt_id}) holds the run, by ${holder} since ${lease.acquired_at}; nothing was read or written, sync again once that step is done`,
+    busy: { step: lease.step, attempt_id: lease.attempt_id, holder, since: lease.acquired_at },
+  };
 }
 
 function checkText(checks: CheckSummary): string {
