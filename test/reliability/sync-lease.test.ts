@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { FakeGitHub } from '../helpers/fake-github.js';
@@ -102,7 +103,11 @@ describe('sync holds the run lease across processes', () => {
     const b = cli(['sync-github', run.run_id, '--json'], h.app.env);
     // Without a lease the second one would reach GitHub too: open the door then, or once it is done.
     const second = await Promise.race([b.done.then((d) => ({ d })), waitFor('a second reader', () => pullReads(door.seen, 5) >= 2, 60_000).then(() => undefined)]);
+    // While the first sync holds the run, inspect-run (a read) names it and its process.
+    const seen = await cli(['inspect-run', run.run_id, '--json'], h.app.env).done;
     door.open();
+    expect(seen.code, seen.stderr).toBe(0);
+    expect(JSON.parse(seen.stdout).lease).toMatchObject({ step: 'github_sync', pid: a.pid, holder: `pid ${a.pid} on ${hostname()}` });
     const rb = second?.d ?? (await b.done);
     const ra = await a.done;
 
