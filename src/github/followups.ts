@@ -62,7 +62,7 @@ export function startFollowupWorker(opts: FollowupWorkerOptions): FollowupWorker
           error = r.message ?? 'rate limited';
           retryAfterMs = (r.retry_after_s ?? 60) * 1000;
         } else if (r?.status === 'error') error = r.message ?? 'sync failed';
-        else if (r?.status === 'busy') busy = r.message ?? 'busy';
+        else if (r?.status === 'busy' || r?.status === 'stale') busy = r.message ?? r.status;
       }
     } catch (err) {
       error = errorMessage(err);

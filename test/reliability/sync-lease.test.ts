@@ -60,8 +60,9 @@ function syncOut(d: Done): SyncOut {
 }
 
 /**
- * A door in front of GitHub: requests wait until `open()` is called, then go through unchanged.
- * `seen` counts the requests that arrived (waiting or not).
+ * A door in front of GitHub: each request is answered by GitHub at once, but the answer waits at
+ * the door until `open()` is called (so the caller holds what GitHub said at that moment).
+ * `seen` counts the requests that arrived.
  */
 async function gate(target: string): Promise<{ url: string; seen: string[]; open: () => void; server: Server }> {
   let release!: () => void;
@@ -70,11 +71,11 @@ async function gate(target: string): Promise<{ url: string; seen: string[]; open
   const server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    seen.push(`${req.method} ${req.url}`);
-    await opened;
     const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== 'host' && k !== 'connection') as Array<[string, string]>);
     const r = await fetch(`${target}${req.url}`, { method: req.method, headers, body: chunks.length ? Buffer.concat(chunks) : undefined });
     const body = Buffer.from(await r.arrayBuffer());
+    seen.push(`${req.method} ${req.url}`);
+    await opened;
     const out: Record<string, string> = {};
     r.headers.forEach((v, k) => {
       if (!['content-encoding', 'content-length', 'transfer-encoding', 'connection'].includes(k)) out[k] = v;
@@ -169,6 +170,39 @@ describe('sync holds the run lease across processes', () => {
     expect(h.app.service.listAttempts(runId, 'github_sync').map((x) => x.status)).toEqual(['succeeded']);
     expect(h.app.service.leases.list()).toEqual([]);
   }, 120_000);
+});
+
+describe('a webhook delivery while a sync reads GitHub', () => {
+  test('the PR closed meanwhile: the older read is not applied over it (the run stays NEEDS_HUMAN_REVIEW, pr_state closed)', async () => {
+    gh = await new FakeGitHub().start();
+    const door = await gate(gh.url);
+    h = makeHarness({ env: { GITHUB_API_URL: door.url, AGENTPR_GITHUB_TOKEN: gh.token, GITHUB_TOKEN: '' } });
+    const closed = fixture<{ pull_request: { closed_at: string; head: { sha: string } } }>('pull_request.closed');
+    const sha = closed.pull_request.head.sha;
+    const run = linkedRun(h.app, 'Codertocat', 'Hello-World', 2, 'changes', sha);
+    gh.addPull('Codertocat', 'Hello-World', { number: 2, head: 'changes', head_sha: sha });
+    gh.setChecks('Codertocat', 'Hello-World', sha, [{ id: 7, name: 'test', status: 'completed', conclusion: 'failure' }]);
+    const hook = await startWebhookServer({ app: h.app, port: 0, secrets: ['test-secret'], followups: false });
+    closers.push(() => hook.close());
+
+    const sync = cli(['sync-github', run.run_id, '--json'], h.app.env);
+    // GitHub answered "open" and that answer waits at the door; then the PR is closed and GitHub says so.
+    await waitFor('the sync to read the PR', () => pullReads(door.seen, 2) >= 1, 30_000);
+    Object.assign(gh.repo('Codertocat', 'Hello-World').pulls[0]!, { state: 'closed', closed_at: closed.pull_request.closed_at });
+    const d = await deliver(hook.url, { event: 'pull_request', payload: closed });
+    expect(d.body).toMatchObject({ outcome: 'processed' });
+    expect(h.app.service.getRun(run.run_id)).toMatchObject({ state: 'NEEDS_HUMAN_REVIEW', last_error: 'pr_closed' });
+    door.open();
+
+    const out = syncOut(await sync.done).results;
+    expect(out).toMatchObject([{ status: 'synced', pr_state: 'closed' }]);
+    // Read again after the change: GitHub's newer answer, not the one from before the close.
+    expect(pullReads(door.seen, 2)).toBe(2);
+    expect(h.app.service.getRun(run.run_id)).toMatchObject({ state: 'NEEDS_HUMAN_REVIEW', last_error: 'pr_closed' });
+    expect(h.app.service.github.github(run.run_id)).toMatchObject({ pr_state: 'closed' });
+    expect(h.app.service.listEvents(run.run_id).some((e) => e.event_type === 'github.check.completed' && e.outcome === 'applied')).toBe(false);
+    expect(h.app.service.listAttempts(run.run_id, 'github_sync').map((x) => x.status)).toEqual(['succeeded']);
+  }, 90_000);
 });
 
 describe('the webhook follow-up queue', () => {
