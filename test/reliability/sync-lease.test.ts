@@ -172,6 +172,28 @@ describe('sync holds the run lease across processes', () => {
   }, 120_000);
 });
 
+describe('a sync whose process died', () => {
+  test('kill -9 mid-read: reconcile-runs closes the orphan and the waiting run stays as it was', async () => {
+    gh = await new FakeGitHub().start();
+    const door = await gate(gh.url);
+    h = makeHarness({ env: { GITHUB_API_URL: door.url, AGENTPR_GITHUB_TOKEN: gh.token, GITHUB_TOKEN: '' } });
+    const run = linkedRun(h.app, 'octo', 'widgets', 5);
+    gh.addPull('octo', 'widgets', { number: 5, head: 'changes', head_sha: SHA });
+    const sync = cli(['sync-github', run.run_id, '--json'], h.app.env);
+    await waitFor('the sync to read the PR', () => pullReads(door.seen, 5) >= 1, 30_000);
+    expect(h.app.service.leases.get(run.run_id)).toMatchObject({ step: 'github_sync', holder: { pid: sync.pid } });
+    sync.kill();
+    await sync.done;
+    door.open();
+    const real = await cli(['reconcile-runs', '--json'], h.app.env).done;
+    expect(real.code, real.stderr).toBe(0);
+    expect(JSON.parse(real.stdout)).toMatchObject({ closed: [{ run_id: run.run_id, step: 'github_sync', state_before: 'CI_WAIT', state_after: 'CI_WAIT' }] });
+    expect(h.app.service.getRun(run.run_id)).toMatchObject({ state: 'CI_WAIT', last_error: null });
+    expect(h.app.service.listAttempts(run.run_id, 'github_sync')).toMatchObject([{ status: 'failed', reason_code: 'orchestrator_restarted' }]);
+    expect(h.app.service.leases.list()).toEqual([]);
+  }, 60_000);
+});
+
 describe('a webhook delivery while a sync reads GitHub', () => {
   test('the PR closed meanwhile: the older read is not applied over it (the run stays NEEDS_HUMAN_REVIEW, pr_state closed)', async () => {
     gh = await new FakeGitHub().start();
