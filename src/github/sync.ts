@@ -182,9 +182,15 @@ export async function syncRun(app: App, client: GitHubClient, run: RunView, opts
     app.service.finishAttempt(attemptId, { status, reason_code: reason, duration_ms: Date.now() - started, ...extra });
     attemptId = undefined;
   };
+  // A sync that recorded no new event leaves no attempt behind (last_observed_at says it ran).
+  const discard = () => {
+    if (attemptId === undefined) return;
+    app.service.discardAttempt(attemptId);
+    attemptId = undefined;
+  };
   const prNumber = run.pr_number;
   if (!prNumber) {
-    close('succeeded', 'no_pr');
+    discard();
     return { ...base, status: 'skipped', message: `${run.run_id} has no linked PR any more (state ${run.state}); nothing synced` };
   }
   try {
@@ -244,7 +250,8 @@ export async function syncRun(app: App, client: GitHubClient, run: RunView, opts
         app.service.github.recordHead(run.run_id, pr.head_sha, 'sync', pr.head_owner, pr.head_repo);
         const out = planned.map((e) => app.service.applyEvent({ run_id: run.run_id, ...e }));
         app.service.github.touchObserved(run.run_id, { pr_state: prState, merge_sha: pr.merged ? pr.merge_commit_sha : null });
-        close('succeeded', null, { metadata: { head_sha: pr.head_sha, pr_state: prState, applied: out.filter((a) => !a.duplicate && a.outcome === 'applied').length } });
+        if (out.some((a) => !a.duplicate)) close('succeeded', null, { metadata: { head_sha: pr.head_sha, pr_state: prState, applied: out.filter((a) => !a.duplicate && a.outcome === 'applied').length } });
+        else discard();
         return out;
       });
       if (applied === null) {

@@ -121,6 +121,11 @@ describe('sync holds the run lease across processes', () => {
     expect(h.app.service.listEvents(run.run_id).filter((e) => e.event_type === 'github.check.completed')).toHaveLength(1);
     expect(h.app.service.listAttempts(run.run_id, 'github_sync').map((x) => x.status)).toEqual(['succeeded']);
     expect(h.app.service.leases.list()).toEqual([]);
+    // A re-sync that records nothing new leaves no attempt behind (a sync loop adds no rows).
+    const again = await h.call('sync-github', { run_id: run.run_id });
+    expect(again.ok && again.data.results).toMatchObject([{ status: 'synced', message: expect.stringContaining('(already synced)') }]);
+    expect(h.app.service.listAttempts(run.run_id, 'github_sync').map((x) => x.status)).toEqual(['succeeded']);
+    expect(h.app.service.leases.list()).toEqual([]);
   }, 90_000);
 
   test('a sync while an agent step works on the ITERATING run: busy, nothing applied; once the holder is gone (kill -9) the next sync reclaims and applies', async () => {
@@ -223,7 +228,9 @@ describe('a webhook delivery while a sync reads GitHub', () => {
     expect(h.app.service.getRun(run.run_id)).toMatchObject({ state: 'NEEDS_HUMAN_REVIEW', last_error: 'pr_closed' });
     expect(h.app.service.github.github(run.run_id)).toMatchObject({ pr_state: 'closed' });
     expect(h.app.service.listEvents(run.run_id).some((e) => e.event_type === 'github.check.completed' && e.outcome === 'applied')).toBe(false);
-    expect(h.app.service.listAttempts(run.run_id, 'github_sync').map((x) => x.status)).toEqual(['succeeded']);
+    // The newer read only confirmed what the webhook said: nothing new, no attempt kept.
+    expect(h.app.service.listAttempts(run.run_id, 'github_sync')).toEqual([]);
+    expect(h.app.service.leases.list()).toEqual([]);
   }, 90_000);
 });
 
