@@ -790,19 +790,15 @@ export class Service extends EventEmitter<ServiceEvents> {
   }
 
   /**
-   * Drops a running attempt that left nothing worth keeping, with its lease, in one transaction
-   * (`fn`, when given, runs first inside it): a GitHub sync that recorded no new event. A sync loop
-   * would otherwise add a row per run per pass.
+   * Drops a running attempt that left nothing worth keeping, with its lease, in one transaction: a
+   * GitHub sync that recorded no new event (a sync loop would otherwise add a row per run per pass).
    */
-  discardAttempt<T>(attemptId: number, fn?: () => T): T | undefined {
-    const out = this.transaction(() => {
-      const r = fn?.();
+  discardAttempt(attemptId: number): void {
+    this.transaction(() => {
       this.leases.release(attemptId);
       this.db.prepare(`DELETE FROM step_attempts WHERE attempt_id = ? AND status = 'running'`).run(attemptId);
-      return r;
     });
     this.untrackHeld(attemptId);
-    return out;
   }
 
   /** Merges `patch` into an attempt's metadata (e.g. the worker's pid once it is spawned). */
