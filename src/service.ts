@@ -789,6 +789,18 @@ export class Service extends EventEmitter<ServiceEvents> {
     return view;
   }
 
+  /**
+   * Drops a running attempt that left nothing worth keeping, with its lease, in one transaction: a
+   * GitHub sync that recorded no new event (a sync loop would otherwise add a row per run per pass).
+   */
+  discardAttempt(attemptId: number): void {
+    this.transaction(() => {
+      this.leases.release(attemptId);
+      this.db.prepare(`DELETE FROM step_attempts WHERE attempt_id = ? AND status = 'running'`).run(attemptId);
+    });
+    this.untrackHeld(attemptId);
+  }
+
   /** Merges `patch` into an attempt's metadata (e.g. the worker's pid once it is spawned). */
   updateAttemptMetadata(attemptId: number, patch: Record<string, unknown>): AttemptView {
     return this.transaction(() => {

@@ -4,12 +4,13 @@ import { AttemptViewSchema, RunIdSchema, RunViewSchema } from '../src/core/model
 import type { App } from '../src/app.js';
 import { inspectRun, renderInspect } from '../src/worker/inspect.js';
 import { inspectWarnings, logTails, recommendedActions, stepTimings } from '../src/worker/inspect-advice.js';
+import { describeHolder } from '../src/store/holder.js';
 
 export const inspectRunTool = defineTool({
   name: 'inspect-run',
   title: 'Inspect run',
   description:
-    "Diagnose one run: a timeline of its events, step attempts and artifacts; the latest verdict with evidence and the manager recommendation; per-step totals (attempts, failures, time share) and p50/p90 durations; a worker still running in the server (latest command); the manager's recorded decisions; recommended next commands; warnings; and, with include_log_tails, the last lines of the newest attempts' logs.",
+    "Diagnose one run: a timeline of its events, step attempts and artifacts; the latest verdict with evidence and the manager recommendation; per-step totals (attempts, failures, time share) and p50/p90 durations; a worker still running in the server (latest command); the step holding the run's lease and its process (host, pid, since, heartbeat); the manager's recorded decisions; recommended next commands; warnings; and, with include_log_tails, the last lines of the newest attempts' logs.",
   tier: 'read',
   annotations: { readOnlyHint: true, openWorldHint: false },
   cli: { positional: ['run_id'] },
@@ -32,6 +33,19 @@ export const inspectRunTool = defineTool({
         lines: z.number().int(),
       })
       .nullable(),
+    lease: z
+      .object({
+        step: z.string(),
+        attempt_id: z.number().int(),
+        holder: z.string(),
+        host: z.string(),
+        pid: z.number().int(),
+        acquired_at: z.string(),
+        heartbeat_at: z.string(),
+        expires_at: z.string(),
+      })
+      .nullable()
+      .describe("The step holding the run's lease (any step: prepare, preflight, agent, finish, pr_create, github_sync) and its process; null when none"),
     timeline: z.array(z.object({ at: z.string(), kind: z.enum(['event', 'attempt_started', 'attempt_finished', 'artifact']), summary: z.string(), ref: z.record(z.string(), z.unknown()) })),
     attempts: z.array(AttemptViewSchema),
     stage_totals: z.record(
@@ -85,6 +99,10 @@ export const inspectRunTool = defineTool({
     const recommended_actions = recommendedActions(app, report.run, report.latest);
     const warnings = inspectWarnings(app, report);
     const log_tails = args.include_log_tails ? logTails(report.attempts, args.log_tail_lines) : null;
+    const held = app.service.leases.get(args.run_id);
+    const lease = held
+      ? { step: held.step, attempt_id: held.attempt_id, holder: describeHolder(held.holder), host: held.holder.host, pid: held.holder.pid, acquired_at: held.acquired_at, heartbeat_at: held.heartbeat_at, expires_at: held.expires_at }
+      : null;
     const githubLines = [
       ...github.iterations.map((i) => `iteration round ${i.round} at ${i.head_sha.slice(0, 12)}: ${i.failed_checks} failed check(s), ${i.review_comments} review comment(s)${i.fingerprints.length ? ` [${i.fingerprints.join(', ')}]` : ''}`),
       ...github.pending.filter((p) => p.resolution === null).map((p) => `pending GitHub observation: ${p.event_type} (arrived in ${p.arrived_state} at ${p.received_at})`),
@@ -92,6 +110,7 @@ export const inspectRunTool = defineTool({
     ];
     const text = [
       renderInspect(report),
+      ...(lease ? [`lease: ${lease.step} (attempt ${lease.attempt_id}) held by ${lease.holder} since ${lease.acquired_at}, heartbeat ${lease.heartbeat_at}, expires ${lease.expires_at}`] : []),
       ...(githubLines.length ? ['', 'GitHub:', ...githubLines.map((l) => `  ${l}`)] : []),
       ...(Object.keys(step_timings).length
         ? ['step timings (finished attempts):', ...Object.entries(step_timings).map(([s, t]) => `  ${s}: n=${t.finished} p50 ${t.p50_ms} ms, p90 ${t.p90_ms} ms, max ${t.max_ms} ms`)]
@@ -100,7 +119,7 @@ export const inspectRunTool = defineTool({
       ...(recommended_actions.length ? ['recommended:', ...recommended_actions.map((a) => `  ${a}`)] : []),
       ...(log_tails ?? []).flatMap((t) => [`log tail ${t.step}#${t.attempt_no} ${t.stream} (${t.path}):`, ...(t.lines ?? [`  (unreadable: ${t.error})`]).map((l) => `  | ${l}`)]),
     ].join('\n');
-    return { data: { ...report, github, step_timings, recommended_actions, warnings, log_tails }, text };
+    return { data: { ...report, lease, github, step_timings, recommended_actions, warnings, log_tails }, text };
   },
 });
 

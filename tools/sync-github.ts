@@ -19,8 +19,12 @@ const CheckSummarySchema = z.object({
 const SyncResultSchema = z.object({
   run_id: z.string(),
   pr_number: z.number().int().nullable(),
-  status: z.enum(['synced', 'rate_limited', 'error', 'skipped']),
+  status: z.enum(['synced', 'rate_limited', 'error', 'skipped', 'busy', 'stale']),
   message: z.string(),
+  busy: z
+    .object({ step: z.string(), attempt_id: z.number().int(), holder: z.string(), since: z.string() })
+    .optional()
+    .describe('With status busy: the step that holds the run, and its holder'),
   head_sha: z.string().optional(),
   pr_state: z.string().optional(),
   checks: CheckSummarySchema.optional(),
@@ -38,7 +42,7 @@ export const syncGithub = defineTool({
   name: 'sync-github',
   title: 'Sync GitHub checks and reviews',
   description:
-    "Read a linked PR's state, check runs, commit statuses (every page, and the overall state) and reviews through the GitHub API and apply them: a merged PR -> DONE (policy github.on_pr_merged), closed unmerged -> NEEDS_HUMAN_REVIEW (pr_closed), reopened -> CI_WAIT; any failed check on the PR's head -> ITERATING, any pending -> nothing, all green -> REVIEW_WAIT; a changes_requested review decision -> ITERATING. The PR's head is recorded. Keys come from GitHub ids, so a re-sync changes nothing. Without run_id, syncs every run in CI_WAIT or REVIEW_WAIT. dry_run shows what would change and writes nothing. loop repeats every interval_sec, max_loops times (the CLI may loop until stopped). A rate-limited answer is reported (retry after N s) and leaves the run unchanged. Needs GITHUB_TOKEN or AGENTPR_GITHUB_TOKEN.",
+    "Read a linked PR's state, check runs, commit statuses (every page, and the overall state) and reviews through the GitHub API and apply them: a merged PR -> DONE (policy github.on_pr_merged), closed unmerged -> NEEDS_HUMAN_REVIEW (pr_closed), reopened -> CI_WAIT; any failed check on the PR's head -> ITERATING, any pending -> nothing, all green -> REVIEW_WAIT; a changes_requested review decision -> ITERATING. The PR's head is recorded. Keys come from GitHub ids, so a re-sync changes nothing. Without run_id, syncs every run in CI_WAIT or REVIEW_WAIT. dry_run shows what would change and writes nothing. loop repeats every interval_sec, max_loops times (the CLI may loop until stopped). A rate-limited answer is reported (retry after N s) and leaves the run unchanged. Each sync that writes holds the run's lease while it reads and applies (a github_sync attempt); a run whose lease another step holds (an agent, finish or another sync) is not synced but reported as busy, naming that step and its holder, and nothing is written. A run another writer changed while GitHub was read (a webhook delivery, a pause) is read again, up to 3 times, then reported stale with nothing written from the older read. Needs GITHUB_TOKEN or AGENTPR_GITHUB_TOKEN.",
   tier: 'write',
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   cli: { positional: ['run_id'] },

@@ -9,7 +9,8 @@ import type { Followup } from '../store/github-store.js';
  * check asks for runs here, after the delivery was answered, so GitHub's 10 s limit never waits on
  * the GitHub API. A sync that fails (401, 5xx, rate limit) stays queued and is retried with
  * backoff; after github.followup_max_attempts it is marked failed with the error. A claim whose
- * process died is taken over after `staleMs`.
+ * process died is taken over after `staleMs`. A run busy with another step (its lease held) keeps its
+ * follow-up queued for `busyRetryMs` without using up an attempt.
  */
 
 export interface FollowupWorkerOptions {
@@ -20,6 +21,8 @@ export interface FollowupWorkerOptions {
   /** Delay before attempt n+1 (n = attempts so far). Default: 2^n s, at most 5 min. */
   backoffMs?: (attempts: number) => number;
   staleMs?: number;
+  /** Delay before a follow-up whose run was busy (its lease held by a step) is tried again. Default 15 s. */
+  busyRetryMs?: number;
 }
 
 export interface FollowupWorker {
@@ -39,6 +42,7 @@ export function startFollowupWorker(opts: FollowupWorkerOptions): FollowupWorker
   const pollMs = opts.pollMs ?? 1000;
   const backoff = opts.backoffMs ?? defaultBackoffMs;
   const staleMs = opts.staleMs ?? 5 * 60_000;
+  const busyRetryMs = opts.busyRetryMs ?? 15_000;
   let stopped = false;
   let running: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -48,6 +52,7 @@ export function startFollowupWorker(opts: FollowupWorkerOptions): FollowupWorker
     const maxAttempts = app.policy.github.followup_max_attempts;
     let error: string | null = null;
     let retryAfterMs: number | undefined;
+    let busy: string | undefined;
     try {
       const out = await registry.call('sync-github', { run_id: f.run_id }, { app, entry: 'webhook', actor: 'github-followup', skipDoctor: true }, { maxTier: 'write' });
       if (!out.ok) error = `${out.code}: ${out.error}`;
@@ -57,9 +62,16 @@ export function startFollowupWorker(opts: FollowupWorkerOptions): FollowupWorker
           error = r.message ?? 'rate limited';
           retryAfterMs = (r.retry_after_s ?? 60) * 1000;
         } else if (r?.status === 'error') error = r.message ?? 'sync failed';
+        else if (r?.status === 'busy' || r?.status === 'stale') busy = r.message ?? r.status;
       }
     } catch (err) {
       error = errorMessage(err);
+    }
+    if (busy !== undefined) {
+      const next = new Date(Date.now() + busyRetryMs);
+      app.service.transaction(() => app.service.github.deferFollowup(f.followup_id, next, `run busy: ${busy}`));
+      log.debug({ run_id: f.run_id, followup: f.followup_id, next_at: next.toISOString() }, 'run busy with another step; follow-up sync kept for later');
+      return;
     }
     if (error === null) {
       app.service.transaction(() => app.service.github.finishFollowup(f.followup_id, 'done', new Date(), null));

@@ -2,9 +2,13 @@ import type { App } from '../app.js';
 import { sha1Hex } from '../core/events.js';
 import type { ApplyResult, RunView } from '../core/models.js';
 import { errorMessage } from '../core/errors.js';
+import { describeHolder } from '../store/holder.js';
+import { LeaseHeldError, type Lease } from '../store/leases.js';
 import { GitHubApiError, RateLimitedError, type CheckRunInfo, type CommitStatusInfo, type GitHubClient, type ReviewInfo } from './client.js';
 
 const GREEN = new Set(['success', 'neutral', 'skipped']);
+/** How many times one sync reads GitHub when the run keeps changing under it. */
+const SYNC_READS = 3;
 
 export interface CheckSummary {
   total: number;
@@ -100,8 +104,10 @@ export interface PreviewedEvent {
 export interface SyncResult {
   run_id: string;
   pr_number: number | null;
-  status: 'synced' | 'rate_limited' | 'error' | 'skipped';
+  status: 'synced' | 'rate_limited' | 'error' | 'skipped' | 'busy' | 'stale';
   message: string;
+  /** With status busy: the step that holds the run's lease, and its holder. */
+  busy?: { step: string; attempt_id: number; holder: string; since: string };
   head_sha?: string;
   pr_state?: string;
   checks?: CheckSummary;
@@ -156,82 +162,143 @@ export function withCombinedState(summary: CheckSummary, combined: { state: stri
 export async function syncRun(app: App, client: GitHubClient, run: RunView, opts: { dryRun?: boolean } = {}): Promise<SyncResult> {
   const base = { run_id: run.run_id, pr_number: run.pr_number, applied: [] as ApplyResult[] };
   if (!run.pr_number) return { ...base, status: 'skipped', message: `${run.run_id} has no linked PR (state ${run.state}); link one with approve-open-pr or link-pr` };
+  const log = app.logger.child({ run_id: run.run_id, pr: run.pr_number });
+  // A sync that writes holds the run's lease from the first GitHub read to the last write, so two
+  // syncs of one run, or a sync and a running step, never apply observations side by side.
+  let attemptId: number | undefined;
+  if (!opts.dryRun) {
+    try {
+      attemptId = app.service.startAttempt(run.run_id, 'github_sync', { pr_number: run.pr_number }).attempt_id;
+    } catch (err) {
+      if (err instanceof LeaseHeldError) return busyResult(base, err.lease);
+      throw err;
+    }
+    // What the run is now, under the lease (the caller's view may be older).
+    run = app.service.getRun(run.run_id);
+  }
+  const started = Date.now();
+  const close = (status: 'succeeded' | 'failed', reason: string | null, extra: { stderr_log?: string; metadata?: Record<string, unknown> } = {}) => {
+    if (attemptId === undefined) return;
+    app.service.finishAttempt(attemptId, { status, reason_code: reason, duration_ms: Date.now() - started, ...extra });
+    attemptId = undefined;
+  };
+  // A sync that recorded no new event leaves no attempt behind (last_observed_at says it ran).
+  const discard = () => {
+    if (attemptId === undefined) return;
+    app.service.discardAttempt(attemptId);
+    attemptId = undefined;
+  };
   const prNumber = run.pr_number;
-  const log = app.logger.child({ run_id: run.run_id, pr: prNumber });
+  if (!prNumber) {
+    discard();
+    return { ...base, status: 'skipped', message: `${run.run_id} has no linked PR any more (state ${run.state}); nothing synced` };
+  }
   try {
-    const pr = await client.getPull(run.owner, run.repo, prNumber);
-    const planned: PlannedEvent[] = [];
-    const lifecycle = lifecycleEvent(app, run, pr, 'sync');
-    let checks: CheckSummary | undefined;
-    let review: ReviewDecision | null = null;
-    if (lifecycle && lifecycle.event_type !== 'github.pr.reopened') {
-      planned.push(lifecycle);
-    } else {
-      if (lifecycle) planned.push(lifecycle);
-      const [checkRuns, combined, reviews] = await Promise.all([
-        client.listCheckRuns(run.owner, run.repo, pr.head_sha),
-        client.combinedStatus(run.owner, run.repo, pr.head_sha),
-        client.listReviews(run.owner, run.repo, prNumber),
-      ]);
-      checks = withCombinedState(summarizeChecks(checkRuns, combined.statuses), combined);
-      review = reviewDecision(reviews);
-      if (checks.conclusion !== null) {
-        planned.push({
-          event_type: 'github.check.completed',
-          payload: { conclusion: checks.conclusion, pr_number: prNumber, head_sha: pr.head_sha, source: 'sync', failing: checks.failing },
-          idempotency_key: syncCheckEventKey(run.run_id, pr.head_sha, checkRuns, combined.statuses),
-        });
+    for (let round = 1; ; round++) {
+      const seen = app.service.lastEventId(run.run_id);
+      const pr = await client.getPull(run.owner, run.repo, prNumber);
+      const planned: PlannedEvent[] = [];
+      const lifecycle = lifecycleEvent(app, run, pr, 'sync');
+      let checks: CheckSummary | undefined;
+      let review: ReviewDecision | null = null;
+      if (lifecycle && lifecycle.event_type !== 'github.pr.reopened') {
+        planned.push(lifecycle);
+      } else {
+        if (lifecycle) planned.push(lifecycle);
+        const [checkRuns, combined, reviews] = await Promise.all([
+          client.listCheckRuns(run.owner, run.repo, pr.head_sha),
+          client.combinedStatus(run.owner, run.repo, pr.head_sha),
+          client.listReviews(run.owner, run.repo, prNumber),
+        ]);
+        checks = withCombinedState(summarizeChecks(checkRuns, combined.statuses), combined);
+        review = reviewDecision(reviews);
+        if (checks.conclusion !== null) {
+          planned.push({
+            event_type: 'github.check.completed',
+            payload: { conclusion: checks.conclusion, pr_number: prNumber, head_sha: pr.head_sha, source: 'sync', failing: checks.failing },
+            idempotency_key: syncCheckEventKey(run.run_id, pr.head_sha, checkRuns, combined.statuses),
+          });
+        }
+        if (review) {
+          planned.push({
+            event_type: 'github.review.submitted',
+            payload: { state: review.state, pr_number: prNumber, review_id: review.review_id, user: review.user, source: 'sync' },
+            idempotency_key: reviewEventKey(run.run_id, review.review_id, review.state),
+          });
+        }
       }
-      if (review) {
-        planned.push({
-          event_type: 'github.review.submitted',
-          payload: { state: review.state, pr_number: prNumber, review_id: review.review_id, user: review.user, source: 'sync' },
-          idempotency_key: reviewEventKey(run.run_id, review.review_id, review.state),
-        });
+      const prState = pr.merged ? 'merged' : pr.state;
+      if (opts.dryRun) {
+        const would = planned.map((e) => ({ event_type: e.event_type, ...app.service.previewEvent({ run_id: run.run_id, ...e }) }));
+        const moves = would.filter((w) => w.outcome === 'applied').map((w) => `${w.event_type}: ${w.from_state} -> ${w.to_state}`);
+        return {
+          ...base,
+          status: 'synced',
+          message: `dry run, nothing written: PR #${prNumber} ${prState} @ ${pr.head_sha.slice(0, 7)}${checks ? `: ${checkText(checks)}` : ''}; ${moves.length ? `would apply ${moves.join(', ')}` : `would leave the run in ${run.state}`}`,
+          head_sha: pr.head_sha,
+          pr_state: prState,
+          ...(checks ? { checks } : {}),
+          review,
+          would,
+        };
       }
+      // One transaction: the PR's head, the events, and the time GitHub was last heard from.
+      const applied = app.service.transaction(() => {
+        // Another writer (a webhook delivery, a person's command) changed the run while GitHub was
+        // read: what was read may be older than what it applied, so nothing is written from it.
+        if (app.service.lastEventId(run.run_id) !== seen) return null;
+        app.service.github.recordHead(run.run_id, pr.head_sha, 'sync', pr.head_owner, pr.head_repo);
+        const out = planned.map((e) => app.service.applyEvent({ run_id: run.run_id, ...e }));
+        app.service.github.touchObserved(run.run_id, { pr_state: prState, merge_sha: pr.merged ? pr.merge_commit_sha : null });
+        if (out.some((a) => !a.duplicate)) close('succeeded', null, { metadata: { head_sha: pr.head_sha, pr_state: prState, applied: out.filter((a) => !a.duplicate && a.outcome === 'applied').length } });
+        else discard();
+        return out;
+      });
+      if (applied === null) {
+        const now = app.service.getRun(run.run_id);
+        const last = app.service.listEvents(run.run_id, { newestFirst: true, limit: 1 })[0];
+        const what = `the run changed while GitHub was read (${last ? `${last.event_type}, now ${now.state}` : now.state})`;
+        if (round < SYNC_READS && now.pr_number === prNumber) {
+          log.debug({ round }, `${what}; reading GitHub again`);
+          run = now;
+          continue;
+        }
+        close('failed', 'run_changed', { stderr_log: what });
+        return { ...base, status: 'stale', message: `not synced: ${what} ${round} time(s); nothing was written from the older read, sync again` };
+      }
+      const after = app.service.getRun(run.run_id);
+      const changed = applied.filter((a) => !a.duplicate && a.outcome === 'applied').length;
+      const message = `PR #${prNumber}${prState === 'open' ? '' : ` ${prState}`} @ ${pr.head_sha.slice(0, 7)}: ${checks ? checkText(checks) : 'checks not read'}; review ${review?.state ?? 'none'}; ${
+        changed ? `${run.state} -> ${after.state}` : `state stays ${after.state}`
+      }${applied.some((a) => a.duplicate) ? ' (already synced)' : ''}`;
+      return { ...base, status: 'synced', message, head_sha: pr.head_sha, pr_state: prState, ...(checks ? { checks } : {}), review, applied };
     }
-    const prState = pr.merged ? 'merged' : pr.state;
-    if (opts.dryRun) {
-      const would = planned.map((e) => ({ event_type: e.event_type, ...app.service.previewEvent({ run_id: run.run_id, ...e }) }));
-      const moves = would.filter((w) => w.outcome === 'applied').map((w) => `${w.event_type}: ${w.from_state} -> ${w.to_state}`);
-      return {
-        ...base,
-        status: 'synced',
-        message: `dry run, nothing written: PR #${prNumber} ${prState} @ ${pr.head_sha.slice(0, 7)}${checks ? `: ${checkText(checks)}` : ''}; ${moves.length ? `would apply ${moves.join(', ')}` : `would leave the run in ${run.state}`}`,
-        head_sha: pr.head_sha,
-        pr_state: prState,
-        ...(checks ? { checks } : {}),
-        review,
-        would,
-      };
-    }
-    // One transaction: the PR's head, the events, and the time GitHub was last heard from.
-    const applied = app.service.transaction(() => {
-      app.service.github.recordHead(run.run_id, pr.head_sha, 'sync', pr.head_owner, pr.head_repo);
-      const out = planned.map((e) => app.service.applyEvent({ run_id: run.run_id, ...e }));
-      app.service.github.touchObserved(run.run_id, { pr_state: prState, merge_sha: pr.merged ? pr.merge_commit_sha : null });
-      return out;
-    });
-    const after = app.service.getRun(run.run_id);
-    const changed = applied.filter((a) => !a.duplicate && a.outcome === 'applied').length;
-    const message = `PR #${prNumber}${prState === 'open' ? '' : ` ${prState}`} @ ${pr.head_sha.slice(0, 7)}: ${checks ? checkText(checks) : 'checks not read'}; review ${review?.state ?? 'none'}; ${
-      changed ? `${run.state} -> ${after.state}` : `state stays ${after.state}`
-    }${applied.some((a) => a.duplicate) ? ' (already synced)' : ''}`;
-    return { ...base, status: 'synced', message, head_sha: pr.head_sha, pr_state: prState, ...(checks ? { checks } : {}), review, applied };
   } catch (err) {
     if (err instanceof RateLimitedError) {
       log.warn({ retry_after_s: err.retryAfterSec }, 'GitHub sync rate limited');
+      close('failed', 'github_rate_limited', { stderr_log: errorMessage(err) });
       return { ...base, status: 'rate_limited', message: `rate limited, retry after ${err.retryAfterSec} s; run unchanged`, retry_after_s: err.retryAfterSec };
     }
-    if (!(err instanceof GitHubApiError)) throw err;
-    log.warn({ status: err.status, err: err.message }, 'GitHub sync failed');
-    if (!opts.dryRun) {
-      // A record of the failure, opened and closed at once: it needs no lease.
-      const attempt = app.service.startAttempt(run.run_id, 'github_sync', { pr_number: prNumber }, { lease: false });
-      app.service.finishAttempt(attempt.attempt_id, { status: 'failed', reason_code: `github_http_${err.status}`, stderr_log: errorMessage(err), duration_ms: 0 });
+    if (!(err instanceof GitHubApiError)) {
+      // Never leave the attempt (and the run's lease) behind.
+      close('failed', 'sync_error', { stderr_log: errorMessage(err) });
+      throw err;
     }
+    log.warn({ status: err.status, err: err.message }, 'GitHub sync failed');
+    close('failed', `github_http_${err.status}`, { stderr_log: errorMessage(err) });
     return { ...base, status: 'error', message: err.message };
   }
+}
+
+/** A run whose lease another step holds is not synced now: reported, not failed; a later sync picks it up. */
+function busyResult(base: Pick<SyncResult, 'run_id' | 'pr_number' | 'applied'>, lease: Lease): SyncResult {
+  const holder = describeHolder(lease.holder);
+  return {
+    ...base,
+    status: 'busy',
+    message: `not synced: its ${lease.step} step (attempt ${lease.attempt_id}) holds the run, by ${holder} since ${lease.acquired_at}; nothing was read or written, sync again once that step is done`,
+    busy: { step: lease.step, attempt_id: lease.attempt_id, holder, since: lease.acquired_at },
+  };
 }
 
 function checkText(checks: CheckSummary): string {

@@ -93,6 +93,7 @@ export class GitHubStore {
       claim: db.prepare(`UPDATE github_followups SET status = 'running', claimed_by = ?, claimed_at = ?, attempts = attempts + 1, updated_at = ? WHERE followup_id = ?`),
       finish: db.prepare(`UPDATE github_followups SET status = ?, next_at = ?, last_error = ?, claimed_by = NULL, claimed_at = NULL, updated_at = ? WHERE followup_id = ?`),
       getFollowup: db.prepare(`SELECT * FROM github_followups WHERE followup_id = ?`),
+      uncount: db.prepare(`UPDATE github_followups SET attempts = MAX(0, attempts - 1) WHERE followup_id = ? AND status = 'queued'`),
     };
   }
 
@@ -172,6 +173,12 @@ export class GitHubStore {
       return;
     }
     this.st.finish.run(status, nextAt.toISOString(), error, nowIso(), id);
+  }
+
+  /** Puts a claimed follow-up back for later without counting the try (its run was busy with a step). */
+  deferFollowup(id: number, nextAt: Date, note: string): void {
+    this.finishFollowup(id, 'queued', nextAt, note);
+    this.st.uncount.run(id);
   }
 
   followup(id: number): Followup | undefined {

@@ -150,7 +150,9 @@ export function reconcileOrphanedAttempts(app: App, now = Date.now(), by: Reconc
         // A run that moved on since the attempt started (a PR linked meanwhile, a person's retry)
         // is healthy as it is: the orphan is closed, the run is left alone.
         const movedOn = app.service.stateChangedSince(run.run_id, attempt.started_at);
-        const target = movedOn ? null : retryTarget(run.state, agentPolicyFor(app.policy, run.owner, run.repo).on_retryable_state);
+        // A GitHub sync writes everything in its last transaction: one that died wrote nothing, and
+        // its run is as healthy as before it started.
+        const target = movedOn || attempt.step === 'github_sync' ? null : retryTarget(run.state, agentPolicyFor(app.policy, run.owner, run.repo).on_retryable_state);
         let after = run.state;
         if (target !== null) {
           const payload: Record<string, unknown> = { step: attempt.step, reason_code: ORPHAN_REASON, error_message: message, attempt_no: attempt.attempt_no };

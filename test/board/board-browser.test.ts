@@ -160,7 +160,12 @@ describe('the board in a browser, after the demo', () => {
     expect(timeline.some((r) => r.includes('command.run.create: created in QUEUED'))).toBe(true);
     expect(timeline.some((r) => /agent#1 succeeded exit 0 \(runtime_success\) in \d+ ms\t\d/.test(r))).toBe(true);
     expect(timeline.some((r) => r.includes('github.pr.merged: REVIEW_WAIT -> DONE'))).toBe(true);
-    expect(await page.locator('[data-testid=stage-gantt] rect').count()).toBe(6); // prepare, pr_create, and agent + finish for each of the two rounds
+    // prepare, pr_create, agent + finish for each of the two rounds, and each sync that moved the run
+    // (a sync that records nothing new leaves no attempt).
+    const syncs = app.service.listAttempts(demoRun, 'github_sync');
+    expect(syncs.length).toBeGreaterThan(0);
+    expect(syncs.every((a) => a.status === 'succeeded')).toBe(true);
+    expect(await page.locator('[data-testid=stage-gantt] rect').count()).toBe(6 + syncs.length);
 
     const verdict = await page.locator('[data-testid=verdict]').innerText();
     expect(verdict).toMatch(/PASS\s+runtime_success/);
