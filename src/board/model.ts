@@ -4,6 +4,7 @@ import type { RunView } from '../core/models.js';
 import { canTransition, type RunState } from '../core/states.js';
 import { decide } from '../manager/rules.js';
 import { gatherFacts } from '../manager/facts.js';
+import { defaultTarget } from '../manager/default-target.js';
 import { artifactFor, attemptNoOf, inspectRun, loadDigestArtifact, type InspectReport } from '../worker/inspect.js';
 
 /**
@@ -99,12 +100,9 @@ export function retryTarget(app: App, runId: string): string | null {
   return typeof target === 'string' ? target : null;
 }
 
-/** The state the latest applied pause left. */
+/** Where resume goes when the person names no state (the same default the bot and inspect-run use). */
 export function resumeTarget(app: App, runId: string): string | null {
-  const row = app.db
-    .prepare(`SELECT from_state FROM events WHERE run_id = ? AND event_type = 'command.pause' AND outcome = 'applied' ORDER BY event_id DESC LIMIT 1`)
-    .get(runId) as { from_state: string | null } | undefined;
-  return row?.from_state && row.from_state !== 'PAUSED' ? row.from_state : null;
+  return defaultTarget(app, runId, 'resume')?.state ?? null;
 }
 
 function stateSince(app: App, runIds: string[]): Map<string, string> {

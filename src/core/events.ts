@@ -189,7 +189,10 @@ export function decideEffect(from: RunState, type: EventType, payload: Payload, 
     case 'worker.push.completed': {
       const { branch: _branch, ...meta } = payload; // head_sha etc. (run-finish) go to the artifact's metadata
       const branch = String(payload.branch);
-      return { ...move(from, 'PUSHED'), lastError: null, artifact: { type: 'branch', uri: branch, ...(Object.keys(meta).length ? { metadata: meta } : {}) } };
+      const artifact = { type: 'branch' as const, uri: branch, ...(Object.keys(meta).length ? { metadata: meta } : {}) };
+      // A push that finishes after a person paused the run is recorded, but only resume moves the run.
+      if (from === 'PAUSED') return { outcome: 'noop', to: from, artifact, note: `the push of ${branch} finished while the run is PAUSED: the branch is recorded, the run stays PAUSED; resume goes to PUSHED` };
+      return { ...move(from, 'PUSHED'), lastError: null, artifact };
     }
     case 'command.pr.linked':
       return { ...move(from, 'CI_WAIT'), prNumber: Number(payload.pr_number) };

@@ -20,10 +20,13 @@ export function defaultTarget(app: App, runId: string, command: 'resume' | 'retr
   if (!run) return null;
   if (command === 'resume') {
     if (run.state !== 'PAUSED') return null;
-    const paused = app.service
-      .listEvents(runId, { limit: 200, newestFirst: true })
-      .find((e) => e.to_state === 'PAUSED' && e.outcome === 'applied' && e.from_state && e.from_state !== 'PAUSED');
-    const from = paused?.from_state as RunState | undefined;
+    const recent = app.service.listEvents(runId, { limit: 200, newestFirst: true });
+    const pausedAt = recent.findIndex((e) => e.to_state === 'PAUSED' && e.outcome === 'applied' && e.from_state && e.from_state !== 'PAUSED');
+    // A push that finished after the pause: the branch is in the fork, so the run goes on from PUSHED.
+    if (recent.slice(0, Math.max(pausedAt, 0)).some((e) => e.event_type === 'worker.push.completed' && e.from_state === 'PAUSED' && e.outcome !== 'ignored')) {
+      return { state: 'PUSHED', why: 'its push finished while it was paused' };
+    }
+    const from = (pausedAt >= 0 ? recent[pausedAt]!.from_state : undefined) as RunState | undefined;
     if (!from || !(TRANSITIONS.PAUSED as readonly string[]).includes(from)) return null;
     return { state: from, why: `the state it was paused in` };
   }

@@ -233,7 +233,8 @@ function settle(
         payload: event.payload,
         idempotency_key: defaultIdempotencyKey(event.event_type, attempt.run_id, { step: stepName, attempt_no: attempt.attempt_no }),
       });
-      const then = ok && thenEvent ? app.service.applyEvent({ run_id: attempt.run_id, ...thenEvent }) : undefined;
+      // A run paused while its push ran stays PAUSED: the iteration's return to its PR waits for resume.
+      const then = ok && thenEvent && res.state !== 'PAUSED' ? app.service.applyEvent({ run_id: attempt.run_id, ...thenEvent }) : undefined;
       const last = then ?? res;
       return { state: last.state, last_error: last.last_error, ...(errorText ? { error: errorText } : {}) };
     });
