@@ -26,6 +26,9 @@ export function webhookAuditPath(app: App): string {
 
 /**
  * Appends audit lines through one buffered stream (a line is one write, so lines never interleave).
+ * Lines are gathered for at most `flushMs` (or `flushBytes`) and go out together in one write by
+ * the stream's worker thread: the request path never waits on the file, and a busy receiver makes
+ * one write per batch, not one per request. close() flushes what is left.
  * Past `maxBytes` the file is rotated: file -> file.1 -> file.2 ..., `keep` rotated files kept.
  */
 export class AuditWriter {
@@ -34,11 +37,18 @@ export class AuditWriter {
   private bytes: number;
   private readonly maxBytes: number;
   private readonly keep: number;
+  private readonly flushMs: number;
+  private readonly flushBytes: number;
+  private batch: string[] = [];
+  private batchBytes = 0;
+  private timer: NodeJS.Timeout | undefined;
 
-  constructor(path: string, opts: { maxBytes?: number; keep?: number } = {}) {
+  constructor(path: string, opts: { maxBytes?: number; keep?: number; flushMs?: number; flushBytes?: number } = {}) {
     this.path = path;
     this.maxBytes = opts.maxBytes ?? Infinity;
     this.keep = opts.keep ?? 3;
+    this.flushMs = opts.flushMs ?? 10;
+    this.flushBytes = opts.flushBytes ?? 64 * 1024;
     mkdirSync(dirname(path), { recursive: true });
     this.bytes = existsSync(path) ? statSync(path).size : 0;
     this.stream = createWriteStream(path, { flags: 'a' });
@@ -46,12 +56,32 @@ export class AuditWriter {
 
   write(line: AuditLine): void {
     const text = `${JSON.stringify(line)}\n`;
-    if (this.bytes > 0 && this.bytes + Buffer.byteLength(text) > this.maxBytes) this.rotate();
-    this.bytes += Buffer.byteLength(text);
+    const size = Buffer.byteLength(text);
+    if (this.bytes > 0 && this.bytes + size > this.maxBytes) this.rotate();
+    this.bytes += size;
+    if (this.batch.length === 0 && this.flushMs > 0) {
+      this.timer = setTimeout(() => this.flush(), this.flushMs);
+      this.timer.unref();
+    }
+    this.batch.push(text);
+    this.batchBytes += size;
+    if (this.flushMs <= 0 || this.batchBytes >= this.flushBytes) this.flush();
+  }
+
+  /** Hands the gathered lines to the stream as one write. */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.batch.length === 0) return;
+    const text = this.batch.length === 1 ? this.batch[0]! : this.batch.join('');
+    this.batch = [];
+    this.batchBytes = 0;
     this.stream.write(text);
   }
 
   private rotate(): void {
+    // The gathered lines belong to the file being rotated out.
+    this.flush();
     const old = this.stream;
     old.end();
     try {
@@ -67,6 +97,7 @@ export class AuditWriter {
   }
 
   close(): Promise<void> {
+    this.flush();
     return new Promise((resolve) => this.stream.end(resolve));
   }
 }
