@@ -356,8 +356,8 @@ export class Service extends EventEmitter<ServiceEvents> {
       stateAndDuplicate: db.prepare(`SELECT s.to_state AS current_state, s.last_error, COALESCE(s.state_at, s.created_at) AS state_at,
         d.event_id AS dup_id, d.event_type AS dup_type,
         EXISTS (SELECT 1 FROM pending_observations p WHERE p.run_id = s.run_id AND p.resolved_at IS NULL) AS has_pending
-        FROM events s LEFT JOIN events d ON d.run_id = s.run_id AND d.idempotency_key = @key
-        WHERE s.event_id = (SELECT MAX(x.event_id) FROM events x WHERE x.run_id = @run_id)`),
+        FROM events s LEFT JOIN events d ON d.run_id = s.run_id AND d.idempotency_key = ?
+        WHERE s.event_id = (SELECT MAX(x.event_id) FROM events x WHERE x.run_id = ?)`),
       getRun: db.prepare(`${RUN_SELECT} WHERE r.run_id = ?`),
       eventByKey: db.prepare(`SELECT event_id FROM events WHERE run_id = ? AND idempotency_key = ?`),
       insertRun: db.prepare(`INSERT INTO runs (run_id, owner, repo, prompt_version, mode, budget_json, workspace_dir, pr_number, created_at, updated_at)
@@ -478,7 +478,7 @@ export class Service extends EventEmitter<ServiceEvents> {
     const drained: ApplyResult[] = [];
     const result = this.transaction((): ApplyResult => {
       // The state and the duplicate check in one statement: this is the hot path of every write.
-      const current = this.st.stateAndDuplicate.get({ key, run_id: input.run_id }) as StateRow | undefined;
+      const current = this.st.stateAndDuplicate.get(key, input.run_id) as StateRow | undefined;
       if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
       const run: RunStateNow = { run_id: input.run_id, state: current.current_state as RunState, last_error: current.last_error, state_at: current.state_at, has_pending: current.has_pending === 1 };
       if (current.dup_id !== null) {
@@ -506,7 +506,7 @@ export class Service extends EventEmitter<ServiceEvents> {
   /** What applying the event would do now, without writing anything (sync-github --dry-run). */
   previewEvent(input: { run_id: string; event_type: string; payload: Payload; idempotency_key: string }): { outcome: ApplyResult['outcome']; from_state: RunState; to_state: RunState; note: string | null } {
     const { type, payload } = validatePayload(input.event_type, input.payload);
-    const current = this.st.stateAndDuplicate.get({ key: input.idempotency_key, run_id: input.run_id }) as StateRow | undefined;
+    const current = this.st.stateAndDuplicate.get(input.idempotency_key, input.run_id) as StateRow | undefined;
     if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
     const from = current.current_state as RunState;
     if (current.dup_id !== null) return { outcome: 'duplicate', from_state: from, to_state: from, note: `already applied as event ${current.dup_id}` };
