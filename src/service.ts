@@ -338,6 +338,11 @@ export class Service extends EventEmitter<ServiceEvents> {
   readonly leases: LeaseStore;
   readonly leaseTtlMs: number;
   private readonly heldAttempts = new Set<number>();
+  /**
+   * The state each run's latest event left, as this connection wrote or read it, with the
+   * connection's data_version at the time: valid while no other connection has committed.
+   */
+  private readonly known = new Map<string, { state: RunState; last_error: string | null; state_at: string; has_pending: boolean; version: number }>();
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
   constructor(db: DB, opts: { workspaceRoot: string; leaseTtlMs?: number }) {
@@ -360,6 +365,9 @@ export class Service extends EventEmitter<ServiceEvents> {
         WHERE s.event_id = (SELECT MAX(x.event_id) FROM events x WHERE x.run_id = ?)`),
       getRun: db.prepare(`${RUN_SELECT} WHERE r.run_id = ?`),
       eventByKey: db.prepare(`SELECT event_id FROM events WHERE run_id = ? AND idempotency_key = ?`),
+      dupByKey: db.prepare(`SELECT event_id, event_type FROM events WHERE run_id = ? AND idempotency_key = ?`),
+      // Changes when another connection commits (this connection's own commits leave it alone).
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
       insertRun: db.prepare(`INSERT INTO runs (run_id, owner, repo, prompt_version, mode, budget_json, workspace_dir, pr_number, created_at, updated_at)
         VALUES (@run_id, @owner, @repo, @prompt_version, @mode, @budget_json, @workspace_dir, NULL, @now, @now)`),
       insertEvent: db.prepare(`INSERT INTO events (run_id, event_type, idempotency_key, payload_json, from_state, to_state, outcome, note, created_at, last_error, state_at)
@@ -375,6 +383,11 @@ export class Service extends EventEmitter<ServiceEvents> {
         stdout_log = @stdout_log, stderr_log = @stderr_log, duration_ms = @duration_ms, metadata_json = @metadata_json, finished_at = @now
         WHERE attempt_id = @attempt_id`),
     };
+  }
+
+  private remember(run: RunStateNow, version: number): void {
+    if (this.known.size >= 10_000 && !this.known.has(run.run_id)) this.known.clear();
+    this.known.set(run.run_id, { state: run.state, last_error: run.last_error, state_at: run.state_at, has_pending: run.has_pending !== false, version });
   }
 
   /** Runs fn in one IMMEDIATE transaction (nested calls join the outer one). */
@@ -476,27 +489,57 @@ export class Service extends EventEmitter<ServiceEvents> {
     const key = input.idempotency_key ?? defaultIdempotencyKey(type, input.run_id, payload);
     const newArtifacts: ArtifactView[] = [];
     const drained: ApplyResult[] = [];
+    // Inside a caller's transaction (which may still roll back) the state is always read and the
+    // remembered state of the run is forgotten; on its own, the write may use what it remembers.
+    const outer = this.db.inTransaction;
+    if (outer) this.known.delete(input.run_id);
+    const after = { state_at: '' };
+    let version = 0;
     const result = this.transaction((): ApplyResult => {
-      // The state and the duplicate check in one statement: this is the hot path of every write.
-      const current = this.st.stateAndDuplicate.get(key, input.run_id) as StateRow | undefined;
-      if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
-      const run: RunStateNow = { run_id: input.run_id, state: current.current_state as RunState, last_error: current.last_error, state_at: current.state_at, has_pending: current.has_pending === 1 };
-      if (current.dup_id !== null) {
+      let run: RunStateNow;
+      let dup: { dup_id: number; dup_type: string } | undefined;
+      version = outer ? 0 : (this.st.dataVersion.get() as number);
+      const known = outer ? undefined : this.known.get(input.run_id);
+      if (known && known.version === version) {
+        // No other connection committed since this one wrote the run's latest event (the write lock
+        // is held now, so none can): its state is the one remembered. Only the key is looked up.
+        run = { run_id: input.run_id, state: known.state, last_error: known.last_error, state_at: known.state_at, has_pending: known.has_pending };
+        const d = this.st.dupByKey.get(input.run_id, key) as { event_id: number; event_type: string } | undefined;
+        if (d) dup = { dup_id: d.event_id, dup_type: d.event_type };
+      } else {
+        // The state and the duplicate check in one statement.
+        const current = this.st.stateAndDuplicate.get(key, input.run_id) as StateRow | undefined;
+        if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
+        run = { run_id: input.run_id, state: current.current_state as RunState, last_error: current.last_error, state_at: current.state_at, has_pending: current.has_pending === 1 };
+        if (current.dup_id !== null) dup = { dup_id: current.dup_id, dup_type: current.dup_type ?? type };
+        after.state_at = run.state_at;
+        if (!outer) this.remember(run, version);
+      }
+      if (dup) {
         return {
           run_id: run.run_id,
-          event_id: current.dup_id,
-          event_type: current.dup_type ?? type,
+          event_id: dup.dup_id,
+          event_type: dup.dup_type,
           idempotency_key: key,
           duplicate: true,
           outcome: 'duplicate',
           from_state: run.state,
           state: run.state,
           last_error: run.last_error,
-          note: `duplicate of event ${current.dup_id}; nothing changed`,
+          note: `duplicate of event ${dup.dup_id}; nothing changed`,
         };
       }
-      return this.insertEffect(run, type, payload, key, input.artifacts ?? [], newArtifacts, drained, true);
+      return this.insertEffect(run, type, payload, key, input.artifacts ?? [], newArtifacts, drained, true, after);
     });
+    if (!outer && !result.duplicate) {
+      // Committed: remember the state this write left, unless GitHub observations wait (or were
+      // applied) for the run, which the next write must read.
+      const simple = result.idempotency_key === key && drained.length === 0;
+      const prev = this.known.get(input.run_id);
+      if (simple && prev && prev.version === version && !prev.has_pending) {
+        this.remember({ run_id: input.run_id, state: result.state, last_error: result.last_error, state_at: after.state_at, has_pending: false }, version);
+      } else this.known.delete(input.run_id);
+    }
     this.emit('event', result);
     for (const r of drained) this.emit('event', r);
     for (const a of newArtifacts) this.emit('artifact', a);

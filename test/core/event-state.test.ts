@@ -62,6 +62,42 @@ describe('the run state is its latest event', () => {
   });
 });
 
+describe('the state a connection remembers never hides another write', () => {
+  test('a state change written through another connection is what the next event starts from', () => {
+    const run = app.service.createRun({ owner: 'octo', repo: 'hello' });
+    app.service.applyEvent({ run_id: run.run_id, event_type: 'command.start.discovery', payload: {} });
+    app.service.applyEvent({ run_id: run.run_id, event_type: 'command.pause', payload: {}, idempotency_key: 'p1' });
+    app.service.applyEvent({ run_id: run.run_id, event_type: 'command.resume', payload: { target_state: 'DISCOVERY' }, idempotency_key: 'r1' });
+    const other = openDatabase(app.config.dbPath);
+    try {
+      const second = new Service(other, { workspaceRoot: app.config.workspaceRoot });
+      expect(second.applyEvent({ run_id: run.run_id, event_type: 'command.pause', payload: {}, idempotency_key: 'p2' }).state).toBe('PAUSED');
+      // This connection wrote the run's previous event; the pause came from the other one.
+      const resumed = app.service.applyEvent({ run_id: run.run_id, event_type: 'command.resume', payload: { target_state: 'DISCOVERY' }, idempotency_key: 'r2' });
+      expect([resumed.from_state, resumed.state]).toEqual(['PAUSED', 'DISCOVERY']);
+      // And the other connection's key is a duplicate here too.
+      expect(app.service.applyEvent({ run_id: run.run_id, event_type: 'command.pause', payload: {}, idempotency_key: 'p2' }).duplicate).toBe(true);
+    } finally {
+      other.close();
+    }
+  });
+
+  test('an event written inside a transaction that rolls back leaves the state it found', () => {
+    const run = app.service.createRun({ owner: 'octo', repo: 'hello' });
+    app.service.applyEvent({ run_id: run.run_id, event_type: 'command.start.discovery', payload: {} });
+    expect(() =>
+      app.service.transaction(() => {
+        app.service.applyEvent({ run_id: run.run_id, event_type: 'command.pause', payload: {}, idempotency_key: 'rolled-back' });
+        throw new Error('the caller fails after the event');
+      }),
+    ).toThrow('the caller fails');
+    expect(app.service.getRun(run.run_id).state).toBe('DISCOVERY');
+    // Pausing again is a new pause from DISCOVERY, not a noop from a PAUSED that never was.
+    const pause = app.service.applyEvent({ run_id: run.run_id, event_type: 'command.pause', payload: {}, idempotency_key: 'rolled-back' });
+    expect([pause.duplicate, pause.from_state, pause.state]).toEqual([false, 'DISCOVERY', 'PAUSED']);
+  });
+});
+
 describe('migration 19: run_states becomes a view of the latest event', () => {
   let dir: string;
   beforeEach(() => {
