@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { appendFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
@@ -42,6 +42,9 @@ export class AuditWriter {
   private batch: string[] = [];
   private batchBytes = 0;
   private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Lines written after close() while the stream still writes its last ones. */
+  private late: string[] | undefined;
 
   constructor(path: string, opts: { maxBytes?: number; keep?: number; flushMs?: number; flushBytes?: number } = {}) {
     this.path = path;
@@ -51,12 +54,18 @@ export class AuditWriter {
     this.flushBytes = opts.flushBytes ?? 64 * 1024;
     mkdirSync(dirname(path), { recursive: true });
     this.bytes = existsSync(path) ? statSync(path).size : 0;
-    this.stream = createWriteStream(path, { flags: 'a' });
+    this.stream = openStream(path);
   }
 
   write(line: AuditLine): void {
     const text = `${JSON.stringify(line)}\n`;
     const size = Buffer.byteLength(text);
+    if (this.closed) {
+      // A request answered while the receiver was closing: its line follows the stream's last ones.
+      if (this.late) this.late.push(text);
+      else appendLines(this.path, [text]);
+      return;
+    }
     if (this.bytes > 0 && this.bytes + size > this.maxBytes) this.rotate();
     this.bytes += size;
     if (this.batch.length === 0 && this.flushMs > 0) {
@@ -93,13 +102,38 @@ export class AuditWriter {
       // A failed rotation leaves the file growing; the next write tries again.
     }
     this.bytes = 0;
-    this.stream = createWriteStream(this.path, { flags: 'a' });
+    this.stream = openStream(this.path);
   }
 
   close(): Promise<void> {
     this.flush();
-    return new Promise((resolve) => this.stream.end(resolve));
+    if (this.closed) return new Promise((resolve) => (this.late ? this.stream.once('close', resolve) : resolve()));
+    this.closed = true;
+    this.late = [];
+    return new Promise((resolve) =>
+      this.stream.end(() => {
+        const late = this.late ?? [];
+        this.late = undefined;
+        if (late.length) appendLines(this.path, late);
+        resolve();
+      }),
+    );
   }
+}
+
+function appendLines(path: string, lines: string[]): void {
+  try {
+    appendFileSync(path, lines.join(''));
+  } catch {
+    // The audit never stops the receiver.
+  }
+}
+
+function openStream(path: string): WriteStream {
+  const stream = createWriteStream(path, { flags: 'a' });
+  // A failed audit write (full disk, say) never takes the receiver down.
+  stream.on('error', () => undefined);
+  return stream;
 }
 
 export interface AuditSummary {

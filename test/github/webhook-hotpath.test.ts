@@ -103,6 +103,17 @@ describe('webhook audit writer: lines are batched off the request path', () => {
     await bySize.close();
   });
 
+  it('a line written while closing is still appended, and nothing throws', async () => {
+    const file = join(dir, 'audit.jsonl');
+    const audit = new AuditWriter(file, { flushMs: 5 });
+    audit.write(line(0));
+    const closing = audit.close();
+    audit.write(line(1));
+    await closing;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(read(file).map((l) => (JSON.parse(l) as AuditLine).delivery)).toEqual(['d-0', 'd-1']);
+  });
+
   it('rotation by size keeps working with batches: no file over the limit, no line lost, the oldest dropped past keep', async () => {
     const file = join(dir, 'audit.jsonl');
     const audit = new AuditWriter(file, { maxBytes: 2048, keep: 3, flushMs: 5 });
