@@ -14,7 +14,8 @@ import { isMain, percentile, ratioTarget, round, tmp } from './util.js';
  * `webhook`: signed GitHub deliveries over loopback HTTP to the receiver (signature check, ledger
  * reservation, run lookup, tool calls for tracked PRs, audit line), 32 requests in flight, beside
  * a bare node:http server that reads the body and answers 200, driven by the same client in the
- * same run. The client runs in a worker thread so it does not share the server's event loop.
+ * same run, the two taking turns in blocks of 2,000. The client runs in a worker thread so it does
+ * not share the servers' event loop.
  * Target: at least half the bare server's deliveries/s, every delivery verified (200).
  */
 
@@ -22,6 +23,8 @@ const SECRET = 'bench-webhook-secret';
 const OWNER = 'Codertocat';
 const REPO = 'Hello-World';
 const TRACKED_RUNS = 40;
+/** Deliveries per turn of each server. */
+const BLOCK = 2_000;
 
 // From the package root, so the same file works from bench/ (tsx) and dist/bench/ (built).
 const FIXTURES = join(packageRoot(), 'test', 'fixtures', 'github');
@@ -33,20 +36,24 @@ interface Body {
   signature: string;
 }
 
-/** Plain JS (an eval worker), so it runs the same from tsx and from dist. */
+/**
+ * Plain JS (an eval worker), so it runs the same from tsx and from dist. One keep-alive agent per
+ * server; the main thread asks for one block of deliveries at a time and gets its timings back.
+ */
 const CLIENT = `
 const { parentPort, workerData } = require('node:worker_threads');
 const http = require('node:http');
-const { url, bodies, plan, concurrency } = workerData;
-const u = new URL(url);
-const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-function send(i) {
-  const b = bodies[plan.body[i]];
+const { bodies, plan, concurrency } = workerData;
+const agents = new Map();
+function send(url, id, b) {
+  const u = new URL(url);
+  let agent = agents.get(url);
+  if (!agent) agents.set(url, (agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })));
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: {
       'content-type': 'application/json', 'content-length': Buffer.byteLength(b.body), 'user-agent': 'GitHub-Hookshot/bench',
-      'x-github-event': b.event, 'x-github-delivery': plan.prefix + i, 'x-hub-signature-256': b.signature } }, (res) => {
+      'x-github-event': b.event, 'x-github-delivery': id, 'x-hub-signature-256': b.signature } }, (res) => {
       res.resume();
       res.on('end', () => resolve([res.statusCode, performance.now() - t0]));
     });
@@ -54,7 +61,7 @@ function send(i) {
     req.end(b.body);
   });
 }
-async function phase(from, to) {
+async function block({ url, prefix, from, to }) {
   let next = from;
   const lat = [];
   const codes = {};
@@ -62,19 +69,21 @@ async function phase(from, to) {
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < to) {
       const i = next++;
-      const [code, ms] = await send(i);
+      const [code, ms] = await send(url, prefix + i, bodies[plan[i]]);
       lat.push(ms);
       codes[code] = (codes[code] || 0) + 1;
     }
   }));
   return { ms: performance.now() - t0, lat, codes };
 }
-(async () => {
-  await phase(0, plan.warmup);
-  const r = await phase(plan.warmup, plan.body.length);
-  agent.destroy();
-  parentPort.postMessage(r);
-})().catch((err) => parentPort.postMessage({ error: String(err && err.stack || err) }));
+parentPort.on('message', (m) => {
+  if (m === 'close') {
+    for (const a of agents.values()) a.destroy();
+    parentPort.close();
+    return;
+  }
+  block(m).then((r) => parentPort.postMessage(r), (err) => parentPort.postMessage({ error: String(err && err.stack || err) }));
+});
 `;
 
 interface PhaseResult {
@@ -84,16 +93,36 @@ interface PhaseResult {
   error?: string;
 }
 
-function drive(url: string, bodies: Body[], plan: { body: number[]; warmup: number; prefix: string }, concurrency: number): Promise<PhaseResult> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(CLIENT, { eval: true, workerData: { url, bodies, plan, concurrency } });
-    w.once('message', (m: PhaseResult) => {
-      void w.terminate();
-      if (m.error) reject(new Error(m.error));
-      else resolve(m);
+/** The load generator: a worker thread, so it does not share the servers' event loop. */
+class Client {
+  private readonly w: Worker;
+  constructor(bodies: Body[], plan: number[], concurrency: number) {
+    this.w = new Worker(CLIENT, { eval: true, workerData: { bodies, plan, concurrency } });
+  }
+
+  block(url: string, prefix: string, from: number, to: number): Promise<PhaseResult> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.w.once('error', onError);
+      this.w.once('message', (m: PhaseResult) => {
+        this.w.off('error', onError);
+        if (m.error) reject(new Error(m.error));
+        else resolve(m);
+      });
+      this.w.postMessage({ url, prefix, from, to });
     });
-    w.once('error', reject);
-  });
+  }
+
+  async close(): Promise<void> {
+    this.w.postMessage('close');
+    await this.w.terminate();
+  }
+}
+
+function accumulate(total: PhaseResult, r: PhaseResult): void {
+  total.ms += r.ms;
+  for (const x of r.lat) total.lat.push(x);
+  for (const [code, k] of Object.entries(r.codes)) total.codes[code] = (total.codes[code] ?? 0) + k;
 }
 
 function summary(r: PhaseResult, n: number) {
@@ -154,19 +183,6 @@ export async function run(n = 20_000, concurrency = 32): Promise<Record<string, 
     // 70% deliveries for PRs nobody tracks, 30% for tracked PRs (tool calls, events written).
     const body = Array.from({ length: warmup + n }, (_, i) => (i % 10 < 7 ? untracked[i % untracked.length]! : tracked[i % tracked.length]!));
 
-    const hook = await startWebhookServer({ app, host: '127.0.0.1', port: 0, secrets: [SECRET] });
-    let receiver: PhaseResult;
-    try {
-      receiver = await drive(hook.url, bodies, { body, warmup, prefix: 'd-' }, concurrency);
-    } finally {
-      await hook.close();
-    }
-    const auditLines = readFileSync(hook.auditPath, 'utf8').split('\n').filter(Boolean).length;
-    const ledger = (app.db.prepare('SELECT outcome, COUNT(*) AS n FROM webhook_deliveries GROUP BY outcome').all() as Array<{ outcome: string; n: number }>).reduce<Record<string, number>>(
-      (acc, r) => ({ ...acc, [r.outcome]: r.n }),
-      {},
-    );
-
     const bare = createServer((req, res) => {
       req.on('data', () => undefined);
       req.on('end', () => {
@@ -175,13 +191,36 @@ export async function run(n = 20_000, concurrency = 32): Promise<Record<string, 
       });
     });
     await new Promise<void>((r) => bare.listen(0, '127.0.0.1', () => r()));
-    let baseline: PhaseResult;
+    const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}/github/webhook`;
+    const hook = await startWebhookServer({ app, host: '127.0.0.1', port: 0, secrets: [SECRET] });
+    const client = new Client(bodies, body, concurrency);
+    const receiver: PhaseResult = { ms: 0, lat: [], codes: {} };
+    const baseline: PhaseResult = { ms: 0, lat: [], codes: {} };
     try {
-      baseline = await drive(`http://127.0.0.1:${(bare.address() as AddressInfo).port}/github/webhook`, bodies, { body, warmup, prefix: 'b-' }, concurrency);
+      await client.block(hook.url, 'd-', 0, warmup);
+      await client.block(bareUrl, 'b-', 0, warmup);
+      // The two servers take turns in blocks (in ABBA order), so a load change on a shared machine
+      // hits both alike.
+      for (let from = warmup, k = 0; from < warmup + n; from += BLOCK, k++) {
+        const to = Math.min(warmup + n, from + BLOCK);
+        const order: Array<[string, string, PhaseResult]> = [
+          [hook.url, 'd-', receiver],
+          [bareUrl, 'b-', baseline],
+        ];
+        if (k % 2) order.reverse();
+        for (const [url, prefix, total] of order) accumulate(total, await client.block(url, prefix, from, to));
+      }
     } finally {
+      await client.close();
+      await hook.close();
       bare.closeAllConnections();
       await new Promise<void>((r) => bare.close(() => r()));
     }
+    const auditLines = readFileSync(hook.auditPath, 'utf8').split('\n').filter(Boolean).length;
+    const ledger = (app.db.prepare('SELECT outcome, COUNT(*) AS n FROM webhook_deliveries GROUP BY outcome').all() as Array<{ outcome: string; n: number }>).reduce<Record<string, number>>(
+      (acc, r) => ({ ...acc, [r.outcome]: r.n }),
+      {},
+    );
     const rec = summary(receiver, n);
     const base = summary(baseline, n);
     const ok200 = receiver.codes['200'] ?? 0;

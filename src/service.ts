@@ -103,11 +103,31 @@ interface EventRow {
   created_at: string;
 }
 
-// updated_at comes from run_states: every state or error change touches it, so runs need no second write.
+// updated_at comes from run_states (a view of each run's latest event: its to_state, last_error and
+// state_at, the time the state or error last changed), so runs need no second write.
 const RUN_SELECT = `SELECT r.run_id, r.owner, r.repo, r.prompt_version, r.mode, r.budget_json, r.workspace_dir, r.pr_number, r.created_at,
   s.updated_at, s.current_state, s.last_error FROM runs r JOIN run_states s ON s.run_id = r.run_id`;
 
 const parseJson = parseJsonObject;
+
+/** The run as the write path reads it: the latest event's state, last error and state_at. */
+interface RunStateNow {
+  run_id: string;
+  state: RunState;
+  last_error: string | null;
+  state_at: string;
+  /** Open GitHub observations wait for a state change (absent: not known, look). */
+  has_pending?: boolean;
+}
+
+interface StateRow {
+  current_state: string;
+  last_error: string | null;
+  state_at: string;
+  dup_id: number | null;
+  dup_type: string | null;
+  has_pending: number;
+}
 
 /** A row whose metadata_json column becomes the view's `metadata` object. */
 type WithMetadataJson<V extends { metadata: Record<string, unknown> }> = Omit<V, 'metadata'> & { metadata_json: string };
@@ -318,6 +338,11 @@ export class Service extends EventEmitter<ServiceEvents> {
   readonly leases: LeaseStore;
   readonly leaseTtlMs: number;
   private readonly heldAttempts = new Set<number>();
+  /**
+   * The state each run's latest event left, as this connection wrote or read it, with the
+   * connection's data_version at the time: valid while no other connection has committed.
+   */
+  private readonly known = new Map<string, { state: RunState; last_error: string | null; state_at: string; has_pending: boolean; version: number }>();
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
   constructor(db: DB, opts: { workspaceRoot: string; leaseTtlMs?: number }) {
@@ -331,16 +356,22 @@ export class Service extends EventEmitter<ServiceEvents> {
     const wrapper = db.transaction((fn: () => unknown) => fn());
     this.tx = { immediate: <T>(fn: () => T) => wrapper.immediate(fn) as T };
     this.st = {
-      stateAndDuplicate: db.prepare(`SELECT s.current_state, s.last_error, e.event_id AS dup_id, e.event_type AS dup_type
-        FROM run_states s LEFT JOIN events e ON e.run_id = s.run_id AND e.idempotency_key = ? WHERE s.run_id = ?`),
+      // The run's latest event carries its state; the duplicate key and whether GitHub observations
+      // wait for a state change come in the same read.
+      stateAndDuplicate: db.prepare(`SELECT s.to_state AS current_state, s.last_error, COALESCE(s.state_at, s.created_at) AS state_at,
+        d.event_id AS dup_id, d.event_type AS dup_type,
+        EXISTS (SELECT 1 FROM pending_observations p WHERE p.run_id = s.run_id AND p.resolved_at IS NULL) AS has_pending
+        FROM events s LEFT JOIN events d ON d.run_id = s.run_id AND d.idempotency_key = ?
+        WHERE s.event_id = (SELECT MAX(x.event_id) FROM events x WHERE x.run_id = ?)`),
       getRun: db.prepare(`${RUN_SELECT} WHERE r.run_id = ?`),
       eventByKey: db.prepare(`SELECT event_id FROM events WHERE run_id = ? AND idempotency_key = ?`),
+      dupByKey: db.prepare(`SELECT event_id, event_type FROM events WHERE run_id = ? AND idempotency_key = ?`),
+      // Changes when another connection commits (this connection's own commits leave it alone).
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
       insertRun: db.prepare(`INSERT INTO runs (run_id, owner, repo, prompt_version, mode, budget_json, workspace_dir, pr_number, created_at, updated_at)
         VALUES (@run_id, @owner, @repo, @prompt_version, @mode, @budget_json, @workspace_dir, NULL, @now, @now)`),
-      insertState: db.prepare(`INSERT INTO run_states (run_id, current_state, last_error, updated_at) VALUES (?, 'QUEUED', NULL, ?)`),
-      insertEvent: db.prepare(`INSERT INTO events (run_id, event_type, idempotency_key, payload_json, from_state, to_state, outcome, note, created_at)
-        VALUES (@run_id, @event_type, @idempotency_key, @payload_json, @from_state, @to_state, @outcome, @note, @now)`),
-      updateState: db.prepare(`UPDATE run_states SET current_state = ?, last_error = ?, updated_at = ? WHERE run_id = ?`),
+      insertEvent: db.prepare(`INSERT INTO events (run_id, event_type, idempotency_key, payload_json, from_state, to_state, outcome, note, created_at, last_error, state_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       setPr: db.prepare(`UPDATE runs SET pr_number = ?, updated_at = ? WHERE run_id = ?`),
       insertArtifact: db.prepare(`INSERT INTO artifacts (run_id, artifact_type, uri, metadata_json, created_at) VALUES (?, ?, ?, ?, ?)`),
       getArtifact: db.prepare(`SELECT * FROM artifacts WHERE artifact_id = ?`),
@@ -352,6 +383,11 @@ export class Service extends EventEmitter<ServiceEvents> {
         stdout_log = @stdout_log, stderr_log = @stderr_log, duration_ms = @duration_ms, metadata_json = @metadata_json, finished_at = @now
         WHERE attempt_id = @attempt_id`),
     };
+  }
+
+  private remember(run: RunStateNow, version: number): void {
+    if (this.known.size >= 10_000 && !this.known.has(run.run_id)) this.known.clear();
+    this.known.set(run.run_id, { state: run.state, last_error: run.last_error, state_at: run.state_at, has_pending: run.has_pending !== false, version });
   }
 
   /** Runs fn in one IMMEDIATE transaction (nested calls join the outer one). */
@@ -382,19 +418,9 @@ export class Service extends EventEmitter<ServiceEvents> {
         workspace_dir: workspace,
         now,
       });
-      this.st.insertState.run(runId, now);
       const payload = { owner, repo, prompt_version: input.prompt_version ?? 'v1', mode: input.mode ?? 'push_only' };
-      this.st.insertEvent.run({
-        run_id: runId,
-        event_type: 'command.run.create',
-        idempotency_key: defaultIdempotencyKey('command.run.create', runId, payload),
-        payload_json: JSON.stringify(payload),
-        from_state: null,
-        to_state: 'QUEUED',
-        outcome: 'applied',
-        note: null,
-        now,
-      });
+      // The first event is the run's first state (QUEUED).
+      this.st.insertEvent.run(runId, 'command.run.create', defaultIdempotencyKey('command.run.create', runId, payload), JSON.stringify(payload), null, 'QUEUED', 'applied', null, now, null, now);
       return this.getRun(runId);
     });
     this.emit('run', view);
@@ -463,29 +489,57 @@ export class Service extends EventEmitter<ServiceEvents> {
     const key = input.idempotency_key ?? defaultIdempotencyKey(type, input.run_id, payload);
     const newArtifacts: ArtifactView[] = [];
     const drained: ApplyResult[] = [];
+    // Inside a caller's transaction (which may still roll back) the state is always read and the
+    // remembered state of the run is forgotten; on its own, the write may use what it remembers.
+    const outer = this.db.inTransaction;
+    if (outer) this.known.delete(input.run_id);
+    const after = { state_at: '' };
+    let version = 0;
     const result = this.transaction((): ApplyResult => {
-      // The state and the duplicate check in one statement: this is the hot path of every write.
-      const current = this.st.stateAndDuplicate.get(key, input.run_id) as
-        | { current_state: string; last_error: string | null; dup_id: number | null; dup_type: string | null }
-        | undefined;
-      if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
-      const run = { run_id: input.run_id, state: current.current_state as RunState, last_error: current.last_error };
-      if (current.dup_id !== null) {
+      let run: RunStateNow;
+      let dup: { dup_id: number; dup_type: string } | undefined;
+      version = outer ? 0 : (this.st.dataVersion.get() as number);
+      const known = outer ? undefined : this.known.get(input.run_id);
+      if (known && known.version === version) {
+        // No other connection committed since this one wrote the run's latest event (the write lock
+        // is held now, so none can): its state is the one remembered. Only the key is looked up.
+        run = { run_id: input.run_id, state: known.state, last_error: known.last_error, state_at: known.state_at, has_pending: known.has_pending };
+        const d = this.st.dupByKey.get(input.run_id, key) as { event_id: number; event_type: string } | undefined;
+        if (d) dup = { dup_id: d.event_id, dup_type: d.event_type };
+      } else {
+        // The state and the duplicate check in one statement.
+        const current = this.st.stateAndDuplicate.get(key, input.run_id) as StateRow | undefined;
+        if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
+        run = { run_id: input.run_id, state: current.current_state as RunState, last_error: current.last_error, state_at: current.state_at, has_pending: current.has_pending === 1 };
+        if (current.dup_id !== null) dup = { dup_id: current.dup_id, dup_type: current.dup_type ?? type };
+        after.state_at = run.state_at;
+        if (!outer) this.remember(run, version);
+      }
+      if (dup) {
         return {
           run_id: run.run_id,
-          event_id: current.dup_id,
-          event_type: current.dup_type ?? type,
+          event_id: dup.dup_id,
+          event_type: dup.dup_type,
           idempotency_key: key,
           duplicate: true,
           outcome: 'duplicate',
           from_state: run.state,
           state: run.state,
           last_error: run.last_error,
-          note: `duplicate of event ${current.dup_id}; nothing changed`,
+          note: `duplicate of event ${dup.dup_id}; nothing changed`,
         };
       }
-      return this.insertEffect(run, type, payload, key, input.artifacts ?? [], newArtifacts, drained, true);
+      return this.insertEffect(run, type, payload, key, input.artifacts ?? [], newArtifacts, drained, true, after);
     });
+    if (!outer && !result.duplicate) {
+      // Committed: remember the state this write left, unless GitHub observations wait (or were
+      // applied) for the run, which the next write must read.
+      const simple = result.idempotency_key === key && drained.length === 0;
+      const prev = this.known.get(input.run_id);
+      if (simple && prev && prev.version === version && !prev.has_pending) {
+        this.remember({ run_id: input.run_id, state: result.state, last_error: result.last_error, state_at: after.state_at, has_pending: false }, version);
+      } else this.known.delete(input.run_id);
+    }
     this.emit('event', result);
     for (const r of drained) this.emit('event', r);
     for (const a of newArtifacts) this.emit('artifact', a);
@@ -495,9 +549,7 @@ export class Service extends EventEmitter<ServiceEvents> {
   /** What applying the event would do now, without writing anything (sync-github --dry-run). */
   previewEvent(input: { run_id: string; event_type: string; payload: Payload; idempotency_key: string }): { outcome: ApplyResult['outcome']; from_state: RunState; to_state: RunState; note: string | null } {
     const { type, payload } = validatePayload(input.event_type, input.payload);
-    const current = this.st.stateAndDuplicate.get(input.idempotency_key, input.run_id) as
-      | { current_state: string; last_error: string | null; dup_id: number | null }
-      | undefined;
+    const current = this.st.stateAndDuplicate.get(input.idempotency_key, input.run_id) as StateRow | undefined;
     if (!current) throw new NotFoundError(`unknown run '${input.run_id}'; list runs with list-runs`);
     const from = current.current_state as RunState;
     if (current.dup_id !== null) return { outcome: 'duplicate', from_state: from, to_state: from, note: `already applied as event ${current.dup_id}` };
@@ -511,7 +563,7 @@ export class Service extends EventEmitter<ServiceEvents> {
    * state moved, the pending GitHub observations that now fit.
    */
   private insertEffect(
-    run: { run_id: string; state: RunState; last_error: string | null },
+    run: RunStateNow,
     type: EventType,
     payload: Payload,
     key: string,
@@ -519,6 +571,8 @@ export class Service extends EventEmitter<ServiceEvents> {
     newArtifacts: ArtifactView[],
     drained: ApplyResult[],
     drain: boolean,
+    /** Receives the state_at the event recorded (drainPending carries it to the next event). */
+    after?: { state_at: string },
   ): ApplyResult {
     const effect = this.olderHead(run.run_id, type, payload) ?? decideEffect(run.state, type, payload, run.last_error);
     let storedKey = key;
@@ -532,18 +586,15 @@ export class Service extends EventEmitter<ServiceEvents> {
       this.github.addPending(run.run_id, type, key, payload, run.state);
     }
     const now = nowIso();
-    const info = this.st.insertEvent.run({
-      run_id: run.run_id,
-      event_type: type,
-      idempotency_key: storedKey,
-      payload_json: JSON.stringify(payload),
-      from_state: run.state,
-      to_state: effect.to,
-      outcome: effect.outcome,
-      note: effect.note ?? null,
-      now,
-    });
     let lastError = run.last_error;
+    // last_error is shown everywhere (Telegram, MCP, the manager model): never a credential.
+    if (effect.outcome !== 'ignored' && effect.lastError !== undefined) lastError = effect.lastError === null ? null : scrubSecrets(effect.lastError);
+    const state = effect.outcome === 'ignored' ? run.state : effect.to;
+    const stateAt = effect.outcome !== 'ignored' && (state !== run.state || lastError !== run.last_error || effect.prNumber !== undefined) ? now : run.state_at;
+    // The event row is the run's new state: to_state (the state it leaves the run in; an ignored
+    // event's is the state it found), the last error, and when either last changed.
+    const info = this.st.insertEvent.run(run.run_id, type, storedKey, JSON.stringify(payload), run.state, state, effect.outcome, effect.note ?? null, now, lastError, stateAt);
+    if (after) after.state_at = stateAt;
     if (type.startsWith('github.')) {
       const merged = type === 'github.pr.merged';
       this.github.touchObserved(run.run_id, merged || type === 'github.pr.closed' || type === 'github.pr.reopened'
@@ -551,20 +602,14 @@ export class Service extends EventEmitter<ServiceEvents> {
         : undefined);
     }
     if (effect.outcome !== 'ignored') {
-      // last_error is shown everywhere (Telegram, MCP, the manager model): never a credential.
-      if (effect.lastError !== undefined) lastError = effect.lastError === null ? null : scrubSecrets(effect.lastError);
-      if (effect.to !== run.state || lastError !== run.last_error || effect.prNumber !== undefined) {
-        this.st.updateState.run(effect.to, lastError, now, run.run_id);
-      }
       if (effect.prNumber !== undefined) this.st.setPr.run(effect.prNumber, now, run.run_id);
       const artifacts = [...(effect.artifact ? [effect.artifact] : []), ...extraArtifacts];
       for (const a of artifacts) newArtifacts.push(this.insertArtifact(run.run_id, a));
       this.recordHeadOf(run.run_id, type, payload);
     }
     let note = effect.note ?? null;
-    const state = effect.outcome === 'ignored' ? run.state : effect.to;
-    if (drain && state !== run.state) {
-      const shown = this.drainPending({ run_id: run.run_id, state, last_error: lastError }, run.state === 'PAUSED', newArtifacts, drained);
+    if (drain && state !== run.state && run.has_pending !== false) {
+      const shown = this.drainPending({ run_id: run.run_id, state, last_error: lastError, state_at: stateAt }, run.state === 'PAUSED', newArtifacts, drained);
       if (shown) note = note ? `${note}; ${shown}` : shown;
     }
     const last = drained.at(-1);
@@ -608,7 +653,7 @@ export class Service extends EventEmitter<ServiceEvents> {
    * its own key (a check for a head that is no longer current is dropped). Returns what to show.
    */
   private drainPending(
-    start: { run_id: string; state: RunState; last_error: string | null },
+    start: RunStateNow,
     fromPause: boolean,
     newArtifacts: ArtifactView[],
     drained: ApplyResult[],
@@ -633,14 +678,17 @@ export class Service extends EventEmitter<ServiceEvents> {
         const probe = decideEffect(cur.state, type, p.payload, cur.last_error);
         if (probe.pending) continue;
         this.github.resolvePending(p.pending_id, `${probe.outcome} in ${cur.state}`);
-        const r = this.insertEffect(cur, type, p.payload, p.idempotency_key, [], newArtifacts, drained, false);
+        const after = { state_at: cur.state_at };
+        const r = this.insertEffect(cur, type, p.payload, p.idempotency_key, [], newArtifacts, drained, false, after);
         drained.push(r);
         shown.push(r.state !== r.from_state ? `${what} applied: ${r.from_state} -> ${r.state}` : `${what} recorded (${r.outcome})`);
         if (r.state !== cur.state) {
-          cur = { run_id: cur.run_id, state: r.state, last_error: r.last_error };
+          cur = { run_id: cur.run_id, state: r.state, last_error: r.last_error, state_at: after.state_at };
           progressed = true;
           break;
         }
+        // The run's state is the latest event's: the next one starts from what this one left.
+        cur = { ...cur, last_error: r.last_error, state_at: after.state_at };
       }
     }
     if (fromPause) {

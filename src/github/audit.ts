@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { appendFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
@@ -26,6 +26,9 @@ export function webhookAuditPath(app: App): string {
 
 /**
  * Appends audit lines through one buffered stream (a line is one write, so lines never interleave).
+ * Lines are gathered for at most `flushMs` (or `flushBytes`) and go out together in one write by
+ * the stream's worker thread: the request path never waits on the file, and a busy receiver makes
+ * one write per batch, not one per request. close() flushes what is left.
  * Past `maxBytes` the file is rotated: file -> file.1 -> file.2 ..., `keep` rotated files kept.
  */
 export class AuditWriter {
@@ -34,24 +37,60 @@ export class AuditWriter {
   private bytes: number;
   private readonly maxBytes: number;
   private readonly keep: number;
+  private readonly flushMs: number;
+  private readonly flushBytes: number;
+  private batch: string[] = [];
+  private batchBytes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Lines written after close() while the stream still writes its last ones. */
+  private late: string[] | undefined;
 
-  constructor(path: string, opts: { maxBytes?: number; keep?: number } = {}) {
+  constructor(path: string, opts: { maxBytes?: number; keep?: number; flushMs?: number; flushBytes?: number } = {}) {
     this.path = path;
     this.maxBytes = opts.maxBytes ?? Infinity;
     this.keep = opts.keep ?? 3;
+    this.flushMs = opts.flushMs ?? 10;
+    this.flushBytes = opts.flushBytes ?? 64 * 1024;
     mkdirSync(dirname(path), { recursive: true });
     this.bytes = existsSync(path) ? statSync(path).size : 0;
-    this.stream = createWriteStream(path, { flags: 'a' });
+    this.stream = openStream(path);
   }
 
   write(line: AuditLine): void {
     const text = `${JSON.stringify(line)}\n`;
-    if (this.bytes > 0 && this.bytes + Buffer.byteLength(text) > this.maxBytes) this.rotate();
-    this.bytes += Buffer.byteLength(text);
+    const size = Buffer.byteLength(text);
+    if (this.closed) {
+      // A request answered while the receiver was closing: its line follows the stream's last ones.
+      if (this.late) this.late.push(text);
+      else appendLines(this.path, [text]);
+      return;
+    }
+    if (this.bytes > 0 && this.bytes + size > this.maxBytes) this.rotate();
+    this.bytes += size;
+    if (this.batch.length === 0 && this.flushMs > 0) {
+      this.timer = setTimeout(() => this.flush(), this.flushMs);
+      this.timer.unref();
+    }
+    this.batch.push(text);
+    this.batchBytes += size;
+    if (this.flushMs <= 0 || this.batchBytes >= this.flushBytes) this.flush();
+  }
+
+  /** Hands the gathered lines to the stream as one write. */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.batch.length === 0) return;
+    const text = this.batch.length === 1 ? this.batch[0]! : this.batch.join('');
+    this.batch = [];
+    this.batchBytes = 0;
     this.stream.write(text);
   }
 
   private rotate(): void {
+    // The gathered lines belong to the file being rotated out.
+    this.flush();
     const old = this.stream;
     old.end();
     try {
@@ -63,12 +102,38 @@ export class AuditWriter {
       // A failed rotation leaves the file growing; the next write tries again.
     }
     this.bytes = 0;
-    this.stream = createWriteStream(this.path, { flags: 'a' });
+    this.stream = openStream(this.path);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => this.stream.end(resolve));
+    this.flush();
+    if (this.closed) return new Promise((resolve) => (this.late ? this.stream.once('close', resolve) : resolve()));
+    this.closed = true;
+    this.late = [];
+    return new Promise((resolve) =>
+      this.stream.end(() => {
+        const late = this.late ?? [];
+        this.late = undefined;
+        if (late.length) appendLines(this.path, late);
+        resolve();
+      }),
+    );
   }
+}
+
+function appendLines(path: string, lines: string[]): void {
+  try {
+    appendFileSync(path, lines.join(''));
+  } catch {
+    // The audit never stops the receiver.
+  }
+}
+
+function openStream(path: string): WriteStream {
+  const stream = createWriteStream(path, { flags: 'a' });
+  // A failed audit write (full disk, say) never takes the receiver down.
+  stream.on('error', () => undefined);
+  return stream;
 }
 
 export interface AuditSummary {

@@ -1,8 +1,6 @@
 import { httpLimits } from '../mcp/http.js';
-import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { verifyWithFallback } from '@octokit/webhooks-methods';
 import type { App } from '../app.js';
 import { ConfigurationError, errorMessage } from '../core/errors.js';
 import { Registry } from '../registry.js';
@@ -11,6 +9,7 @@ import { AuditWriter, webhookAuditPath, type AuditLine } from './audit.js';
 import { DeliveryProcessingError, planDelivery, processDelivery } from './webhook-events.js';
 import { DELIVERY_SOURCE } from './ledger.js';
 import { startFollowupWorker, type FollowupWorker, type FollowupWorkerOptions } from './followups.js';
+import { payloadSha256, signatureMatches } from './webhook-signature.js';
 
 export { DELIVERY_SOURCE };
 export const DEFAULT_WEBHOOK_HOST = '127.0.0.1';
@@ -145,10 +144,9 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
 
     const event = headerValue(req, 'x-github-event');
     if (!event) return { status: 400, outcome: 'missing_event', body: { ok: false, error: 'missing X-GitHub-Event header' } };
-    const raw = body.toString('utf8');
     if (!unsigned) {
       const signature = headerValue(req, 'x-hub-signature-256');
-      if (!signature || !(await signatureMatches(secrets, raw, signature))) {
+      if (!signature || !signatureMatches(secrets, body, signature)) {
         return { status: 401, outcome: 'invalid_signature', body: { ok: false, error: 'invalid or missing X-Hub-Signature-256' }, error: signature ? 'signature mismatch' : 'missing signature' };
       }
     }
@@ -160,20 +158,24 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     // Parsing and planning only read. A delivery that needs no tool call (most of them: PRs no run
     // tracks, pings) is reserved with its final outcome in one write; the others are reserved,
     // processed, then finished, in the documented order.
+    const form = formEncoded(req);
     let payload: unknown;
     let parseError: unknown;
     try {
-      payload = JSON.parse(formEncoded(req) ? formPayload(raw) : raw);
+      const raw = body.toString('utf8');
+      payload = JSON.parse(form ? formPayload(raw) : raw);
     } catch (err) {
       parseError = err;
     }
-    const plan = parseError === undefined ? planDelivery(app, event, payload) : undefined;
-    const settledOutcome = plan && plan.calls.length === 0 && plan.followups.length === 0 ? (plan.pong ? 'pong' : 'ignored') : undefined;
-    const reservation = app.service.reserveDelivery(
-      { source: DELIVERY_SOURCE, delivery_id: delivery, event_type: event, payload_sha256: createHash('sha256').update(body).digest('hex') },
-      undefined,
-      settledOutcome,
-    );
+    const payloadHash = payloadSha256(body);
+    // Planning reads and the reservation share one transaction: the plan is made from the state the
+    // reservation is written against, and the database is locked once per delivery, not per statement.
+    const { plan, settledOutcome, reservation } = app.service.transaction(() => {
+      const plan = parseError === undefined ? planDelivery(app, event, payload) : undefined;
+      const settledOutcome = plan && plan.calls.length === 0 && plan.followups.length === 0 ? (plan.pong ? 'pong' : 'ignored') : undefined;
+      const reservation = app.service.reserveDelivery({ source: DELIVERY_SOURCE, delivery_id: delivery, event_type: event, payload_sha256: payloadHash }, undefined, settledOutcome);
+      return { plan, settledOutcome, reservation };
+    });
     if (!reservation.reserved) {
       return { status: 200, outcome: 'duplicate_delivery', body: { ok: true, outcome: 'duplicate_delivery', first_received_at: reservation.received_at, first_outcome: reservation.outcome } };
     }
@@ -182,7 +184,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
         return {
         status: 400,
         outcome: 'invalid_json',
-        body: { ok: false, error: `${formEncoded(req) ? "the form field 'payload' is not valid JSON" : 'body is not valid JSON'}: ${errorMessage(parseError)}` },
+        body: { ok: false, error: `${form ? "the form field 'payload' is not valid JSON" : 'body is not valid JSON'}: ${errorMessage(parseError)}` },
         error: 'invalid JSON',
       };
     }
@@ -267,15 +269,6 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   const s = Array.isArray(v) ? v[0] : v;
   return s && s.length ? s : undefined;
-}
-
-async function signatureMatches(secrets: string[], payload: string, signature: string): Promise<boolean> {
-  if (!payload.length) return false;
-  try {
-    return (await verifyWithFallback(secrets[0]!, payload, signature, secrets.slice(1))) === true;
-  } catch {
-    return false;
-  }
 }
 
 /**

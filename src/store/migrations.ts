@@ -3,6 +3,7 @@
  * `schema_migrations`. Never edit a shipped migration: add the next number.
  */
 import { LEASE_MIGRATIONS } from './migrations-leases.js';
+import { EVENT_STATE_MIGRATIONS } from './migrations-events.js';
 
 export interface Migration {
   version: number;
@@ -259,4 +260,5 @@ ALTER TABLE artifacts_v16 RENAME TO artifacts;
 CREATE INDEX artifacts_run ON artifacts(run_id, artifact_type, artifact_id);
 `,
   },
+  ...EVENT_STATE_MIGRATIONS,
 ];
