@@ -8,8 +8,7 @@ import type { Migration } from './migrations.js';
  */
 export const EVENT_STATE_MIGRATIONS: Migration[] = [
   {
-    // Numbered after the issue that added it, leaving room for parallel branches' migrations.
-    version: 19,
+    version: 17,
     name: 'events: the run state is the latest event (run_states becomes a view)',
     sql: `
 ALTER TABLE events ADD COLUMN last_error TEXT;

@@ -98,16 +98,16 @@ describe('the state a connection remembers never hides another write', () => {
   });
 });
 
-describe('migration 19: run_states becomes a view of the latest event', () => {
+describe('migration 17: run_states becomes a view of the latest event', () => {
   let dir: string;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'agentpr-mig19-'));
+    dir = mkdtempSync(join(tmpdir(), 'agentpr-mig17-'));
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   test('a database written before keeps every run state, last error and updated_at, and takes new events', () => {
     const file = join(dir, 'state.db');
-    const old = openDatabase(file, { migrations: MIGRATIONS.filter((m) => m.version < 19) });
+    const old = openDatabase(file, { migrations: MIGRATIONS.filter((m) => m.version < 17) });
     expect((old.prepare(`SELECT type FROM sqlite_master WHERE name = 'run_states'`).get() as { type: string }).type).toBe('table');
     // Rows as the earlier schema held them: a state row beside the events.
     const now = '2026-11-30T10:00:00.000Z';
