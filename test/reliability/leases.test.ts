@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { killLive, spawnCli, type CliDone, type CliProcess } from '../helpers/cli-process.js';
 import { afterEach, describe, expect, test } from 'vitest';
 import { dbFingerprint } from '../helpers/db.js';
 import { git, makeUpstreamAndFork } from '../helpers/git.js';
@@ -14,32 +15,18 @@ import { LeaseHeldError } from '../../src/store/leases.js';
  */
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 const REAL_SCRIPTS = join(ROOT, 'forge_integration', 'scripts');
 
 let h: Harness | undefined;
-const live: Array<{ kill: (s: NodeJS.Signals) => boolean; exitCode: number | null; signalCode: string | null }> = [];
+const live: ChildProcess[] = [];
 afterEach(async () => {
-  for (const c of live.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  killLive(live);
   await h?.cleanup();
   h = undefined;
 });
 
-interface Done {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv): { pid: number; done: Promise<Done>; kill: () => void } {
-  const child = spawn(process.execPath, [CLI, '--home', h!.home, ...args], { env: { ...env, AGENTPR_LOG_LEVEL: 'silent' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  live.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Done>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-  return { pid: child.pid!, done, kill: () => child.kill('SIGKILL') };
+function cli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
+  return spawnCli(h!.home, args, env, live);
 }
 
 /** Forge scripts that wait `sec` before the real one, so two callers overlap for sure. */
@@ -57,7 +44,7 @@ function slowScripts(sec: number): string {
 const BUSY = /is busy: its (\w+) step \(attempt \d+\) is held by pid (\d+) on \S+ since .*; (\w+) step was not started and nothing changed/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function oneWinner(a: Done, b: Done): { win: Done; lose: Done } {
+function oneWinner(a: CliDone, b: CliDone): { win: CliDone; lose: CliDone } {
   const codes = [a.code, b.code].sort();
   expect(codes, `${a.stderr}\n---\n${b.stderr}`).toEqual([0, 1]);
   return a.code === 0 ? { win: a, lose: b } : { win: b, lose: a };

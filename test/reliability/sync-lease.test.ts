@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { killLive, spawnCli, type CliDone, type CliProcess } from '../helpers/cli-process.js';
 import { afterEach, describe, expect, test } from 'vitest';
 import { FakeGitHub } from '../helpers/fake-github.js';
 import { makeHarness, preparedRun, scenario, toImplementing, waitFor, type Harness } from '../worker/harness.js';
@@ -16,16 +16,14 @@ import { deliver, fixture, linkedRun } from '../github/runs.js';
  * one SQLite file; GitHub is a local REST server speaking GitHub's recorded shapes.
  */
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 const SHA = 'c'.repeat(40);
 
 let h: Harness | undefined;
 let gh: FakeGitHub | undefined;
 const closers: Array<() => Promise<unknown> | unknown> = [];
-const live: Array<{ kill: (s: NodeJS.Signals) => boolean; exitCode: number | null; signalCode: string | null }> = [];
+const live: ChildProcess[] = [];
 afterEach(async () => {
-  for (const c of live.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  killLive(live);
   for (const c of closers.splice(0).reverse()) await c();
   await h?.cleanup();
   h = undefined;
@@ -33,28 +31,15 @@ afterEach(async () => {
   gh = undefined;
 });
 
-interface Done {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv): { pid: number; done: Promise<Done>; kill: () => void } {
-  const child = spawn(process.execPath, [CLI, '--home', h!.home, ...args], { env: { ...env, AGENTPR_LOG_LEVEL: 'silent' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  live.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Done>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-  return { pid: child.pid!, done, kill: () => child.kill('SIGKILL') };
+function cli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
+  return spawnCli(h!.home, args, env, live);
 }
 
 interface SyncOut {
   results: Array<{ run_id: string; status: string; message: string; busy?: { step: string; attempt_id: number; holder: string; since: string } }>;
 }
 
-function syncOut(d: Done): SyncOut {
+function syncOut(d: CliDone): SyncOut {
   expect(d.code, `${d.stdout}\n${d.stderr}`).toBe(0);
   return JSON.parse(d.stdout) as SyncOut;
 }
