@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { App } from '../app.js';
 import { iterationContext, iterationPromptSection, materializeIterationPacket } from '../github/iteration-packet.js';
@@ -28,6 +28,7 @@ import { artifactFor, readDigestFile } from './inspect.js';
 import { attemptOwnerMetadata, procStart } from './reconcile.js';
 import { buildAgentArgs, checkCallArgs, checkExtraArgs, probeAgent, type AgentProbe } from './agents/codex.js';
 import { compareRepo, snapshotRepo, type RepoSnapshot } from './repo-state.js';
+import { readTail } from './file-tail.js';
 import { describeGitGuard, guardClone, guardGitDir, hasGitEntry, nestedRepoProblems, type GitGuardResult } from './git-guard.js';
 import {
   assertRunnableSandbox,
@@ -449,20 +450,6 @@ function startAttempt(app: App, plan: Plan): { attempt: AttemptView; run: RunVie
 
 // ---- running ---------------------------------------------------------------------------------------
 
-function readTail(path: string, bytes: number): string {
-  if (!existsSync(path)) return '';
-  const fd = openSync(path, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    const len = Math.min(size, bytes);
-    const buf = Buffer.alloc(len);
-    readSync(fd, buf, 0, len, size - len);
-    return buf.toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function previousUsage(app: App, runId: string): (Partial<UsageTotals> & { thread_id?: string | null }) | null {
   const a = artifactFor(app, runId, 'run_digest');
   if (!a) return null;
@@ -768,7 +755,7 @@ async function finishStep(ex: Execution, facts: WorkerFacts): Promise<AgentStepO
       app.logger.warn({ run_id: runId, err: errorMessage(err) }, 'could not compare the repository state after the worker');
     }
   }
-  const stderrTail = readTail(facts.stderrPath, STDERR_TAIL_BYTES) + (proc?.spawnError ? `\n${proc.spawnError}` : '');
+  const stderrTail = (existsSync(facts.stderrPath) ? readTail(facts.stderrPath, STDERR_TAIL_BYTES) : '') + (proc?.spawnError ? `\n${proc.spawnError}` : '');
   const paths = {
     events: facts.eventsPath,
     stderr: facts.stderrPath,
