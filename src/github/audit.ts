@@ -1,4 +1,4 @@
-import { appendFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { appendFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
@@ -130,7 +130,15 @@ function appendLines(path: string, lines: string[]): void {
 }
 
 function openStream(path: string): WriteStream {
-  const stream = createWriteStream(path, { flags: 'a' });
+  // Opened now, not when the stream gets round to it: a rotation right after renames the file this
+  // descriptor writes to, and never a path a later stream will open too.
+  let fd: number;
+  try {
+    fd = openSync(path, 'a');
+  } catch {
+    fd = -1;
+  }
+  const stream = fd >= 0 ? createWriteStream(path, { fd, flags: 'a' }) : createWriteStream(path, { flags: 'a' });
   // A failed audit write (full disk, say) never takes the receiver down.
   stream.on('error', () => undefined);
   return stream;
