@@ -457,7 +457,7 @@ export class Service extends EventEmitter<ServiceEvents> {
     const clause = where.length ? ` WHERE ${where.join(' AND ')}` : '';
     const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM runs r JOIN run_states s ON s.run_id = r.run_id${clause}`).get(...params) as { n: number }).n;
     const rows = this.db
-      .prepare(`${RUN_SELECT}${clause} ORDER BY r.created_at DESC, r.run_id DESC LIMIT ? OFFSET ?`)
+      .prepare(`${RUN_SELECT}${clause} ORDER BY r.created_at DESC, r.rowid DESC LIMIT ? OFFSET ?`)
       .all(...params, filter.limit ?? 50, filter.offset ?? 0) as RunRow[];
     return { runs: rows.map(toRunView), total };
   }
