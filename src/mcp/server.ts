@@ -14,7 +14,9 @@ import { builtToolListing, jsonListedSchema } from './tool-catalog.js';
 
 /** The tools themselves; loaded up front only when no built listing can answer tools/list without them. */
 const loadTools = async () => (await import('../../tools/index.js')).TOOLS;
-const TOOLS_AT_START = builtToolListing() ? undefined : await loadTools();
+/** The build's catalog text in the bundled bin (see tool-catalog.ts); there the await below is never reached, so the bundle needs none. */
+declare const AGENTPR_TOOL_CATALOG: string | undefined;
+const TOOLS_AT_START = typeof AGENTPR_TOOL_CATALOG === 'string' || builtToolListing() ? undefined : await loadTools();
 let sharedRegistry: Registry | undefined;
 
 /**
