@@ -151,7 +151,11 @@ try {
       `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'agentpr-build', version: '1' } } })}\n`,
     );
   });
+  if (!existsSync(CACHE) || statSync(CACHE).size === 0) throw new Error(`no code cache was written to ${CACHE}`);
+} catch (err) {
+  // The bin works without the cache, only its start is slower: an install goes on.
+  rmSync(CACHE, { force: true });
+  process.stderr.write(`agentpr-mcp build: no code cache for the bin (it will compile at each start): ${err.message}\n`);
 } finally {
   rmSync(home, { recursive: true, force: true });
 }
-if (!existsSync(CACHE) || statSync(CACHE).size === 0) throw new Error(`no code cache was written to ${CACHE}`);
