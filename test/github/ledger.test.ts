@@ -5,7 +5,7 @@ import type { App } from '../../src/app.js';
 import { openDatabase } from '../../src/store/db.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 
-const d = (id: string) => ({ source: 'github', delivery_id: id, event_type: 'check_run', payload_sha256: 'f'.repeat(64) });
+const d = (id: string) => ({ source: 'github', delivery_id: id, event_type: 'check_run', payload_digest: `sha256:${'f'.repeat(64)}` });
 
 describe('webhook delivery ledger', () => {
   let ctx: ReturnType<typeof makeTestApp>;
