@@ -61,3 +61,15 @@ describe('migration 3', () => {
     db.close();
   });
 });
+
+describe('migration 19', () => {
+  it('renames the ledger fingerprint and marks the rows from before as plain SHA-256', () => {
+    const path = join(tempDir(), 'v17.db');
+    const old = openDatabase(path, { migrations: MIGRATIONS.filter((m) => m.version < 19) });
+    old.prepare(`INSERT INTO webhook_deliveries VALUES ('github', 'before-19', 'ping', ?, '2024-01-01T00:00:00.000Z', 'pong')`).run('ab'.repeat(32));
+    old.close();
+    const db = openDatabase(path);
+    expect(db.prepare('SELECT delivery_id, payload_digest, outcome FROM webhook_deliveries').all()).toEqual([{ delivery_id: 'before-19', payload_digest: `sha256:${'ab'.repeat(32)}`, outcome: 'pong' }]);
+    db.close();
+  });
+});
