@@ -6,7 +6,7 @@ import { ConfigurationError, errorMessage } from '../core/errors.js';
 import { Registry } from '../registry.js';
 import { TOOLS } from '../../tools/index.js';
 import { AuditWriter, webhookAuditPath, type AuditLine } from './audit.js';
-import { DeliveryProcessingError, planDelivery, processDelivery, type DeliveryPlan } from './webhook-events.js';
+import { DeliveryProcessingError, planRead, processDelivery, readDelivery, type DeliveryPlan, type DeliveryRead } from './webhook-events.js';
 import { DELIVERY_SOURCE } from './ledger.js';
 import { startFollowupWorker, type FollowupWorker, type FollowupWorkerOptions } from './followups.js';
 import { GroupCommit } from './group-commit.js';
@@ -167,11 +167,13 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     // tracks, pings) is reserved with its final outcome in one write; the others are reserved,
     // processed, then finished, in the documented order.
     const form = formEncoded(req);
-    let payload: unknown;
+    let read: DeliveryRead | undefined;
     let parseError: unknown;
     try {
       const raw = body.toString('utf8');
-      payload = JSON.parse(form ? formPayload(raw) : raw);
+      // Only what planning reads is kept: the parsed body is garbage before the next await, so
+      // deliveries waiting for their ledger write do not hold (and the GC does not copy) 20 KB graphs.
+      read = readDelivery(event, JSON.parse(form ? formPayload(raw) : raw));
     } catch (err) {
       parseError = err;
     }
@@ -184,7 +186,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     let reserved: Reserved;
     try {
       reserved = await ledger.run(() => {
-        const plan = parseError === undefined ? planDelivery(app, event, payload) : undefined;
+        const plan = read ? planRead(app, read) : undefined;
         const settledOutcome = plan && plan.calls.length === 0 && plan.followups.length === 0 ? (plan.pong ? 'pong' : 'ignored') : undefined;
         const reservation = app.service.reserveDelivery({ source: DELIVERY_SOURCE, delivery_id: delivery, event_type: event, payload_digest: digest }, undefined, settledOutcome);
         return { plan, settledOutcome, reservation };
@@ -206,8 +208,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
       };
     }
     try {
-      const sender = (payload as { sender?: { login?: unknown } } | null)?.sender?.login;
-      const report = await processDelivery(app, registry, event, payload, { actor: typeof sender === 'string' ? `github:${sender}` : 'github', deliveryId: delivery }, plan);
+      const report = await processDelivery(app, registry, event, undefined, { actor: read?.sender ? `github:${read.sender}` : 'github', deliveryId: delivery }, plan);
       if (!settledOutcome) await ledger.run(() => app.service.finishDelivery(DELIVERY_SOURCE, delivery, report.outcome));
       if (report.queued.length) followups?.kick();
       return {
