@@ -43,6 +43,19 @@ describe('group commit of ledger writes', () => {
     expect(seenWhenDone).toEqual(ids.map(() => ids));
   });
 
+  it('a batch full at maxJobs commits at once; what follows goes into the next batch', async () => {
+    const gc = new GroupCommit(app.service, { maxJobs: 2 });
+    const first = gc.run(() => app.service.reserveDelivery(d('full-1')));
+    expect(committedIds(other)).toEqual([]);
+    const second = gc.run(() => app.service.reserveDelivery(d('full-2')));
+    // The second job filled the batch: both are committed before run() returned.
+    expect(committedIds(other)).toEqual(['full-1', 'full-2']);
+    const third = gc.run(() => app.service.reserveDelivery(d('full-3')));
+    expect(committedIds(other)).toEqual(['full-1', 'full-2']);
+    await Promise.all([first, second, third]);
+    expect(committedIds(other)).toEqual(['full-1', 'full-2', 'full-3']);
+  });
+
   it('a write that fails is rolled back alone; the others in its batch commit', async () => {
     const gc = new GroupCommit(app.service);
     const results = await Promise.allSettled([
