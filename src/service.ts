@@ -181,7 +181,8 @@ export interface DeliveryInput {
   source: string;
   delivery_id: string;
   event_type: string;
-  payload_sha256: string;
+  /** The body's fingerprint: `hmac-sha256:<hex>` (the verified signature) or `sha256:<hex>` (unsigned). */
+  payload_digest: string;
 }
 
 export interface PrApprovalInput {
@@ -931,9 +932,9 @@ export class Service extends EventEmitter<ServiceEvents> {
   private get gh(): Record<string, Statement> {
     this.ghStatements ??= {
       getDelivery: this.db.prepare(`SELECT outcome, received_at FROM webhook_deliveries WHERE source = ? AND delivery_id = ?`),
-      insertDelivery: this.db.prepare(`INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload_sha256, received_at, outcome)
+      insertDelivery: this.db.prepare(`INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload_digest, received_at, outcome)
         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, delivery_id) DO NOTHING`),
-      retakeDelivery: this.db.prepare(`UPDATE webhook_deliveries SET event_type = ?, payload_sha256 = ?, received_at = ?, outcome = ?
+      retakeDelivery: this.db.prepare(`UPDATE webhook_deliveries SET event_type = ?, payload_digest = ?, received_at = ?, outcome = ?
         WHERE source = ? AND delivery_id = ?`),
       releaseDelivery: this.db.prepare(`DELETE FROM webhook_deliveries WHERE source = ? AND delivery_id = ? AND outcome = 'reserved'`),
       finishDelivery: this.db.prepare(`UPDATE webhook_deliveries SET outcome = ? WHERE source = ? AND delivery_id = ?`),
@@ -958,17 +959,17 @@ export class Service extends EventEmitter<ServiceEvents> {
     /** 'reserved' while processing follows; a final outcome when nothing is left to process (one write). */
     outcome = 'reserved',
   ): { reserved: true } | { reserved: false; outcome: string; received_at: string } {
-    if (this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, nowIso(), outcome).changes === 1) {
+    if (this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_digest, nowIso(), outcome).changes === 1) {
       return { reserved: true };
     }
     return this.transaction(() => {
       const existing = this.gh.getDelivery.get(input.source, input.delivery_id) as { outcome: string; received_at: string } | undefined;
       if (!existing) {
-        this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_sha256, nowIso(), outcome);
+        this.gh.insertDelivery.run(input.source, input.delivery_id, input.event_type, input.payload_digest, nowIso(), outcome);
         return { reserved: true as const };
       }
       if (existing.outcome === 'reserved' && Date.parse(existing.received_at) < Date.now() - staleAfterMs) {
-        this.gh.retakeDelivery.run(input.event_type, input.payload_sha256, nowIso(), outcome, input.source, input.delivery_id);
+        this.gh.retakeDelivery.run(input.event_type, input.payload_digest, nowIso(), outcome, input.source, input.delivery_id);
         return { reserved: true as const };
       }
       return { reserved: false as const, ...existing };

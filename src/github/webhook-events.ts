@@ -91,13 +91,40 @@ const nothing = (reason: string): DeliveryPlan => ({ calls: [], followups: [], i
  * the whole picture), which is queued and worked after the answer.
  */
 export function planDelivery(app: App, event: string, payload: unknown, env: NodeJS.ProcessEnv = app.env): DeliveryPlan {
-  if (event === 'ping') return { calls: [], followups: [], ignored: [], pong: true };
-  if (!(event in PAYLOADS)) return nothing(`event '${event}' is not handled (handled: ${HANDLED_EVENTS.join(', ')})`);
+  return planRead(app, readDelivery(event, payload), env);
+}
+
+/**
+ * What planning needs of a delivery, read from its payload without the database: the fields its
+ * event's schema keeps (zod drops the rest), or the plan already decided (ping, an event not
+ * handled, a payload lacking fields), and the sender. Small, so the receiver can drop the parsed
+ * body at once instead of holding a 20 KB object graph until its ledger write.
+ */
+export interface DeliveryRead {
+  event: string;
+  data?: unknown;
+  decided?: DeliveryPlan;
+  sender?: string;
+}
+
+export function readDelivery(event: string, payload: unknown): DeliveryRead {
+  const login = (payload as { sender?: { login?: unknown } } | null)?.sender?.login;
+  const sender = typeof login === 'string' ? login : undefined;
+  if (event === 'ping') return { event, sender, decided: { calls: [], followups: [], ignored: [], pong: true } };
+  if (!Object.hasOwn(PAYLOADS, event)) return { event, sender, decided: nothing(`event '${event}' is not handled (handled: ${HANDLED_EVENTS.join(', ')})`) };
   const parsed = PAYLOADS[event as keyof typeof PAYLOADS].safeParse(payload);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return nothing(`${event} payload lacks ${issue ? issue.path.join('.') || 'fields' : 'fields'} we need; nothing applied`);
+    return { event, sender, decided: nothing(`${event} payload lacks ${issue ? issue.path.join('.') || 'fields' : 'fields'} we need; nothing applied`) };
   }
+  return { event, sender, data: parsed.data };
+}
+
+/** The plan for a delivery already read (readDelivery), from the runs as the database has them now. */
+export function planRead(app: App, read: DeliveryRead, env: NodeJS.ProcessEnv = app.env): DeliveryPlan {
+  if (read.decided) return read.decided;
+  const event = read.event;
+  const parsed = { data: read.data };
   const plan: DeliveryPlan = { calls: [], followups: [], ignored: [] };
   const svc = app.service;
   const byPr = (repo: z.infer<typeof Repo>, numbers: number[]): RunView[] => {

@@ -6,10 +6,11 @@ import { ConfigurationError, errorMessage } from '../core/errors.js';
 import { Registry } from '../registry.js';
 import { TOOLS } from '../../tools/index.js';
 import { AuditWriter, webhookAuditPath, type AuditLine } from './audit.js';
-import { DeliveryProcessingError, planDelivery, processDelivery } from './webhook-events.js';
+import { DeliveryProcessingError, planRead, processDelivery, readDelivery, type DeliveryPlan, type DeliveryRead } from './webhook-events.js';
 import { DELIVERY_SOURCE } from './ledger.js';
 import { startFollowupWorker, type FollowupWorker, type FollowupWorkerOptions } from './followups.js';
-import { payloadSha256, signatureMatches } from './webhook-signature.js';
+import { GroupCommit } from './group-commit.js';
+import { payloadSha256, SIGNATURE_PREFIX, signatureMatches } from './webhook-signature.js';
 
 export { DELIVERY_SOURCE };
 export const DEFAULT_WEBHOOK_HOST = '127.0.0.1';
@@ -64,6 +65,12 @@ interface Answer {
 
 const MAX_DELIVERY_ID = 200;
 
+interface Reserved {
+  plan: DeliveryPlan | undefined;
+  settledOutcome: string | undefined;
+  reservation: ReturnType<App['service']['reserveDelivery']>;
+}
+
 /**
  * The GitHub webhook receiver, checks in this order: path 404, Content-Length 400,
  * size 413 (declared, then counted while the body streams in), X-GitHub-Event 400, signature 401,
@@ -87,6 +94,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
   const audit = new AuditWriter(webhookAuditPath(app), { maxBytes: app.policy.github_webhook.audit_log_max_bytes, keep: app.policy.github_webhook.audit_log_keep });
   const log = app.logger.child({ component: 'github-webhook' });
   const followups = opts.followups === false ? undefined : startFollowupWorker({ app, registry, ...(opts.followups ?? {}) });
+  const ledger = new GroupCommit(app.service);
   if (unsigned) {
     log.warn('GitHub webhook runs WITHOUT signature verification (--allow-unsigned): anyone who can reach it can change run states; use only for local development');
   }
@@ -144,8 +152,8 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
 
     const event = headerValue(req, 'x-github-event');
     if (!event) return { status: 400, outcome: 'missing_event', body: { ok: false, error: 'missing X-GitHub-Event header' } };
+    const signature = unsigned ? undefined : headerValue(req, 'x-hub-signature-256');
     if (!unsigned) {
-      const signature = headerValue(req, 'x-hub-signature-256');
       if (!signature || !signatureMatches(secrets, body, signature)) {
         return { status: 401, outcome: 'invalid_signature', body: { ok: false, error: 'invalid or missing X-Hub-Signature-256' }, error: signature ? 'signature mismatch' : 'missing signature' };
       }
@@ -159,23 +167,34 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
     // tracks, pings) is reserved with its final outcome in one write; the others are reserved,
     // processed, then finished, in the documented order.
     const form = formEncoded(req);
-    let payload: unknown;
+    let read: DeliveryRead | undefined;
     let parseError: unknown;
     try {
       const raw = body.toString('utf8');
-      payload = JSON.parse(form ? formPayload(raw) : raw);
+      // Only what planning reads is kept: the parsed body is garbage before the next await, so
+      // deliveries waiting for their ledger write do not hold (and the GC does not copy) 20 KB graphs.
+      read = readDelivery(event, JSON.parse(form ? formPayload(raw) : raw));
     } catch (err) {
       parseError = err;
     }
-    const payloadHash = payloadSha256(body);
+    // The ledger's fingerprint of the body: the signature just verified (the HMAC-SHA256 of these
+    // bytes), so the body is hashed once; a plain SHA-256 only when deliveries are not signed.
+    const digest = signature ? `hmac-sha256:${signature.slice(SIGNATURE_PREFIX.length)}` : `sha256:${payloadSha256(body)}`;
     // Planning reads and the reservation share one transaction: the plan is made from the state the
-    // reservation is written against, and the database is locked once per delivery, not per statement.
-    const { plan, settledOutcome, reservation } = app.service.transaction(() => {
-      const plan = parseError === undefined ? planDelivery(app, event, payload) : undefined;
-      const settledOutcome = plan && plan.calls.length === 0 && plan.followups.length === 0 ? (plan.pong ? 'pong' : 'ignored') : undefined;
-      const reservation = app.service.reserveDelivery({ source: DELIVERY_SOURCE, delivery_id: delivery, event_type: event, payload_sha256: payloadHash }, undefined, settledOutcome);
-      return { plan, settledOutcome, reservation };
-    });
+    // reservation is written against. Deliveries that arrive together share that transaction (group
+    // commit); each answer waits for the commit.
+    let reserved: Reserved;
+    try {
+      reserved = await ledger.run(() => {
+        const plan = read ? planRead(app, read) : undefined;
+        const settledOutcome = plan && plan.calls.length === 0 && plan.followups.length === 0 ? (plan.pong ? 'pong' : 'ignored') : undefined;
+        const reservation = app.service.reserveDelivery({ source: DELIVERY_SOURCE, delivery_id: delivery, event_type: event, payload_digest: digest }, undefined, settledOutcome);
+        return { plan, settledOutcome, reservation };
+      });
+    } catch (err) {
+      return notRecorded(err, delivery, event);
+    }
+    const { plan, settledOutcome, reservation } = reserved;
     if (!reservation.reserved) {
       return { status: 200, outcome: 'duplicate_delivery', body: { ok: true, outcome: 'duplicate_delivery', first_received_at: reservation.received_at, first_outcome: reservation.outcome } };
     }
@@ -189,9 +208,8 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
       };
     }
     try {
-      const sender = (payload as { sender?: { login?: unknown } } | null)?.sender?.login;
-      const report = await processDelivery(app, registry, event, payload, { actor: typeof sender === 'string' ? `github:${sender}` : 'github', deliveryId: delivery }, plan);
-      if (!settledOutcome) app.service.finishDelivery(DELIVERY_SOURCE, delivery, report.outcome);
+      const report = await processDelivery(app, registry, event, undefined, { actor: read?.sender ? `github:${read.sender}` : 'github', deliveryId: delivery }, plan);
+      if (!settledOutcome) await ledger.run(() => app.service.finishDelivery(DELIVERY_SOURCE, delivery, report.outcome));
       if (report.queued.length) followups?.kick();
       return {
         status: 200,
@@ -207,6 +225,13 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
       if (!(err instanceof DeliveryProcessingError)) log.error({ err, delivery, event }, 'webhook processing threw');
       return { status: 500, outcome: 'error', body: { ok: false, error: `${message}; the delivery was released, redeliver it from GitHub` }, error: message };
     }
+  };
+
+  /** The ledger write failed (the database refused it or stayed locked): nothing was recorded. */
+  const notRecorded = (err: unknown, delivery: string, event: string): Answer => {
+    const message = `recording the delivery failed: ${errorMessage(err)}`;
+    log.error({ err, delivery, event }, 'webhook delivery not recorded');
+    return { status: 500, outcome: 'error', body: { ok: false, error: `${message}; nothing was recorded, redeliver it from GitHub` }, error: message };
   };
 
   const limits = httpLimits(opts, app.env);

@@ -1,5 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
+export const SIGNATURE_PREFIX = 'sha256=';
 /** `sha256=` and 64 lowercase hex digits, exactly as GitHub writes X-Hub-Signature-256. */
 const SIGNATURE = /^sha256=([0-9a-f]{64})$/;
 
@@ -19,7 +20,7 @@ export function signatureMatches(secrets: readonly string[], body: Uint8Array, h
   return false;
 }
 
-/** Hex SHA-256 of the body as received (the delivery ledger's payload_sha256). */
+/** Hex SHA-256 of the body as received (the ledger's fingerprint of an unsigned delivery). */
 export function payloadSha256(body: Uint8Array): string {
   return createHash('sha256').update(body).digest('hex');
 }

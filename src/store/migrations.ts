@@ -4,6 +4,7 @@
  */
 import { LEASE_MIGRATIONS } from './migrations-leases.js';
 import { EVENT_STATE_MIGRATIONS } from './migrations-events.js';
+import { WEBHOOK_MIGRATIONS } from './migrations-webhook.js';
 
 export interface Migration {
   version: number;
@@ -261,4 +262,5 @@ CREATE INDEX artifacts_run ON artifacts(run_id, artifact_type, artifact_id);
 `,
   },
   ...EVENT_STATE_MIGRATIONS,
+  ...WEBHOOK_MIGRATIONS,
 ];

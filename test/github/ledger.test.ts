@@ -5,7 +5,7 @@ import type { App } from '../../src/app.js';
 import { openDatabase } from '../../src/store/db.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 
-const d = (id: string) => ({ source: 'github', delivery_id: id, event_type: 'check_run', payload_sha256: 'f'.repeat(64) });
+const d = (id: string) => ({ source: 'github', delivery_id: id, event_type: 'check_run', payload_digest: `sha256:${'f'.repeat(64)}` });
 
 describe('webhook delivery ledger', () => {
   let ctx: ReturnType<typeof makeTestApp>;
@@ -58,6 +58,18 @@ describe('migration 3', () => {
     const db = openDatabase(path);
     expect(db.prepare('SELECT delivery_id, outcome FROM webhook_deliveries').all()).toEqual([{ delivery_id: 'before-upgrade', outcome: 'processed' }]);
     expect(db.prepare(`SELECT name FROM sqlite_master WHERE name = 'pr_approvals'`).get()).toEqual({ name: 'pr_approvals' });
+    db.close();
+  });
+});
+
+describe('migration 19', () => {
+  it('renames the ledger fingerprint and marks the rows from before as plain SHA-256', () => {
+    const path = join(tempDir(), 'v17.db');
+    const old = openDatabase(path, { migrations: MIGRATIONS.filter((m) => m.version < 19) });
+    old.prepare(`INSERT INTO webhook_deliveries VALUES ('github', 'before-19', 'ping', ?, '2024-01-01T00:00:00.000Z', 'pong')`).run('ab'.repeat(32));
+    old.close();
+    const db = openDatabase(path);
+    expect(db.prepare('SELECT delivery_id, payload_digest, outcome FROM webhook_deliveries').all()).toEqual([{ delivery_id: 'before-19', payload_digest: `sha256:${'ab'.repeat(32)}`, outcome: 'pong' }]);
     db.close();
   });
 });

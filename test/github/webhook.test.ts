@@ -294,6 +294,15 @@ describe('GitHub webhook receiver', () => {
     expect((push.body.notes as string[])[0]).toMatch(/event 'push' is not handled/);
   });
 
+  it('an event header naming an object property (constructor, __proto__) is an event not handled, not a crash', async () => {
+    for (const event of ['constructor', '__proto__', 'toString']) {
+      const res = await deliver(hook.url, { event, payload: fixture('ping') });
+      expect(res.status, event).toBe(200);
+      expect(res.body.outcome, event).toBe('ignored');
+      expect((res.body.notes as string[])[0]).toContain(`event '${event}' is not handled`);
+    }
+  });
+
   it('summarizes the audit log and cleans the ledger through the tools', async () => {
     linkedRun(app, OWNER, REPO, 2);
     await deliver(hook.url, { event: 'check_run', payload: fixture('check_run.completed.failure') });
