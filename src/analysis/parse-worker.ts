@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
-import { LineSplitter, type StreamAccumulator } from './stream-parser.js';
+import { LineSplitter, type StreamAccumulator, type ParsedCommandLine } from './stream-parser.js';
 
 /**
  * A large stored stream is read on two threads: most of its bytes are the long `item.completed`
@@ -16,61 +16,39 @@ import { LineSplitter, type StreamAccumulator } from './stream-parser.js';
  * The worker is a plain script (no imports of this package), so it runs the same from `dist/`,
  * a bundle or the test runner.
  */
-/** Numbers per answered line (see the worker's `one`). */
-export const ROW = 12;
 const WORKER_SOURCE = String.raw`
 const { parentPort } = require('node:worker_threads');
 const { isUtf8 } = require('node:buffer');
 let slots = [];
-const EVENTS = { started: 0, updated: 1, completed: 2 };
-const STATUSES = { completed: 0, failed: 1, declined: 2, in_progress: 3 };
-// codex's head of a command line; the "d" flag gives where each string's body starts and ends.
-const HEAD = /^\{(?:"_ts":"((?:[^"\\]|\\.)*)",)?"type":"item\.(started|updated|completed)","item":\{"id":"((?:[^"\\]|\\.)*)","type":"command_execution","command":"((?:[^"\\]|\\.)*)","aggregated_output":"/d;
-const dec = (b) => (b.indexOf('\\') === -1 ? b : JSON.parse('"' + b + '"'));
 // What the main thread's reader does with the line (decode, JSON.parse, onEvent, onItem), up to
-// the command's fields. Numbers go back in a row of ROW; strings as where their JSON bodies are
-// in the line (the main thread decodes those few bytes), after checking that decoding them gives
-// what JSON.parse gave. Anything else (row[0] = 0) the main thread reads itself.
-const one = (buf, s, e, row, at) => {
-  row[at] = 0;
+// the command's fields; anything that is not a command item is left to the main thread (null).
+const one = (buf, s, e) => {
   const text = buf.toString('utf8', s, e);
-  const m = HEAD.exec(text);
-  if (!m) return;
+  const invalid = text.indexOf('\uFFFD') !== -1 && !isUtf8(buf.subarray(s, e));
   let ev;
   try {
     ev = JSON.parse(text);
   } catch {
-    return;
+    return null;
   }
-  if (ev === null || typeof ev !== 'object' || Array.isArray(ev)) return;
+  if (ev === null || typeof ev !== 'object' || Array.isArray(ev)) return null;
+  const type = ev.type;
+  if (type !== 'item.started' && type !== 'item.updated' && type !== 'item.completed') return null;
   const item = ev.item;
-  if (ev.type !== 'item.' + m[2] || item === null || typeof item !== 'object' || item.type !== 'command_execution') return;
-  if (typeof item.id !== 'string' || typeof item.command !== 'string') return;
-  try {
-    if (dec(m[3]) !== item.id || dec(m[4]) !== item.command) return;
-    if (m[1] === undefined ? ev._ts !== undefined : dec(m[1]) !== ev._ts) return;
-  } catch {
-    return;
-  }
-  const status = typeof item.status === 'string' ? item.status : ev.type === 'item.completed' ? 'completed' : 'in_progress';
-  const code = STATUSES[status];
-  if (code === undefined || !Object.hasOwn(STATUSES, status)) return;
+  if (item === null || typeof item !== 'object' || item.type !== 'command_execution') return null;
   const output = typeof item.aggregated_output === 'string' ? item.aggregated_output : '';
-  const ascii = Buffer.byteLength(m[0]) === m[0].length;
-  const byteAt = (i) => s + (ascii ? i : Buffer.byteLength(text.slice(0, i)));
-  row[at] = 1;
-  row[at + 1] = EVENTS[m[2]];
-  row[at + 2] = code;
-  row[at + 3] = typeof item.exit_code === 'number' ? item.exit_code : NaN;
-  row[at + 4] = output.length;
-  row[at + 5] = text.indexOf('\uFFFD') !== -1 && !isUtf8(buf.subarray(s, e)) ? 1 : 0;
-  const ix = m.indices;
-  row[at + 6] = ix[1] ? byteAt(ix[1][0]) : -1;
-  row[at + 7] = ix[1] ? byteAt(ix[1][1]) : -1;
-  row[at + 8] = byteAt(ix[3][0]);
-  row[at + 9] = byteAt(ix[3][1]);
-  row[at + 10] = byteAt(ix[4][0]);
-  row[at + 11] = byteAt(ix[4][1]);
+  const exitCode = typeof item.exit_code === 'number' ? item.exit_code : null;
+  const status = typeof item.status === 'string' ? item.status : type === 'item.completed' ? 'completed' : 'in_progress';
+  return [
+    typeof ev._ts === 'string' ? ev._ts : null,
+    type,
+    String(item.id ?? ''),
+    typeof item.command === 'string' ? item.command : JSON.stringify(item.command ?? ''),
+    exitCode,
+    status,
+    output.length,
+    invalid,
+  ];
 };
 parentPort.on('message', (m) => {
   if (m.slots) {
@@ -79,9 +57,9 @@ parentPort.on('message', (m) => {
   }
   const buf = slots[m.slot];
   const r = m.ranges;
-  const rows = new Float64Array((r.length / 2) * ${ROW});
-  for (let i = 0; i < r.length; i += 2) one(buf, r[i], r[i + 1], rows, (i / 2) * ${ROW});
-  parentPort.postMessage(rows, [rows.buffer]);
+  const out = new Array(r.length / 2);
+  for (let i = 0; i < r.length; i += 2) out[i >> 1] = one(buf, r[i], r[i + 1]);
+  parentPort.postMessage(out);
 });
 `;
 
@@ -101,7 +79,7 @@ type Entry =
 interface Batch {
   slot: number;
   entries: Entry[];
-  answer: Promise<Float64Array> | null;
+  answer: Promise<Array<ParsedCommandLine | null>> | null;
   answered: boolean;
 }
 
@@ -113,20 +91,20 @@ export async function readOnTwoThreads(handle: FileHandle, acc: StreamAccumulato
   worker.unref();
   worker.postMessage({ slots: shared });
   // Answers come back in the order batches were sent.
-  const waiting: Array<{ resolve: (v: Float64Array) => void; reject: (e: Error) => void }> = [];
+  const waiting: Array<{ resolve: (v: Array<ParsedCommandLine | null>) => void; reject: (e: Error) => void }> = [];
   let failure: Error | null = null;
   const fail = (err: Error): void => {
     failure ??= err;
     for (const w of waiting.splice(0)) w.reject(err);
   };
-  worker.on('message', (out: Float64Array) => waiting.shift()?.resolve(out));
+  worker.on('message', (out: Array<ParsedCommandLine | null>) => waiting.shift()?.resolve(out));
   worker.on('exit', (code) => fail(new WorkerFailure(`stream parse worker exited (${code})`)));
   worker.on('error', (err) => fail(new WorkerFailure(`stream parse worker failed: ${err.message}`)));
 
   const { maxLineBytes, liteLineBytes } = acc.lineLimits();
   // The share of long-line bytes sent to the worker, moved after each batch toward the split where
   // neither thread waits for the other.
-  let share = 0.8;
+  let share = 0.5;
   let sentBytes = 0;
   let longBytes = 0;
   let current: Batch = { slot: 0, entries: [], answer: null, answered: false };
@@ -167,10 +145,10 @@ export async function readOnTwoThreads(handle: FileHandle, acc: StreamAccumulato
   };
 
   const apply = async (batch: Batch): Promise<void> => {
-    let answers: Float64Array = new Float64Array(0);
+    let answers: Array<ParsedCommandLine | null> = [];
     if (batch.answer) {
       // Waiting here means the worker is behind: send it less; not waiting, send it more.
-      share = Math.min(1, Math.max(0.1, share + (batch.answered ? 0.05 : -0.05)));
+      share = Math.min(0.9, Math.max(0.1, share + (batch.answered ? 0.05 : -0.05)));
       const w0 = performance.now();
       answers = await batch.answer;
       DBG.wait += performance.now() - w0; DBG.n++; DBG.shares.push(Math.round(share*100));
@@ -180,8 +158,8 @@ export async function readOnTwoThreads(handle: FileHandle, acc: StreamAccumulato
       if (en.kind === 'line') acc.acceptLine(en.buf, en.start, en.end, en.terminated);
       else if (en.kind === 'oversized') acc.acceptOversized(en.head, en.tail, en.total, en.terminated);
       else {
-        const at = en.index * ROW;
-        if (answers[at] === 1) acc.acceptParsedCommand(en.end - en.start + 1, answers, at, buf, en.start, en.end);
+        const parsed = answers[en.index];
+        if (parsed) acc.acceptParsedCommand(en.end - en.start + 1, parsed, buf, en.start, en.end);
         else acc.acceptLine(buf, en.start, en.end, true);
       }
     }
@@ -199,8 +177,6 @@ export async function readOnTwoThreads(handle: FileHandle, acc: StreamAccumulato
       if (bytesRead === 0) break;
       current = { slot: index % 3, entries: [], answer: null, answered: false };
       chunk = slots[current.slot]!.subarray(0, bytesRead);
-      sentBytes = 0;
-      longBytes = 0;
       splitter.push(chunk);
       send(current);
       index++;
@@ -217,6 +193,6 @@ export async function readOnTwoThreads(handle: FileHandle, acc: StreamAccumulato
   } finally {
     if (reading) await reading.catch(() => undefined);
     await worker.terminate();
-    if (process.env.STREAM_DEBUG) console.error(JSON.stringify({ ...DBG, shares: DBG.shares.length, index, sentBytes, longBytes }));
+    if (process.env.STREAM_DEBUG) console.error(JSON.stringify(DBG));
   }
 }

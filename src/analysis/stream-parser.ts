@@ -74,6 +74,17 @@ export interface StreamParserOptions {
   workerFromBytes?: number;
 }
 
+/** What the parse worker sends back for a command line: the fields `onItem` reads, in order. */
+export type ParsedCommandLine = [
+  ts: string | null,
+  event: string,
+  id: string,
+  command: string,
+  exitCode: number | null,
+  status: string,
+  outputBytes: number,
+  invalidUtf8: boolean,
+];
 
 export interface UsageTotals {
   input_tokens: number;
@@ -364,17 +375,10 @@ export class StreamAccumulator {
    * its newline; its bytes buf[start, end) stay valid during the call); the same steps as
    * onBufferLine -> handleText -> onEvent -> onItem.
    */
-  acceptParsedCommand(lineBytes: number, row: Float64Array, at: number, buf: Buffer, start: number, end: number): void {
-    const event = WORKER_EVENTS[row[at + 1]!]!;
-    const status = WORKER_STATUSES[row[at + 2]!]!;
-    const exitCode = Number.isNaN(row[at + 3]) ? null : row[at + 3]!;
-    const outputBytes = row[at + 4]!;
-    const tsStart = row[at + 6]!;
-    const ts = tsStart === -1 ? undefined : jsonBody(buf.toString('utf8', tsStart, row[at + 7]));
-    const id = jsonBody(buf.toString('utf8', row[at + 8], row[at + 9]));
-    const command = jsonBody(buf.toString('utf8', row[at + 10], row[at + 11]));
+  acceptParsedCommand(lineBytes: number, p: ParsedCommandLine, buf: Buffer, start: number, end: number): void {
+    const [ts, event, id, command, exitCode, status, outputBytes, invalid] = p;
     this.countLine(lineBytes);
-    if (row[at + 5] === 1) this.invalidUtf8++;
+    if (invalid) this.invalidUtf8++;
     const tsMs = this.readTs(ts);
     this.parsed++;
     this.typeCounts.add(event);
@@ -1037,15 +1041,6 @@ function readUsage(raw: unknown): UsageTotals | null {
 
 function printable(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?');
-}
-
-/** Event and status codes of the parse worker's rows (parse-worker.ts). */
-const WORKER_EVENTS = ['item.started', 'item.updated', 'item.completed'] as const;
-const WORKER_STATUSES = ['completed', 'failed', 'declined', 'in_progress'] as const;
-
-/** The value of a JSON string body (between its quotes) already known to be valid. */
-function jsonBody(body: string): string {
-  return body.indexOf('\\') === -1 ? body : (JSON.parse(`"${body}"`) as string);
 }
 
 /** A command's text as records keep it: at most 4 Ki characters. */
