@@ -4,7 +4,6 @@ import type { Readable } from 'node:stream';
 import { NotFoundError, UserInputError } from '../core/errors.js';
 import { readReasoning, readStartedCommand, typeAt } from './line-shapes.js';
 import { Tally, type Slot } from './tally.js';
-import { readOnTwoThreads, WorkerFailure } from './parse-worker.js';
 import { classifyCommand, shortCommand, type CommandCategory, type CommandFacts, type PushKind, type SafetyRule, COMMAND_CATEGORIES } from './commands.js';
 
 /**
@@ -67,24 +66,7 @@ export interface StreamParserOptions {
   maxCommandRecords?: number;
   /** Samples kept per list (parse errors, failed tests, safety hits, ...). Default 50. */
   maxSamples?: number;
-  /**
-   * `parseStreamFile` only: a file at least this large is read on two threads (a worker parses a
-   * share of the long command lines; see parse-worker.ts). Default 32 MiB; Infinity: never.
-   */
-  workerFromBytes?: number;
 }
-
-/** What the parse worker sends back for a command line: the fields `onItem` reads, in order. */
-export type ParsedCommandLine = [
-  ts: string | null,
-  event: string,
-  id: string,
-  command: string,
-  exitCode: number | null,
-  status: string,
-  outputBytes: number,
-  invalidUtf8: boolean,
-];
 
 export interface UsageTotals {
   input_tokens: number;
@@ -229,14 +211,7 @@ interface CommandJudgement {
  * Where a command's output excerpt would come from (only failed test commands keep one, so it is
  * cut when needed): the output, a long line's head and tail, or nothing (a command start).
  */
-type OutputSource = string | LiteOutput | LineBytes | null;
-
-/** A line the worker parsed, still in the reader's buffer: parsed again here if its excerpt is kept. */
-interface LineBytes {
-  buf: Buffer;
-  start: number;
-  end: number;
-}
+type OutputSource = string | LiteOutput | null;
 
 interface LiteOutput {
   head: string;
@@ -353,37 +328,6 @@ export class StreamAccumulator {
   /** Flush a last line that had no newline. */
   end(): void {
     this.splitter.end();
-  }
-
-  /** For the two-thread file reader (parse-worker.ts): the limits its line splitter must keep. */
-  lineLimits(): { maxLineBytes: number; liteLineBytes: number } {
-    return { maxLineBytes: this.maxLineBytes, liteLineBytes: this.liteLineBytes };
-  }
-
-  /** For the two-thread file reader: one line of bytes, as the splitter would give it. */
-  acceptLine(buf: Buffer, start: number, end: number, terminated: boolean): void {
-    this.onBufferLine(buf, start, end, terminated);
-  }
-
-  /** For the two-thread file reader: a line over the cap, as the splitter would give it. */
-  acceptOversized(head: Buffer, tail: Buffer, total: number, terminated: boolean): void {
-    this.onOversized(head, tail, total, terminated);
-  }
-
-  /**
-   * For the two-thread file reader: a terminated command line the worker parsed (`lineBytes` with
-   * its newline; its bytes buf[start, end) stay valid during the call); the same steps as
-   * onBufferLine -> handleText -> onEvent -> onItem.
-   */
-  acceptParsedCommand(lineBytes: number, p: ParsedCommandLine, buf: Buffer, start: number, end: number): void {
-    const [ts, event, id, command, exitCode, status, outputBytes, invalid] = p;
-    this.countLine(lineBytes);
-    if (invalid) this.invalidUtf8++;
-    const tsMs = this.readTs(ts);
-    this.parsed++;
-    this.typeCounts.add(event);
-    (this.commandSlot ??= this.itemTypeCounts.slot('command_execution')).n++;
-    this.onCommand(event, id, command, exitCode, status, outputBytes, { buf, start, end }, tsMs);
   }
 
   private countLine(bytes: number): void {
@@ -953,16 +897,10 @@ export async function parseStreamFile(path: string, opts: StreamParserOptions = 
     const stat = await handle.stat();
     if (stat.isDirectory()) throw new UserInputError(`stream path is a directory: ${path}; pass the path of a .jsonl file`);
     const acc = new StreamAccumulator(opts);
-    if (stat.isFile() && stat.size >= (opts.workerFromBytes ?? WORKER_FROM_BYTES)) {
-      await readOnTwoThreads(handle, acc);
-      return acc.result();
-    }
     await readAhead(handle, (chunk) => acc.pushChunk(chunk));
     acc.end();
     return acc.result();
   } catch (err) {
-    // No worker thread here (a platform or resource limit): the same file on one thread.
-    if (err instanceof WorkerFailure) return parseStreamFile(path, { ...opts, workerFromBytes: Infinity });
     if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new UserInputError(`stream path is a directory: ${path}; pass the path of a .jsonl file`);
     throw err;
   } finally {
@@ -971,8 +909,6 @@ export async function parseStreamFile(path: string, opts: StreamParserOptions = 
 }
 
 const READ_BYTES = 1024 * 1024;
-/** Smaller files are read on one thread: starting a worker costs more than it saves below this. */
-const WORKER_FROM_BYTES = 32 * 1024 * 1024;
 
 /**
  * Feed a file to `onChunk` in 1 MiB pieces, reading the next piece while the current one is
@@ -1051,10 +987,6 @@ function clipCommand(command: string): string {
 function excerptOf(output: OutputSource): string {
   if (output === null) return outputExcerpt('');
   if (typeof output === 'string') return outputExcerpt(output);
-  if ('buf' in output) {
-    const item = (JSON.parse(output.buf.toString('utf8', output.start, output.end)) as { item: { aggregated_output?: unknown } }).item;
-    return outputExcerpt(typeof item.aggregated_output === 'string' ? item.aggregated_output : '');
-  }
   const { head, tail, outStart, outEndInTail } = output;
   return joinExcerpt(unescapeFragment(head.slice(outStart, outStart + EXCERPT_HEAD), 'head'), unescapeFragment(tail.slice(Math.max(0, outEndInTail - EXCERPT_TAIL), outEndInTail), 'tail'), true);
 }
