@@ -614,22 +614,14 @@ export class StreamAccumulator {
     this.completed++;
     if (failed) this.failed++;
     judgement.frequencyKey ??= shortCommand(clipCommand(command)).slice(0, 300);
-    // Past the first records, most completions land in no list: build a record only for one that does.
-    const top = this.topByDuration;
-    const kept =
-      this.commands.length < this.maxCommandRecords ||
-      (duration !== null && (top.length < TOP_N || duration > (top[top.length - 1]!.duration_ms ?? 0))) ||
-      (facts.isTest && (this.testCommands.length < this.maxSamples * 4 || (failed && this.failedTests.length < this.maxSamples * 4)));
-    const rec: CommandRecord | null = kept
-      ? { id, command: clipCommand(command), exit_code: exitCode, status, duration_ms: duration, category: facts.category, is_test: facts.isTest, line: this.lines, output_bytes: outputBytes }
-      : null;
+    const rec: CommandRecord = { id, command: clipCommand(command), exit_code: exitCode, status, duration_ms: duration, category: facts.category, is_test: facts.isTest, line: this.lines, output_bytes: outputBytes };
     this.record(rec, facts.category, duration, judgement.frequencyKey);
     if (facts.isTest) {
       this.testCount++;
-      if (rec && this.testCommands.length < this.maxSamples * 4) this.testCommands.push(rec);
+      if (this.testCommands.length < this.maxSamples * 4) this.testCommands.push(rec);
       if (failed) {
         this.failedTestCount++;
-        if (rec && this.failedTests.length < this.maxSamples * 4) this.failedTests.push({ ...rec, output_excerpt: excerptOf(output) });
+        if (this.failedTests.length < this.maxSamples * 4) this.failedTests.push({ ...rec, output_excerpt: excerptOf(output) });
       }
     }
   }
@@ -646,17 +638,16 @@ export class StreamAccumulator {
     return judgement;
   }
 
-  /** Counts a completion; `rec` is null only when no list below would keep it (see onCommand). */
-  private record(rec: CommandRecord | null, category: CommandCategory, duration: number | null, frequencyKey: string): void {
+  private record(rec: CommandRecord, category: CommandCategory, duration: number | null, frequencyKey: string): void {
     this.commandsTotal++;
-    if (rec && this.commands.length < this.maxCommandRecords) this.commands.push(rec);
+    if (this.commands.length < this.maxCommandRecords) this.commands.push(rec);
     const cat = this.byCategory[category];
     cat.count++;
     if (duration !== null) {
       this.durationsKnown++;
       cat.duration_ms += duration;
       const top = this.topByDuration;
-      if (rec && (top.length < TOP_N || duration > (top[top.length - 1]!.duration_ms ?? 0))) {
+      if (top.length < TOP_N || duration > (top[top.length - 1]!.duration_ms ?? 0)) {
         top.push(rec);
         top.sort((a, b) => (b.duration_ms ?? 0) - (a.duration_ms ?? 0));
         if (top.length > TOP_N) top.pop();
