@@ -75,7 +75,7 @@ describe('exact readers of small codex lines', () => {
     expect(readStartedCommand('{"type":"item.started","item":{"id":"\\ud800","type":"command_execution","command":"\\u0041\\/","aggregated_output":"","exit_code":null,"status":"in_progress"}} \r')).toEqual({ ts: undefined, id: '\ud800', command: 'A/' });
   });
 
-  it('read ids with escaped quotes and backslashes, and never a command completion whose id holds the next key's text', () => {
+  it('read ids with escaped quotes and backslashes, and never a command completion whose id holds the next key text', () => {
     for (const id of ['a"b', 'a\\', 'a\\"', '","type":"reasoning', '\\\\"x']) {
       const s = started('ls', id);
       expect(readStartedCommand(s), s).toEqual({ ts: undefined, id, command: 'ls' });
