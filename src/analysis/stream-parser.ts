@@ -253,6 +253,7 @@ export class StreamAccumulator {
   private startedSlot: Slot | null = null;
   private commandSlot: Slot | null = null;
   private reasoningSlot: Slot | null = null;
+  private completedSlot: Slot | null = null;
   private readonly pending = new Map<string, Pending>();
   private readonly commands: CommandRecord[] = [];
   private commandsTotal = 0;
@@ -496,6 +497,12 @@ export class StreamAccumulator {
 
   private onEvent(type: string, ev: Record<string, unknown>, tsMs: number | null): void {
     this.parsed++;
+    // The commonest parsed line (a command's completion with its output) skips the map lookups.
+    if (type === 'item.completed') {
+      (this.completedSlot ??= this.typeCounts.slot('item.completed')).n++;
+      this.onItem(type, ev.item, tsMs);
+      return;
+    }
     this.typeCounts.add(type);
     if (!EVENT_SET.has(type)) {
       this.unknownTypes.add(type);
@@ -544,8 +551,9 @@ export class StreamAccumulator {
     }
     const item = raw as Record<string, unknown>;
     const itype = typeof item.type === 'string' ? item.type : '(no type)';
-    this.itemTypeCounts.add(itype);
-    if (!ITEM_SET.has(itype)) {
+    if (itype === 'command_execution') (this.commandSlot ??= this.itemTypeCounts.slot('command_execution')).n++;
+    else this.itemTypeCounts.add(itype);
+    if (itype !== 'command_execution' && !ITEM_SET.has(itype)) {
       this.unknownItemTypes.add(itype);
       return;
     }
