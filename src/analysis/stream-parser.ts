@@ -459,7 +459,9 @@ export class StreamAccumulator {
       const minute = raw.slice(0, 17);
       const base = Date.parse(`${minute}00.000Z`);
       if (!Number.isNaN(base)) {
-        this.tsMinute = minute;
+        // A copy of its own: a slice of `raw` would keep reading through the line it came from
+        // (every later stamp is compared with it).
+        this.tsMinute = Buffer.from(minute, 'latin1').toString('latin1');
         this.tsMinuteMs = base;
       }
     }
