@@ -15,7 +15,7 @@ const TARGET_RATIO = 0.9;
 const TARGET_PEAK_RSS_MB = 150;
 
 /** ~`targetBytes` of stamped codex stream: the recorded fixtures repeated, item ids renumbered per copy. */
-async function generate(path: string, targetBytes: number): Promise<{ bytes: number; lines: number; copies: number }> {
+export async function generate(path: string, targetBytes: number): Promise<{ bytes: number; lines: number; copies: number }> {
   const files = (await readdir(FIXTURES)).filter((f) => f.endsWith('.jsonl')).sort();
   const lines: string[] = [];
   for (const f of files) for (const l of (await readFile(join(FIXTURES, f), 'utf8')).split('\n')) if (l) lines.push(l);

@@ -31,9 +31,10 @@ const REASONING = new RegExp(String.raw`^\{${TS}"type":"(item\.(?:started|update
 
 /**
  * Where the `"type"` key would start: after the stamp, if any. A cheap look so the patterns run
- * only on lines that can match; the patterns decide.
+ * only on lines that can match; the patterns decide. (A look past the item's id as well, to skip
+ * the pattern on command completions, measured slower than letting the pattern fail.)
  */
-function typeAt(text: string): number {
+export function typeAt(text: string): number {
   if (text.startsWith('{"_ts":"')) {
     const q = text.indexOf('"', 8);
     return q === -1 ? -1 : q + 2;
@@ -52,9 +53,11 @@ export interface StartedCommandLine {
   command: string;
 }
 
-/** `{"_ts":..,"type":"item.started","item":{"id":..,"type":"command_execution","command":..,"aggregated_output":"","exit_code":null,"status":"in_progress"}}` */
-export function readStartedCommand(text: string): StartedCommandLine | null {
-  const at = typeAt(text);
+/**
+ * `{"_ts":..,"type":"item.started","item":{"id":..,"type":"command_execution","command":..,"aggregated_output":"","exit_code":null,"status":"in_progress"}}`
+ * `at`: typeAt(text), when the caller has it.
+ */
+export function readStartedCommand(text: string, at = typeAt(text)): StartedCommandLine | null {
   if (at === -1 || !text.startsWith('"type":"item.started","item":{"id":"', at)) return null;
   const m = STARTED_COMMAND.exec(text);
   if (!m) return null;
@@ -66,9 +69,8 @@ export interface ReasoningLine {
   event: 'item.started' | 'item.updated' | 'item.completed';
 }
 
-/** `{"_ts":..,"type":"item.completed","item":{"id":..,"type":"reasoning","text":..}}` */
-export function readReasoning(text: string): ReasoningLine | null {
-  const at = typeAt(text);
+/** `{"_ts":..,"type":"item.completed","item":{"id":..,"type":"reasoning","text":..}}`; `at` as for readStartedCommand. */
+export function readReasoning(text: string, at = typeAt(text)): ReasoningLine | null {
   if (at === -1 || !text.startsWith('"type":"item.', at)) return null;
   const m = REASONING.exec(text);
   if (!m) return null;

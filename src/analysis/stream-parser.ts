@@ -2,7 +2,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import { NotFoundError, UserInputError } from '../core/errors.js';
-import { readReasoning, readStartedCommand } from './line-shapes.js';
+import { readReasoning, readStartedCommand, typeAt } from './line-shapes.js';
+import { Tally, type Slot } from './tally.js';
 import { classifyCommand, shortCommand, type CommandCategory, type CommandFacts, type PushKind, type SafetyRule, COMMAND_CATEGORIES } from './commands.js';
 
 /**
@@ -206,16 +207,18 @@ interface CommandJudgement {
   frequencyKey: string | null;
 }
 
-interface CommandObservation {
-  event: string;
-  id: string;
-  command: string;
-  exitCode: number | null;
-  status: string;
-  outputBytes: number;
-  /** Lazily produced: only failed test commands keep an excerpt. */
-  excerpt: () => string;
-  tsMs: number | null;
+/**
+ * Where a command's output excerpt would come from (only failed test commands keep one, so it is
+ * cut when needed): the output, a long line's head and tail, or nothing (a command start).
+ */
+type OutputSource = string | LiteOutput | null;
+
+interface LiteOutput {
+  head: string;
+  tail: string;
+  /** Where the output starts in `head` and ends in `tail` (still JSON-escaped). */
+  outStart: number;
+  outEndInTail: number;
 }
 
 /**
@@ -242,10 +245,15 @@ export class StreamAccumulator {
   private readonly oversizedSamples: StreamSummary['oversized_samples'] = [];
   private maxLine = 0;
   private invalidUtf8 = 0;
-  private readonly typeCounts = new Map<string, number>();
-  private readonly itemTypeCounts = new Map<string, number>();
-  private readonly unknownTypes = new Map<string, number>();
-  private readonly unknownItemTypes = new Map<string, number>();
+  private readonly typeCounts = new Tally(MAX_KEYS);
+  private readonly itemTypeCounts = new Tally(MAX_KEYS);
+  private readonly unknownTypes = new Tally(MAX_KEYS);
+  private readonly unknownItemTypes = new Tally(MAX_KEYS);
+  /** Slots of the commonest counts, taken on first use (see Tally.slot). */
+  private startedSlot: Slot | null = null;
+  private commandSlot: Slot | null = null;
+  private reasoningSlot: Slot | null = null;
+  private completedSlot: Slot | null = null;
   private readonly pending = new Map<string, Pending>();
   private readonly commands: CommandRecord[] = [];
   private commandsTotal = 0;
@@ -264,7 +272,7 @@ export class StreamAccumulator {
   private failedTestCount = 0;
   private readonly fileChanges: Array<{ path: string; kind: string }> = [];
   private collabCount = 0;
-  private readonly collabTools = new Map<string, number>();
+  private readonly collabTools = new Tally(MAX_KEYS);
   private fileChangeCount = 0;
   private agentMessages = 0;
   private finalMessage: string | null = null;
@@ -362,11 +370,13 @@ export class StreamAccumulator {
   }
 
   private handleText(text: string, byteLength: number, terminated: boolean): void {
-    if (byteLength === 0 || /^\s*$/.test(text)) {
+    const first = text.charCodeAt(0);
+    if (first === 0x7b) {
+      if (this.readSmallLine(text)) return;
+    } else if (byteLength === 0 || /^\s*$/.test(text)) {
       this.blank++;
       return;
     }
-    if (text.charCodeAt(0) === 0x7b && this.readSmallLine(text)) return;
     let obj: unknown;
     try {
       obj = JSON.parse(text);
@@ -395,21 +405,22 @@ export class StreamAccumulator {
    * such a line, parse it.
    */
   private readSmallLine(text: string): boolean {
-    const started = readStartedCommand(text);
+    const at = typeAt(text);
+    const started = readStartedCommand(text, at);
     if (started) {
       const tsMs = this.readTs(started.ts);
       this.parsed++;
-      bump(this.typeCounts, 'item.started');
-      bump(this.itemTypeCounts, 'command_execution');
-      this.onCommand({ event: 'item.started', id: started.id, command: started.command, exitCode: null, status: 'in_progress', outputBytes: 0, excerpt: noExcerpt, tsMs });
+      (this.startedSlot ??= this.typeCounts.slot('item.started')).n++;
+      (this.commandSlot ??= this.itemTypeCounts.slot('command_execution')).n++;
+      this.onCommand('item.started', started.id, started.command, null, 'in_progress', 0, null, tsMs);
       return true;
     }
-    const reasoning = readReasoning(text);
+    const reasoning = readReasoning(text, at);
     if (reasoning) {
       this.readTs(reasoning.ts);
       this.parsed++;
-      bump(this.typeCounts, reasoning.event);
-      bump(this.itemTypeCounts, 'reasoning');
+      this.typeCounts.add(reasoning.event);
+      (this.reasoningSlot ??= this.itemTypeCounts.slot('reasoning')).n++;
       return true;
     }
     return false;
@@ -448,7 +459,9 @@ export class StreamAccumulator {
       const minute = raw.slice(0, 17);
       const base = Date.parse(`${minute}00.000Z`);
       if (!Number.isNaN(base)) {
-        this.tsMinute = minute;
+        // A copy of its own: a slice of `raw` would keep reading through the line it came from
+        // (every later stamp is compared with it).
+        this.tsMinute = Buffer.from(minute, 'latin1').toString('latin1');
         this.tsMinuteMs = base;
       }
     }
@@ -477,26 +490,24 @@ export class StreamAccumulator {
     const event = h[2]!;
     const outStart = h[0].length;
     this.parsed++;
-    bump(this.typeCounts, event);
-    bump(this.itemTypeCounts, 'command_execution');
-    this.onCommand({
-      event,
-      id,
-      command,
-      exitCode: t[1] === 'null' ? null : Number(t[1]),
-      status: t[2]!,
-      outputBytes: Math.max(0, totalBytes - Buffer.byteLength(h[0]) - Buffer.byteLength(tail.slice(outEndInTail))),
-      excerpt: () => joinExcerpt(unescapeFragment(head.slice(outStart, outStart + EXCERPT_HEAD), 'head'), unescapeFragment(tail.slice(Math.max(0, outEndInTail - EXCERPT_TAIL), outEndInTail), 'tail'), true),
-      tsMs,
-    });
+    this.typeCounts.add(event);
+    (this.commandSlot ??= this.itemTypeCounts.slot('command_execution')).n++;
+    const outputBytes = Math.max(0, totalBytes - Buffer.byteLength(h[0]) - Buffer.byteLength(tail.slice(outEndInTail)));
+    this.onCommand(event, id, command, t[1] === 'null' ? null : Number(t[1]), t[2]!, outputBytes, { head, tail, outStart, outEndInTail }, tsMs);
     return true;
   }
 
   private onEvent(type: string, ev: Record<string, unknown>, tsMs: number | null): void {
     this.parsed++;
-    bump(this.typeCounts, type);
+    // The commonest parsed line (a command's completion with its output) skips the map lookups.
+    if (type === 'item.completed') {
+      (this.completedSlot ??= this.typeCounts.slot('item.completed')).n++;
+      this.onItem(type, ev.item, tsMs);
+      return;
+    }
+    this.typeCounts.add(type);
     if (!EVENT_SET.has(type)) {
-      bump(this.unknownTypes, type);
+      this.unknownTypes.add(type);
       return;
     }
     switch (type) {
@@ -537,30 +548,31 @@ export class StreamAccumulator {
 
   private onItem(event: string, raw: unknown, tsMs: number | null): void {
     if (raw === null || typeof raw !== 'object') {
-      bump(this.unknownItemTypes, '(missing item)');
+      this.unknownItemTypes.add('(missing item)');
       return;
     }
     const item = raw as Record<string, unknown>;
     const itype = typeof item.type === 'string' ? item.type : '(no type)';
-    bump(this.itemTypeCounts, itype);
-    if (!ITEM_SET.has(itype)) {
-      bump(this.unknownItemTypes, itype);
+    if (itype === 'command_execution') (this.commandSlot ??= this.itemTypeCounts.slot('command_execution')).n++;
+    else this.itemTypeCounts.add(itype);
+    if (itype !== 'command_execution' && !ITEM_SET.has(itype)) {
+      this.unknownItemTypes.add(itype);
       return;
     }
     const done = event === 'item.completed';
     switch (itype) {
       case 'command_execution': {
         const output = typeof item.aggregated_output === 'string' ? item.aggregated_output : '';
-        this.onCommand({
+        this.onCommand(
           event,
-          id: String(item.id ?? ''),
-          command: typeof item.command === 'string' ? item.command : JSON.stringify(item.command ?? ''),
-          exitCode: typeof item.exit_code === 'number' ? item.exit_code : null,
-          status: typeof item.status === 'string' ? item.status : done ? 'completed' : 'in_progress',
-          outputBytes: output.length,
-          excerpt: () => outputExcerpt(output),
+          String(item.id ?? ''),
+          typeof item.command === 'string' ? item.command : JSON.stringify(item.command ?? ''),
+          typeof item.exit_code === 'number' ? item.exit_code : null,
+          typeof item.status === 'string' ? item.status : done ? 'completed' : 'in_progress',
+          output.length,
+          output,
           tsMs,
-        });
+        );
         return;
       }
       case 'agent_message':
@@ -583,7 +595,7 @@ export class StreamAccumulator {
       case 'collab_tool_call':
         if (!done) return;
         this.collabCount++;
-        bump(this.collabTools, typeof item.tool === 'string' ? item.tool : 'unknown');
+        this.collabTools.add(typeof item.tool === 'string' ? item.tool : 'unknown');
         return;
       case 'error':
         if (done) this.addError(typeof item.message === 'string' ? item.message : JSON.stringify(item));
@@ -593,45 +605,33 @@ export class StreamAccumulator {
     }
   }
 
-  private onCommand(o: CommandObservation): void {
-    if (o.event !== 'item.completed') {
-      if (!this.pending.has(o.id) && this.pending.size < MAX_PENDING) {
-        const judgement = this.judge(o.command);
-        this.pending.set(o.id, { command: o.command, startMs: o.tsMs, line: this.lines, judgement });
-        this.noteHits(o.id, o.command, judgement.facts);
-      } else if (!this.pending.has(o.id)) {
-        this.noteHits(o.id, o.command, this.judge(o.command).facts);
-      }
+  /** A command start or completion, from whichever reader took its line. */
+  private onCommand(event: string, id: string, command: string, exitCode: number | null, status: string, outputBytes: number, output: OutputSource, tsMs: number | null): void {
+    if (event !== 'item.completed') {
+      if (this.pending.has(id)) return;
+      const judgement = this.judge(command);
+      if (this.pending.size < MAX_PENDING) this.pending.set(id, { command, startMs: tsMs, line: this.lines, judgement });
+      this.noteHits(id, command, judgement.facts);
       return;
     }
-    const started = this.pending.get(o.id);
-    if (started) this.pending.delete(o.id);
-    const judgement = started && started.command === o.command ? started.judgement : this.judge(o.command);
+    const started = this.pending.get(id);
+    if (started) this.pending.delete(id);
+    const judgement = started && started.command === command ? started.judgement : this.judge(command);
     const facts = judgement.facts;
-    this.noteHits(o.id, o.command, facts);
-    const duration = started?.startMs != null && o.tsMs != null ? Math.max(0, o.tsMs - started.startMs) : null;
-    const failed = o.status === 'failed' || o.status === 'declined' || (o.exitCode !== null && o.exitCode !== 0);
-    const rec: CommandRecord = {
-      id: o.id,
-      command: o.command.length > COMMAND_TEXT_MAX ? `${o.command.slice(0, COMMAND_TEXT_MAX)}…` : o.command,
-      exit_code: o.exitCode,
-      status: o.status,
-      duration_ms: duration,
-      category: facts.category,
-      is_test: facts.isTest,
-      line: this.lines,
-      output_bytes: o.outputBytes,
-    };
+    this.noteHits(id, command, facts);
+    const duration = started?.startMs != null && tsMs != null ? Math.max(0, tsMs - started.startMs) : null;
+    const failed = status === 'failed' || status === 'declined' || (exitCode !== null && exitCode !== 0);
     this.completed++;
     if (failed) this.failed++;
-    judgement.frequencyKey ??= shortCommand(rec.command).slice(0, 300);
-    this.record(rec, duration, judgement.frequencyKey);
+    judgement.frequencyKey ??= shortCommand(clipCommand(command)).slice(0, 300);
+    const rec: CommandRecord = { id, command: clipCommand(command), exit_code: exitCode, status, duration_ms: duration, category: facts.category, is_test: facts.isTest, line: this.lines, output_bytes: outputBytes };
+    this.record(rec, facts.category, duration, judgement.frequencyKey);
     if (facts.isTest) {
       this.testCount++;
       if (this.testCommands.length < this.maxSamples * 4) this.testCommands.push(rec);
       if (failed) {
         this.failedTestCount++;
-        if (this.failedTests.length < this.maxSamples * 4) this.failedTests.push({ ...rec, output_excerpt: o.excerpt() });
+        if (this.failedTests.length < this.maxSamples * 4) this.failedTests.push({ ...rec, output_excerpt: excerptOf(output) });
       }
     }
   }
@@ -648,10 +648,10 @@ export class StreamAccumulator {
     return judgement;
   }
 
-  private record(rec: CommandRecord, duration: number | null, frequencyKey: string): void {
+  private record(rec: CommandRecord, category: CommandCategory, duration: number | null, frequencyKey: string): void {
     this.commandsTotal++;
     if (this.commands.length < this.maxCommandRecords) this.commands.push(rec);
-    const cat = this.byCategory[rec.category];
+    const cat = this.byCategory[category];
     cat.count++;
     if (duration !== null) {
       this.durationsKnown++;
@@ -666,7 +666,7 @@ export class StreamAccumulator {
     const key = frequencyKey;
     const f = this.frequency.get(key);
     if (f) f.count++;
-    else if (this.frequency.size < MAX_FREQUENCY_KEYS) this.frequency.set(key, { count: 1, category: rec.category });
+    else if (this.frequency.size < MAX_FREQUENCY_KEYS) this.frequency.set(key, { count: 1, category });
   }
 
   private noteHits(id: string, command: string, facts: CommandFacts): void {
@@ -726,10 +726,10 @@ export class StreamAccumulator {
       oversized_samples: [...this.oversizedSamples],
       max_line_bytes: this.maxLine,
       invalid_utf8_lines: this.invalidUtf8,
-      type_counts: Object.fromEntries(this.typeCounts),
-      item_type_counts: Object.fromEntries(this.itemTypeCounts),
-      unknown_type_counts: Object.fromEntries(this.unknownTypes),
-      unknown_item_type_counts: Object.fromEntries(this.unknownItemTypes),
+      type_counts: this.typeCounts.toRecord(),
+      item_type_counts: this.itemTypeCounts.toRecord(),
+      unknown_type_counts: this.unknownTypes.toRecord(),
+      unknown_item_type_counts: this.unknownItemTypes.toRecord(),
       commands: [...this.commands, ...inProgress].slice(0, Math.max(this.maxCommandRecords, this.commands.length)),
       commands_total: this.commandsTotal + inProgress.length,
       commands_truncated: Math.max(0, this.commandsTotal + inProgress.length - this.maxCommandRecords),
@@ -749,7 +749,7 @@ export class StreamAccumulator {
       file_changes: [...this.fileChanges],
       file_change_count: this.fileChangeCount,
       collab_tool_call_count: this.collabCount,
-      collab_tools: Object.fromEntries(this.collabTools),
+      collab_tools: this.collabTools.toRecord(),
       agent_message_count: this.agentMessages,
       final_message: this.finalMessage,
       final_message_truncated: this.finalTruncated,
@@ -976,18 +976,21 @@ function readUsage(raw: unknown): UsageTotals | null {
   };
 }
 
-function bump(map: Map<string, number>, key: string): void {
-  const n = map.get(key);
-  if (n !== undefined) map.set(key, n + 1);
-  else if (map.size < MAX_KEYS) map.set(key, 1);
-  else map.set('(other)', (map.get('(other)') ?? 0) + 1);
-}
-
 function printable(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?');
 }
 
-const noExcerpt = (): string => outputExcerpt('');
+/** A command's text as records keep it: at most 4 Ki characters. */
+function clipCommand(command: string): string {
+  return command.length > COMMAND_TEXT_MAX ? `${command.slice(0, COMMAND_TEXT_MAX)}…` : command;
+}
+
+function excerptOf(output: OutputSource): string {
+  if (output === null) return outputExcerpt('');
+  if (typeof output === 'string') return outputExcerpt(output);
+  const { head, tail, outStart, outEndInTail } = output;
+  return joinExcerpt(unescapeFragment(head.slice(outStart, outStart + EXCERPT_HEAD), 'head'), unescapeFragment(tail.slice(Math.max(0, outEndInTail - EXCERPT_TAIL), outEndInTail), 'tail'), true);
+}
 
 /** Head and tail of a command's output, kept for failed test commands. */
 function outputExcerpt(output: string): string {

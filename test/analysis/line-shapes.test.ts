@@ -75,6 +75,21 @@ describe('exact readers of small codex lines', () => {
     expect(readStartedCommand('{"type":"item.started","item":{"id":"\\ud800","type":"command_execution","command":"\\u0041\\/","aggregated_output":"","exit_code":null,"status":"in_progress"}} \r')).toEqual({ ts: undefined, id: '\ud800', command: 'A/' });
   });
 
+  it('read ids with escaped quotes and backslashes, and never a command completion whose id holds the next key text', () => {
+    for (const id of ['a"b', 'a\\', 'a\\"', '","type":"reasoning', '\\\\"x']) {
+      const s = started('ls', id);
+      expect(readStartedCommand(s), s).toEqual({ ts: undefined, id, command: 'ls' });
+      const r = JSON.stringify({ type: 'item.updated', item: { id, type: 'reasoning', text: 'x' } });
+      expect(readReasoning(r), r).toEqual({ ts: undefined, event: 'item.updated' });
+      check(s);
+      check(r);
+    }
+    // A command's completion is neither, whatever its id holds.
+    const done = JSON.stringify({ type: 'item.completed', item: { id: '","type":"reasoning","text":"', type: 'command_execution', command: 'ls', aggregated_output: '', exit_code: 0, status: 'completed' } });
+    expect(readReasoning(done)).toBeNull();
+    expect(readStartedCommand(done)).toBeNull();
+  });
+
   it('leave to JSON.parse every line that is not exactly codex\'s object', () => {
     const s = started('ls');
     const hostile = [

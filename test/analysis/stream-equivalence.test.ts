@@ -53,12 +53,17 @@ const CHUNKINGS: Array<[string, (i: number) => number]> = [
   ['uneven', (i) => [3, 1021, 65537, 2, 17, 333][i % 6]!],
 ];
 
-/** The new and the old reader give the same summary for `data`, however it is cut. */
+/**
+ * The new and the old reader give the same summary for `data`, however it is cut: the same values
+ * and the same JSON text (digests are stored and shown as JSON, so key order is part of it).
+ */
 function expectSame(data: Buffer, opts?: StreamParserOptions, chunkings = CHUNKINGS): StreamSummary {
   const expected = viaChunks(v1.StreamAccumulator, [data], opts);
   for (const [name, sizes] of chunkings) {
     const chunks = chunked(data, sizes);
-    expect(viaChunks(StreamAccumulator, chunks, opts), `${name}`).toEqual(expected);
+    const got = viaChunks(StreamAccumulator, chunks, opts);
+    expect(got, `${name}`).toEqual(expected);
+    expect(JSON.stringify(got), `${name}, as JSON`).toBe(JSON.stringify(expected));
     expect(viaChunks(v1.StreamAccumulator, chunks, opts), `${name}, old reader`).toEqual(expected);
   }
   return expected;
@@ -241,6 +246,66 @@ describe('hostile and awkward input reads the same as before', () => {
       }),
       { numRuns: 150 },
     );
+  });
+
+  it('more distinct event and item types than the counters keep: the overflow counts under (other) as before', () => {
+    // The commonest counts are kept by reference once first seen; here the known types first appear
+    // only after 1,000 unknown ones filled each map, so they must land in (other) too.
+    const lines: string[] = [];
+    for (let i = 0; i < 1005; i++) lines.push(JSON.stringify({ type: `vendor.event_${i}` }), JSON.stringify({ type: 'item.completed', item: { id: `x${i}`, type: `kind_${i}` } }));
+    lines.push(...commandLines('c1', zsh('npm test'), 1, 'FAIL'), '{"type":"item.completed","item":{"id":"r1","type":"reasoning","text":"think"}}');
+    lines.push(...commandLines('c2', zsh('ls'), 0), JSON.stringify({ type: 'item.completed', item: { id: 't', type: 'collab_tool_call', tool: 'spawn_agent' } }));
+    const s = expectSame(Buffer.from(`${lines.join('\n')}\n`), undefined, [CHUNKINGS[0]!, CHUNKINGS[3]!]);
+    expect(s.type_counts['(other)']).toBeGreaterThan(5);
+    expect(s.type_counts['item.started']).toBeUndefined();
+    expect(s.item_type_counts['(other)']).toBeGreaterThan(5);
+  });
+
+  it('past the kept records, failed test commands, the longest commands and the frequency list read the same', () => {
+    // Records are built only for completions some list keeps; with room for 3 records and 2 samples
+    // most completions land in none, and the ones that do must still be kept, with their excerpts.
+    const lines: string[] = [];
+    let t = Date.parse('2026-02-25T10:00:00.000Z');
+    for (let i = 0; i < 60; i++) {
+      const start = new Date((t += 1000));
+      const end = new Date((t += (i * 7919) % 50_000));
+      const cmd = i % 4 === 0 ? zsh('npm test') : i % 4 === 1 ? zsh(`pytest tests/test_${i}.py`) : zsh(`sed -n ${i},+9p src/f${i % 5}.ts`);
+      lines.push(...commandLines(`c${i}`, cmd, i % 3 === 0 ? 1 : 0, `${'out '.repeat(i * 300)}\nline ${i} ✗ ü`, { start, end }));
+    }
+    // A long line read by head and tail, failing, among them.
+    lines.push(...commandLines('long', zsh('npm test'), 2, `${'x'.repeat(70_000)}\nFAILED at the end`, { start: new Date((t += 1000)), end: new Date((t += 90_000)) }));
+    const data = Buffer.from(`${lines.join('\n')}\n`);
+    for (const opts of [{ maxCommandRecords: 3, maxSamples: 2 }, { maxCommandRecords: 0, maxSamples: 1 }, {}]) {
+      const s = expectSame(data, opts, [CHUNKINGS[0]!, CHUNKINGS[4]!]);
+      expect(s.commands_total).toBe(61);
+      expect(s.command_stats.top_by_duration.length).toBe(10);
+      expect(s.failed_test_commands.length).toBeGreaterThan(0);
+      expect(s.failed_test_commands.every((r) => typeof r.output_excerpt === 'string' && r.output_excerpt.length > 0)).toBe(true);
+    }
+  });
+
+  it('command starts and reasoning items whose ids hold escapes, quotes or the next key\'s text', () => {
+    const started = (id: string, command = 'ls'): string =>
+      `{"type":"item.started","item":{"id":"${id}","type":"command_execution","command":${JSON.stringify(command)},"aggregated_output":"","exit_code":null,"status":"in_progress"}}`;
+    const reasoning = (id: string, event = 'item.completed'): string => `{"type":"${event}","item":{"id":"${id}","type":"reasoning","text":"t"}}`;
+    const ids = ['a\\"b', 'a\\\\', 'a\\\\\\"', '\\",\\"type\\":\\"reasoning', 'q\\u0022', '\\"', 'x\\\\\\\\'];
+    const lines: string[] = [];
+    for (const id of ids) lines.push(started(id, 'sudo ls'), reasoning(id), reasoning(id, 'item.started'), reasoning(id, 'item.updated'));
+    lines.push(
+      // Near misses: broken escapes in the id, an event name of another length, a key between id and type.
+      started('a\\'),
+      reasoning('a\\'),
+      reasoning('r', 'item.done'),
+      reasoning('r', 'item.startedx'),
+      '{"type":"item.completed","item":{"id":"r","kind":"x","type":"reasoning","text":"t"}}',
+      '{"type":"item.started","item":{"id":"s","type":"command_execution ","command":"ls","aggregated_output":"","exit_code":null,"status":"in_progress"}}',
+      ...commandLines('a\\"b', zsh('sudo ls'), 0),
+    );
+    const s = expectSame(Buffer.from(`${lines.join('\n')}\n`));
+    expect(s.parse_errors).toBeGreaterThan(0);
+    // Three reasoning lines per id, and the one with a key between id and type (valid JSON, read the slow way).
+    expect(s.item_type_counts.reasoning).toBe(ids.length * 3 + 1);
+    expect(s.safety_violation_count).toBeGreaterThan(0);
   });
 
   it('an oversized line arriving a few bytes at a time reads as in one chunk', () => {
