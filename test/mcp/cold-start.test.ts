@@ -11,9 +11,9 @@ import { listingOf, type ToolCatalog } from '../../src/mcp/tool-catalog.js';
 import { makeTestApp, tempDir } from '../helpers/app.js';
 import { connectInMemory, resourceText, textOf, type ToolCallResult } from '../helpers/mcp.js';
 
-// agentpr-mcp answers tools/list from the build's listing and imports the tool handlers (and the
-// worker, GitHub, analysis and manager modules behind them) on the first tools/call. What a client
-// sees and what a call does must not change.
+// agentpr-mcp answers tools/list from the build's listing and runs the tool handlers' module code
+// (and the worker, GitHub, analysis and manager modules behind them) on the first tools/call; the
+// built bin has them in its one bundle. What a client sees and what a call does must not change.
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const STDIO_BIN = join(ROOT, 'dist', 'src', 'mcp', 'stdio.js');
@@ -55,7 +55,7 @@ const loadedModules = (log: string) =>
     .map((u) => u.replace(pathToFileURL(ROOT).href, ''));
 
 describe('agentpr-mcp (the built bin) at a cold start', () => {
-  test('lists every tool exactly as the sources define it before loading any tool module; the first call loads them and works', { timeout: 120_000 }, async () => {
+  test('lists every tool exactly as the sources define it, reading no tool module file; the first call works', { timeout: 120_000 }, async () => {
     const home = tempDir('agentpr-coldstart-');
     const log = join(home, 'modules.log');
     writeFileSync(log, '');
