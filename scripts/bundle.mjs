@@ -119,8 +119,10 @@ copyFileSync(resolve(ROOT, 'scripts/stdio-loader.js'), BIN);
 const home = mkdtempSync(join(tmpdir(), 'agentpr-build-'));
 try {
   await new Promise((resolvePromise, reject) => {
-    const env = { ...process.env, AGENTPR_HOME: home, AGENTPR_LOG_LEVEL: 'silent', AGENTPR_BUILD_CODE_CACHE: '1' };
-    for (const k of ['AGENTPR_DB', 'AGENTPR_POLICY_FILE', 'AGENTPR_READ_ONLY', 'AGENTPR_TOOLSETS']) delete env[k];
+    // None of the installing user's agentpr settings (a database, a workspace root, a policy): the
+    // run touches nothing but its throwaway home.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AGENTPR_')));
+    Object.assign(env, { AGENTPR_HOME: home, AGENTPR_LOG_LEVEL: 'silent', AGENTPR_BUILD_CODE_CACHE: '1' });
     const child = spawn(process.execPath, [BIN], {
       env,
       stdio: ['pipe', 'pipe', 'inherit'],
