@@ -31,9 +31,8 @@ const BUNDLED = ['zod', '@modelcontextprotocol/server', '@modelcontextprotocol/c
 
 // The catalog must list every tool with both schemas: the bundle answers tools/list from it alone.
 const catalogText = readFileSync(resolve(ROOT, 'dist/tool-schemas.json'), 'utf8');
-const catalog = JSON.parse(catalogText);
-const incomplete = !Array.isArray(catalog.listing) || catalog.listing.some((l) => !catalog.tools?.[l.name]?.input || !catalog.tools?.[l.name]?.output);
-if (incomplete) throw new Error('dist/tool-schemas.json lacks a tool listing or a schema; run npm run build');
+const { listingOf } = await import('../dist/src/mcp/tool-catalog.js');
+if (!listingOf(JSON.parse(catalogText))) throw new Error('dist/tool-schemas.json lacks a tool listing or a schema; run npm run build');
 
 // Output of an earlier build of the bin (the ESM bundle and its chunks, or this build's files).
 for (const f of readdirSync(OUT_DIR)) if (f.startsWith('stdio-chunk-') || f.startsWith('stdio-bundle.')) rmSync(resolve(OUT_DIR, f));

@@ -623,9 +623,10 @@ export class StreamAccumulator {
     const failed = status === 'failed' || status === 'declined' || (exitCode !== null && exitCode !== 0);
     this.completed++;
     if (failed) this.failed++;
-    judgement.frequencyKey ??= shortCommand(clipCommand(command)).slice(0, 300);
-    const rec: CommandRecord = { id, command: clipCommand(command), exit_code: exitCode, status, duration_ms: duration, category: facts.category, is_test: facts.isTest, line: this.lines, output_bytes: outputBytes };
-    this.record(rec, facts.category, duration, judgement.frequencyKey);
+    const clipped = clipCommand(command);
+    judgement.frequencyKey ??= shortCommand(clipped).slice(0, 300);
+    const rec: CommandRecord = { id, command: clipped, exit_code: exitCode, status, duration_ms: duration, category: facts.category, is_test: facts.isTest, line: this.lines, output_bytes: outputBytes };
+    this.record(rec, duration, judgement.frequencyKey);
     if (facts.isTest) {
       this.testCount++;
       if (this.testCommands.length < this.maxSamples * 4) this.testCommands.push(rec);
@@ -648,9 +649,10 @@ export class StreamAccumulator {
     return judgement;
   }
 
-  private record(rec: CommandRecord, category: CommandCategory, duration: number | null, frequencyKey: string): void {
+  private record(rec: CommandRecord, duration: number | null, frequencyKey: string): void {
     this.commandsTotal++;
     if (this.commands.length < this.maxCommandRecords) this.commands.push(rec);
+    const category = rec.category;
     const cat = this.byCategory[category];
     cat.count++;
     if (duration !== null) {

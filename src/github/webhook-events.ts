@@ -84,17 +84,6 @@ export interface DeliveryPlan {
 const nothing = (reason: string): DeliveryPlan => ({ calls: [], followups: [], ignored: [{ reason }] });
 
 /**
- * What a delivery means, read-only. Checks and statuses are matched by head SHA: through the PR
- * numbers GitHub lists (empty for a fork's PR) and through every head each run has had, in the
- * upstream repository or in the fork. A result for a head that is no longer current is still
- * recorded, as ignored with that reason; a green result asks for a sync (one green check is not
- * the whole picture), which is queued and worked after the answer.
- */
-export function planDelivery(app: App, event: string, payload: unknown, env: NodeJS.ProcessEnv = app.env): DeliveryPlan {
-  return planRead(app, readDelivery(event, payload), env);
-}
-
-/**
  * What planning needs of a delivery, read from its payload without the database: the fields its
  * event's schema keeps (zod drops the rest), or the plan already decided (ping, an event not
  * handled, a payload lacking fields), and the sender. Small, so the receiver can drop the parsed
@@ -120,11 +109,17 @@ export function readDelivery(event: string, payload: unknown): DeliveryRead {
   return { event, sender, data: parsed.data };
 }
 
-/** The plan for a delivery already read (readDelivery), from the runs as the database has them now. */
+/**
+ * What a delivery means, read-only, from a delivery already read (readDelivery) and the runs as the
+ * database has them now. Checks and statuses are matched by head SHA: through the PR
+ * numbers GitHub lists (empty for a fork's PR) and through every head each run has had, in the
+ * upstream repository or in the fork. A result for a head that is no longer current is still
+ * recorded, as ignored with that reason; a green result asks for a sync (one green check is not
+ * the whole picture), which is queued and worked after the answer.
+ */
 export function planRead(app: App, read: DeliveryRead, env: NodeJS.ProcessEnv = app.env): DeliveryPlan {
   if (read.decided) return read.decided;
-  const event = read.event;
-  const parsed = { data: read.data };
+  const { event, data } = read;
   const plan: DeliveryPlan = { calls: [], followups: [], ignored: [] };
   const svc = app.service;
   const byPr = (repo: z.infer<typeof Repo>, numbers: number[]): RunView[] => {
@@ -176,7 +171,7 @@ export function planRead(app: App, read: DeliveryRead, env: NodeJS.ProcessEnv = 
 
   switch (event) {
     case 'pull_request': {
-      const p = parsed.data as z.infer<typeof PAYLOADS.pull_request>;
+      const p = data as z.infer<typeof PAYLOADS.pull_request>;
       const runs = byPr(p.repository, [p.number]);
       if (!runs.length) return untracked(p.repository, `PR #${p.number}`);
       const pr = p.pull_request;
@@ -205,7 +200,7 @@ export function planRead(app: App, read: DeliveryRead, env: NodeJS.ProcessEnv = 
       return plan;
     }
     case 'pull_request_review': {
-      const p = parsed.data as z.infer<typeof PAYLOADS.pull_request_review>;
+      const p = data as z.infer<typeof PAYLOADS.pull_request_review>;
       const runs = byPr(p.repository, [p.pull_request.number]);
       if (!runs.length) return untracked(p.repository, `PR #${p.pull_request.number}`);
       if (p.action !== 'submitted') {
@@ -223,7 +218,7 @@ export function planRead(app: App, read: DeliveryRead, env: NodeJS.ProcessEnv = 
       return plan;
     }
     case 'pull_request_review_comment': {
-      const p = parsed.data as z.infer<typeof PAYLOADS.pull_request_review_comment>;
+      const p = data as z.infer<typeof PAYLOADS.pull_request_review_comment>;
       const runs = byPr(p.repository, [p.pull_request.number]);
       if (!runs.length) return untracked(p.repository, `PR #${p.pull_request.number}`);
       for (const r of runs) plan.ignored.push({ run_id: r.run_id, reason: `pull_request_review_comment.${p.action} changes no run state (the review it belongs to does)` });
@@ -231,7 +226,7 @@ export function planRead(app: App, read: DeliveryRead, env: NodeJS.ProcessEnv = 
     }
     case 'check_run':
     case 'check_suite': {
-      const p = parsed.data as z.infer<typeof PAYLOADS.check_run> & z.infer<typeof PAYLOADS.check_suite>;
+      const p = data as z.infer<typeof PAYLOADS.check_run> & z.infer<typeof PAYLOADS.check_suite>;
       const unit = event === 'check_run' ? p.check_run : p.check_suite;
       const numbers = unit.pull_requests.map((pr) => pr.number);
       const runs = byHead(p.repository, numbers, unit.head_sha);
@@ -245,7 +240,7 @@ export function planRead(app: App, read: DeliveryRead, env: NodeJS.ProcessEnv = 
       return plan;
     }
     case 'status': {
-      const p = parsed.data as z.infer<typeof PAYLOADS.status>;
+      const p = data as z.infer<typeof PAYLOADS.status>;
       const runs = svc.findRunsByHead(p.repository.owner.login, p.repository.name, p.sha);
       if (!runs.length) return untracked(p.repository, `commit ${p.sha.slice(0, 7)}`);
       const state = p.state.toLowerCase();
@@ -258,7 +253,7 @@ export function planRead(app: App, read: DeliveryRead, env: NodeJS.ProcessEnv = 
       return plan;
     }
     case 'issue_comment': {
-      const p = parsed.data as z.infer<typeof PAYLOADS.issue_comment>;
+      const p = data as z.infer<typeof PAYLOADS.issue_comment>;
       if (p.issue.pull_request === undefined) return nothing(`issue #${p.issue.number} is not a pull request`);
       const runs = byPr(p.repository, [p.issue.number]);
       if (!runs.length) return untracked(p.repository, `PR #${p.issue.number}`);
@@ -301,10 +296,8 @@ const RETRYABLE_CODES = new Set(['internal', 'configuration', 'unknown_tool']);
 export async function processDelivery(
   app: App,
   registry: Registry,
-  event: string,
-  payload: unknown,
+  plan: DeliveryPlan,
   ctx: Omit<ToolContext, 'app' | 'entry'> & { deliveryId?: string } = {},
-  plan: DeliveryPlan = planDelivery(app, event, payload),
 ): Promise<DeliveryReport> {
   if (plan.pong) return { outcome: 'pong', processed: 0, ignored: 0, calls: [], queued: [], notes: ['pong'], warning: null };
   const calls: CallReport[] = [];

@@ -208,7 +208,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
       };
     }
     try {
-      const report = await processDelivery(app, registry, event, undefined, { actor: read?.sender ? `github:${read.sender}` : 'github', deliveryId: delivery }, plan);
+      const report = await processDelivery(app, registry, plan, { actor: read?.sender ? `github:${read.sender}` : 'github', deliveryId: delivery });
       if (!settledOutcome) await ledger.run(() => app.service.finishDelivery(DELIVERY_SOURCE, delivery, report.outcome));
       if (report.queued.length) followups?.kick();
       return {
